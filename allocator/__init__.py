@@ -1,0 +1,1 @@
+"""Pure, synchronous DRA allocation (resource.k8s.io/v1)."""

@@ -1,0 +1,1 @@
+"""Tessera service: CLI, simulate, and (later) informers, extender, secondary scheduler."""

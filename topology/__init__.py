@@ -1,0 +1,1 @@
+"""Topology model and placement scoring (NVLink domains, PCIe/NUMA, tori). Filled by the topology issue."""
