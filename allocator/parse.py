@@ -1,0 +1,748 @@
+"""Kubernetes JSON (dicts from orjson or YAML) to the internal model, validated once.
+
+Each `parse_*` function takes one object and either returns the model or raises `SpecError`
+naming the object, the field path and the expectation. Validation covers what the
+resource.k8s.io/v1 API server would reject and what allocation depends on; a real cluster
+never serves such objects, but simulate input and stale caches can contain them.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from itertools import pairwise
+from typing import Any
+
+from .errors import SpecError
+from .model import (
+    LIST_KINDS,
+    Allocation,
+    Attr,
+    AttrKind,
+    Capacity,
+    Claim,
+    ClaimConfig,
+    ClaimSpec,
+    ClaimTemplate,
+    ConfigResult,
+    Constraint,
+    ConsumerRef,
+    CounterConsumption,
+    CounterSet,
+    Device,
+    DeviceClass,
+    DeviceRequest,
+    DeviceResult,
+    ExactRequest,
+    Namespace,
+    NodeAccess,
+    OpaqueConfig,
+    Pod,
+    PodClaimRef,
+    PodGroup,
+    ResourceSlice,
+    ValidRange,
+)
+from .nodeselector import Node, NodeSelector, NodeSelectorTerm, Requirement, Taint, Toleration
+from .quantity import Quantity, QuantityError, parse_quantity
+from .semver import SemverError, parse_semver
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_SELECTOR_OPS = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
+_TOLERATION_EFFECTS = ("", "NoSchedule", "NoExecute", "None")
+MAX_REQUESTS = 32
+MAX_SUBREQUESTS = 8
+MAX_EXPRESSION_LENGTH = 10 * 1024
+
+
+class _Obj:
+    """Where we are: the object (kind + namespace/name) for error messages."""
+
+    __slots__ = ("kind", "ref")
+
+    def __init__(self, kind: str, ref: str) -> None:
+        self.kind = kind
+        self.ref = ref
+
+    def fail(self, path: str, message: str) -> SpecError:
+        return SpecError(self.kind, self.ref, path, message)
+
+    def mapping(self, d: Mapping[str, Any], key: str, path: str, required: bool = False) -> Mapping[str, Any]:
+        v = d.get(key)
+        if v is None:
+            if required:
+                raise self.fail(_join(path, key), "required")
+            return {}
+        if not isinstance(v, Mapping):
+            raise self.fail(_join(path, key), f"must be an object, got {_typename(v)}")
+        return v
+
+    def items(self, d: Mapping[str, Any], key: str, path: str, required: bool = False) -> list[Any]:
+        v = d.get(key)
+        if v is None:
+            if required:
+                raise self.fail(_join(path, key), "required")
+            return []
+        if not isinstance(v, list):
+            raise self.fail(_join(path, key), f"must be a list, got {_typename(v)}")
+        return v
+
+    def text(self, d: Mapping[str, Any], key: str, path: str, required: bool = False) -> str:
+        v = d.get(key)
+        if v is None or v == "":
+            if required:
+                raise self.fail(_join(path, key), "required")
+            return ""
+        if not isinstance(v, str):
+            raise self.fail(_join(path, key), f"must be a string, got {_typename(v)}")
+        return v
+
+    def integer(self, d: Mapping[str, Any], key: str, path: str, default: int | None = None) -> int | None:
+        v = d.get(key)
+        if v is None:
+            return default
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.fail(_join(path, key), f"must be an integer, got {_typename(v)}")
+        return v
+
+    def flag(self, d: Mapping[str, Any], key: str, path: str) -> bool:
+        v = d.get(key)
+        if v is None:
+            return False
+        if not isinstance(v, bool):
+            raise self.fail(_join(path, key), f"must be true or false, got {_typename(v)}")
+        return v
+
+    def quantity(self, v: Any, path: str) -> Quantity:
+        try:
+            return parse_quantity(v)
+        except QuantityError as e:
+            raise self.fail(path, str(e)) from None
+
+    def strings(self, d: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
+        out = []
+        for i, v in enumerate(self.items(d, key, path)):
+            if not isinstance(v, str):
+                raise self.fail(f"{_join(path, key)}[{i}]", f"must be a string, got {_typename(v)}")
+            out.append(v)
+        return tuple(out)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _typename(v: Any) -> str:
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, int):
+        return "an integer"
+    if isinstance(v, str):
+        return f"the string {v!r}"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, Mapping):
+        return "an object"
+    return type(v).__name__
+
+
+def _metadata(obj: Mapping[str, Any], kind: str, namespaced: bool) -> tuple[str, str, _Obj]:
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        raise SpecError(kind, "", "metadata", "required")
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise SpecError(kind, "", "metadata.name", "required")
+    ns = ""
+    if namespaced:
+        raw_ns = meta.get("namespace") or "default"
+        if not isinstance(raw_ns, str):
+            raise SpecError(kind, name, "metadata.namespace", "must be a string")
+        ns = raw_ns
+    return ns, name, _Obj(kind, f"{ns}/{name}" if namespaced else name)
+
+
+def _labels(o: _Obj, meta: Mapping[str, Any], key: str) -> dict[str, str]:
+    raw = o.mapping(meta, key, "metadata")
+    out = {}
+    for k, v in raw.items():
+        out[str(k)] = "" if v is None else str(v)
+    return out
+
+
+def object_uid(obj: Mapping[str, Any], kind: str) -> str:
+    """metadata.uid, or a stable UUID derived from kind/namespace/name when the input has none."""
+    meta = obj.get("metadata") or {}
+    uid = meta.get("uid")
+    if isinstance(uid, str) and uid:
+        return uid
+    name = f"{kind}/{meta.get('namespace', '')}/{meta.get('name', '')}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "tessera:" + name))
+
+
+# --- core/v1 -------------------------------------------------------------------------------
+
+def parse_node_selector(o: _Obj, raw: Any, path: str, single_term: bool = False) -> NodeSelector:
+    if not isinstance(raw, Mapping):
+        raise o.fail(path, "must be an object")
+    terms_raw = o.items(raw, "nodeSelectorTerms", path, required=True)
+    if not terms_raw:
+        raise o.fail(_join(path, "nodeSelectorTerms"), "must have at least one term")
+    if single_term and len(terms_raw) != 1:
+        raise o.fail(_join(path, "nodeSelectorTerms"), f"must have exactly one term, got {len(terms_raw)}")
+    terms = []
+    for i, t in enumerate(terms_raw):
+        tp = f"{path}.nodeSelectorTerms[{i}]"
+        if not isinstance(t, Mapping):
+            raise o.fail(tp, "must be an object")
+        exprs = tuple(_requirement(o, r, f"{tp}.matchExpressions[{j}]", field=False)
+                      for j, r in enumerate(o.items(t, "matchExpressions", tp)))
+        fields = tuple(_requirement(o, r, f"{tp}.matchFields[{j}]", field=True)
+                       for j, r in enumerate(o.items(t, "matchFields", tp)))
+        terms.append(NodeSelectorTerm(exprs, fields))
+    return NodeSelector(tuple(terms))
+
+
+def _requirement(o: _Obj, raw: Any, path: str, field: bool) -> Requirement:
+    if not isinstance(raw, Mapping):
+        raise o.fail(path, "must be an object")
+    key = o.text(raw, "key", path, required=True)
+    op = o.text(raw, "operator", path, required=True)
+    allowed = ("In", "NotIn") if field else _SELECTOR_OPS
+    if op not in allowed:
+        raise o.fail(_join(path, "operator"), f"must be one of {', '.join(allowed)}, got {op!r}")
+    if field and key != "metadata.name":
+        raise o.fail(_join(path, "key"), f"only metadata.name is supported in matchFields, got {key!r}")
+    values = tuple(str(v) for v in o.items(raw, "values", path))
+    if op in ("In", "NotIn") and not values:
+        raise o.fail(_join(path, "values"), f"must be non-empty for operator {op}")
+    if op in ("Exists", "DoesNotExist") and values:
+        raise o.fail(_join(path, "values"), f"must be empty for operator {op}")
+    if op in ("Gt", "Lt") and (len(values) != 1 or not values[0].lstrip("-").isdigit()):
+        raise o.fail(_join(path, "values"), f"must be a single integer for operator {op}")
+    return Requirement(key, op, values)
+
+
+def parse_node(obj: Mapping[str, Any]) -> Node:
+    _, name, o = _metadata(obj, "Node", namespaced=False)
+    labels = _labels(o, obj["metadata"], "labels")
+    spec = o.mapping(obj, "spec", "")
+    taints = []
+    for i, t in enumerate(o.items(spec, "taints", "spec")):
+        p = f"spec.taints[{i}]"
+        if not isinstance(t, Mapping):
+            raise o.fail(p, "must be an object")
+        taints.append(Taint(o.text(t, "key", p, required=True), o.text(t, "value", p),
+                            o.text(t, "effect", p, required=True)))
+    return Node(name, labels, o.flag(spec, "unschedulable", "spec"), tuple(taints))
+
+
+def parse_namespace(obj: Mapping[str, Any]) -> Namespace:
+    _, name, o = _metadata(obj, "Namespace", namespaced=False)
+    return Namespace(name, _labels(o, obj["metadata"], "labels"))
+
+
+def _toleration(o: _Obj, raw: Any, path: str, device: bool) -> Toleration:
+    if not isinstance(raw, Mapping):
+        raise o.fail(path, "must be an object")
+    key = o.text(raw, "key", path)
+    op = o.text(raw, "operator", path) or "Equal"
+    value = o.text(raw, "value", path)
+    effect = o.text(raw, "effect", path)
+    if op not in ("Equal", "Exists"):
+        raise o.fail(_join(path, "operator"), f"must be Equal or Exists, got {op!r}")
+    if op == "Exists" and value:
+        raise o.fail(_join(path, "value"), "must be empty when operator is Exists")
+    if not key and op != "Exists":
+        raise o.fail(_join(path, "operator"), "must be Exists when key is empty")
+    allowed = _TOLERATION_EFFECTS if device else ("", "NoSchedule", "PreferNoSchedule", "NoExecute")
+    if effect not in allowed:
+        shown = ", ".join(repr(e) for e in allowed)
+        raise o.fail(_join(path, "effect"), f"must be one of {shown}, got {effect!r}")
+    seconds = o.integer(raw, "tolerationSeconds", path)
+    return Toleration(key, op, value, effect, seconds)
+
+
+def parse_pod(obj: Mapping[str, Any]) -> Pod:
+    ns, name, o = _metadata(obj, "Pod", namespaced=True)
+    meta = obj["metadata"]
+    labels = _labels(o, meta, "labels")
+    spec = o.mapping(obj, "spec", "", required=True)
+    node_selector = {str(k): str(v) for k, v in o.mapping(spec, "nodeSelector", "spec").items()}
+    affinity = o.mapping(o.mapping(spec, "affinity", "spec"), "nodeAffinity", "spec.affinity")
+    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
+    req_sel = (parse_node_selector(o, required, "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution")
+               if required else None)
+    tolerations = tuple(_toleration(o, t, f"spec.tolerations[{i}]", device=False)
+                        for i, t in enumerate(o.items(spec, "tolerations", "spec")))
+    claims = []
+    seen: set[str] = set()
+    for i, rc in enumerate(o.items(spec, "resourceClaims", "spec")):
+        p = f"spec.resourceClaims[{i}]"
+        if not isinstance(rc, Mapping):
+            raise o.fail(p, "must be an object")
+        rc_name = o.text(rc, "name", p, required=True)
+        if rc_name in seen:
+            raise o.fail(_join(p, "name"), f"duplicate pod claim name {rc_name!r}")
+        seen.add(rc_name)
+        claim_name = o.text(rc, "resourceClaimName", p) or None
+        template = o.text(rc, "resourceClaimTemplateName", p) or None
+        if (claim_name is None) == (template is None):
+            raise o.fail(p, "must set exactly one of resourceClaimName or resourceClaimTemplateName")
+        claims.append(PodClaimRef(rc_name, claim_name, template))
+    return Pod(
+        namespace=ns, name=name, uid=object_uid(obj, "Pod"), labels=labels,
+        node_selector=node_selector, required_affinity=req_sel, tolerations=tolerations,
+        node_name=o.text(spec, "nodeName", "spec") or None, claims=tuple(claims),
+        scheduler_name=o.text(spec, "schedulerName", "spec") or "default-scheduler",
+    )
+
+
+def parse_pod_group(obj: Mapping[str, Any]) -> PodGroup:
+    ns, name, o = _metadata(obj, "PodGroup", namespaced=True)
+    spec = o.mapping(obj, "spec", "", required=True)
+    mm = o.integer(spec, "minMember", "spec")
+    if mm is None:
+        raise o.fail("spec.minMember", "required")
+    if mm < 1:
+        raise o.fail("spec.minMember", f"must be at least 1, got {mm}")
+    return PodGroup(ns, name, mm, _labels(o, obj["metadata"], "annotations"))
+
+
+# --- resource.k8s.io/v1: slices ------------------------------------------------------------
+
+def qualify(name: str, driver: str) -> str:
+    """A bare attribute or capacity name belongs to the driver's domain."""
+    return name if "/" in name else f"{driver}/{name}"
+
+
+def _qualified_name_ok(name: str) -> bool:
+    domain, sep, ident = name.rpartition("/")
+    if sep and (not _DNS_SUBDOMAIN.match(domain) or len(domain) > 63):
+        return False
+    return bool(_C_IDENT.match(ident)) and len(ident) <= 32
+
+
+def _attribute(o: _Obj, raw: Any, path: str) -> Attr:
+    if not isinstance(raw, Mapping):
+        raise o.fail(path, "must be an object with one of int, bool, string, version, ints, bools, strings, versions")
+    set_keys = [k for k in ("int", "bool", "string", "version", "ints", "bools", "strings", "versions")
+                if raw.get(k) is not None]
+    if len(set_keys) != 1:
+        raise o.fail(path, f"must set exactly one of int, bool, string, version (or their list forms), got {set_keys or 'none'}")
+    kind: AttrKind = set_keys[0]  # type: ignore[assignment]
+    v = raw[kind]
+    p = f"{path}.{kind}"
+    if kind in LIST_KINDS:
+        if not isinstance(v, list) or not v:
+            raise o.fail(p, "must be a non-empty list")
+        items = tuple(_scalar(o, kind[:-1], x, f"{p}[{i}]") for i, x in enumerate(v))
+        versions = tuple(parse_semver(x) for x in items) if kind == "versions" else ()
+        return Attr(kind, items, versions)
+    value = _scalar(o, kind, v, p)
+    return Attr(kind, value, (parse_semver(value),) if kind == "version" else ())
+
+
+def _scalar(o: _Obj, kind: str, v: Any, path: str) -> Any:
+    if kind == "int":
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise o.fail(path, f"must be an integer, got {_typename(v)}")
+        return v
+    if kind == "bool":
+        if not isinstance(v, bool):
+            raise o.fail(path, f"must be true or false, got {_typename(v)}")
+        return v
+    if not isinstance(v, str):
+        raise o.fail(path, f"must be a string, got {_typename(v)}")
+    if len(v) > 64:
+        raise o.fail(path, f"must be at most 64 characters, got {len(v)}")
+    if kind == "version":
+        try:
+            parse_semver(v)
+        except SemverError as e:
+            raise o.fail(path, str(e)) from None
+    return v
+
+
+def _capacity(o: _Obj, raw: Any, path: str, multi: bool) -> Capacity:
+    if not isinstance(raw, Mapping):
+        raise o.fail(path, "must be an object with a value")
+    if raw.get("value") is None:
+        raise o.fail(_join(path, "value"), "required")
+    value = o.quantity(raw["value"], _join(path, "value"))
+    policy = raw.get("requestPolicy")
+    if not policy:
+        return Capacity(value)
+    pp = _join(path, "requestPolicy")
+    if not multi:
+        raise o.fail(pp, "is only allowed on devices with allowMultipleAllocations: true")
+    if not isinstance(policy, Mapping):
+        raise o.fail(pp, "must be an object")
+    default = o.quantity(policy["default"], f"{pp}.default") if policy.get("default") is not None else None
+    values_raw = o.items(policy, "validValues", pp)
+    range_raw = o.mapping(policy, "validRange", pp)
+    if values_raw and range_raw:
+        raise o.fail(pp, "must set at most one of validValues and validRange")
+    valid_values = tuple(o.quantity(v, f"{pp}.validValues[{i}]") for i, v in enumerate(values_raw))
+    if any(b <= a for a, b in pairwise(valid_values)):
+        raise o.fail(f"{pp}.validValues", "must be strictly ascending")
+    if valid_values and default is not None and default not in valid_values:
+        raise o.fail(f"{pp}.default", f"must be one of validValues, got {default}")
+    valid_range = None
+    if range_raw:
+        rp = f"{pp}.validRange"
+        if range_raw.get("min") is None:
+            raise o.fail(f"{rp}.min", "required")
+        mn = o.quantity(range_raw["min"], f"{rp}.min")
+        mx = o.quantity(range_raw["max"], f"{rp}.max") if range_raw.get("max") is not None else None
+        step = o.quantity(range_raw["step"], f"{rp}.step") if range_raw.get("step") is not None else None
+        if mx is not None and mx < mn:
+            raise o.fail(f"{rp}.max", f"must be at least min ({mn}), got {mx}")
+        if step is not None and step.value <= 0:
+            raise o.fail(f"{rp}.step", f"must be positive, got {step}")
+        valid_range = ValidRange(mn, mx, step)
+    if default is not None and default > value:
+        raise o.fail(f"{pp}.default", f"must not exceed the capacity value {value}, got {default}")
+    return Capacity(value, default, valid_values, valid_range)
+
+
+def _access(o: _Obj, raw: Mapping[str, Any], path: str, what: str) -> NodeAccess | None:
+    node_name = o.text(raw, "nodeName", path) or None
+    selector = raw.get("nodeSelector")
+    all_nodes = o.flag(raw, "allNodes", path)
+    n = sum((node_name is not None, selector is not None, all_nodes))
+    if n > 1:
+        raise o.fail(path or "spec", f"{what} must set exactly one of nodeName, nodeSelector, allNodes")
+    if n == 0:
+        return None
+    sel = parse_node_selector(o, selector, _join(path, "nodeSelector"), single_term=True) if selector is not None else None
+    return NodeAccess(node_name, sel, all_nodes)
+
+
+def _device(o: _Obj, raw: Any, path: str, driver: str, pool: str, slice_name: str,
+            slice_access: NodeAccess | None) -> Device:
+    if not isinstance(raw, Mapping):
+        raise o.fail(path, "must be an object")
+    name = o.text(raw, "name", path, required=True)
+    if not _DNS_LABEL.match(name) or len(name) > 63:
+        raise o.fail(_join(path, "name"), f"must be a DNS label (lowercase alphanumerics and '-'), got {name!r}")
+    multi = o.flag(raw, "allowMultipleAllocations", path)
+    attrs: dict[str, Attr] = {}
+    for k, v in o.mapping(raw, "attributes", path).items():
+        ap = f"{path}.attributes[{k}]"
+        if not _qualified_name_ok(k):
+            raise o.fail(ap, "attribute name must be a C identifier, optionally prefixed by a DNS domain and '/'")
+        q = qualify(k, driver)
+        if q in attrs and "/" not in k:
+            continue  # an explicitly qualified twin wins over the bare name
+        attrs[q] = _attribute(o, v, ap)
+    caps: dict[str, Capacity] = {}
+    for k, v in o.mapping(raw, "capacity", path).items():
+        cp = f"{path}.capacity[{k}]"
+        if not _qualified_name_ok(k):
+            raise o.fail(cp, "capacity name must be a C identifier, optionally prefixed by a DNS domain and '/'")
+        caps[k] = _capacity(o, v, cp, multi)
+    consumes = []
+    seen_sets: set[str] = set()
+    for i, c in enumerate(o.items(raw, "consumesCounters", path)):
+        cp = f"{path}.consumesCounters[{i}]"
+        if not isinstance(c, Mapping):
+            raise o.fail(cp, "must be an object")
+        cs = o.text(c, "counterSet", cp, required=True)
+        if cs in seen_sets:
+            raise o.fail(_join(cp, "counterSet"), f"counter set {cs!r} is consumed twice")
+        seen_sets.add(cs)
+        counters = {}
+        for cn, cv in o.mapping(c, "counters", cp, required=True).items():
+            vp = f"{cp}.counters[{cn}]"
+            if not isinstance(cv, Mapping) or cv.get("value") is None:
+                raise o.fail(vp, "must be an object with a value")
+            counters[str(cn)] = o.quantity(cv["value"], f"{vp}.value")
+        consumes.append(CounterConsumption(cs, counters))
+    taints = []
+    for i, t in enumerate(o.items(raw, "taints", path)):
+        tp = f"{path}.taints[{i}]"
+        if not isinstance(t, Mapping):
+            raise o.fail(tp, "must be an object")
+        # Unknown effects are informational, like None.
+        taints.append(Taint(o.text(t, "key", tp, required=True), o.text(t, "value", tp), o.text(t, "effect", tp) or "None"))
+    if slice_access is None:
+        access = _access(o, raw, path, "a device in a slice with perDeviceNodeSelection")
+        if access is None:
+            raise o.fail(path, "a device in a slice with perDeviceNodeSelection must set exactly one of nodeName, nodeSelector, allNodes")
+    else:
+        for f in ("nodeName", "nodeSelector", "allNodes"):
+            if raw.get(f):
+                raise o.fail(_join(path, f), "is only allowed when the slice sets perDeviceNodeSelection: true")
+        access = slice_access
+    return Device(
+        key=(driver, pool, name), slice_name=slice_name, attributes=attrs, capacity=caps,
+        consumes_counters=tuple(consumes), access=access, taints=tuple(taints),
+        binds_to_node=o.flag(raw, "bindsToNode", path),
+        binding_conditions=o.strings(raw, "bindingConditions", path),
+        binding_failure_conditions=o.strings(raw, "bindingFailureConditions", path),
+        allow_multiple_allocations=multi,
+    )
+
+
+def parse_resource_slice(obj: Mapping[str, Any]) -> ResourceSlice:
+    """Raises SpecError only when the slice cannot be tied to a pool; other problems are kept
+    in `ResourceSlice.error`, which makes the whole pool invalid (as upstream does)."""
+    _, name, o = _metadata(obj, "ResourceSlice", namespaced=False)
+    spec = o.mapping(obj, "spec", "", required=True)
+    driver = o.text(spec, "driver", "spec", required=True)
+    pool_raw = o.mapping(spec, "pool", "spec", required=True)
+    pool = o.text(pool_raw, "name", "spec.pool", required=True)
+    generation = o.integer(pool_raw, "generation", "spec.pool", default=0) or 0
+    count = o.integer(pool_raw, "resourceSliceCount", "spec.pool", default=0) or 0
+    per_device = False
+    access: NodeAccess | None = None
+    try:
+        per_device = o.flag(spec, "perDeviceNodeSelection", "spec")
+        access = _access(o, spec, "spec", "a ResourceSlice")
+        if per_device and access is not None:
+            raise o.fail("spec", "a ResourceSlice must set exactly one of nodeName, nodeSelector, allNodes, perDeviceNodeSelection")
+    except SpecError as e:
+        return ResourceSlice(name, driver, pool, generation, max(count, 1), None, False, (), (), error=str(e))
+    try:
+        if count < 1:
+            raise o.fail("spec.pool.resourceSliceCount", f"must be at least 1, got {count}")
+        devices_raw = o.items(spec, "devices", "spec")
+        counters_raw = o.items(spec, "sharedCounters", "spec")
+        if access is None and not per_device and devices_raw:
+            raise o.fail("spec", "a ResourceSlice with devices must set one of nodeName, nodeSelector, allNodes, perDeviceNodeSelection")
+        devices = tuple(_device(o, d, f"spec.devices[{i}]", driver, pool, name, None if per_device else access)
+                        for i, d in enumerate(devices_raw))
+        seen: set[str] = set()
+        for i, d in enumerate(devices):
+            if d.name in seen:
+                raise o.fail(f"spec.devices[{i}].name", f"duplicate device name {d.name!r}")
+            seen.add(d.name)
+        counter_sets = []
+        for i, cs in enumerate(counters_raw):
+            cp = f"spec.sharedCounters[{i}]"
+            if not isinstance(cs, Mapping):
+                raise o.fail(cp, "must be an object")
+            cs_name = o.text(cs, "name", cp, required=True)
+            counters = {}
+            for cn, cv in o.mapping(cs, "counters", cp).items():
+                vp = f"{cp}.counters[{cn}]"
+                if not isinstance(cv, Mapping) or cv.get("value") is None:
+                    raise o.fail(vp, "must be an object with a value")
+                counters[str(cn)] = o.quantity(cv["value"], f"{vp}.value")
+            counter_sets.append(CounterSet(cs_name, counters))
+        return ResourceSlice(name, driver, pool, generation, count, access, per_device, devices, tuple(counter_sets))
+    except SpecError as e:
+        # Keep the slice's node access so that the nodes it serves learn why its pool is unusable.
+        return ResourceSlice(name, driver, pool, generation, max(count, 1), access, per_device, (), (), error=str(e))
+
+
+# --- resource.k8s.io/v1: classes and claims ------------------------------------------------
+
+def _selectors(o: _Obj, d: Mapping[str, Any], path: str) -> tuple[str, ...]:
+    out = []
+    for i, s in enumerate(o.items(d, "selectors", path)):
+        sp = f"{path}.selectors[{i}]"
+        if not isinstance(s, Mapping):
+            raise o.fail(sp, "must be an object with cel.expression")
+        cel = s.get("cel")
+        if not isinstance(cel, Mapping):
+            raise o.fail(f"{sp}.cel", "required (the only selector type)")
+        expr = cel.get("expression")
+        if not isinstance(expr, str) or not expr.strip():
+            raise o.fail(f"{sp}.cel.expression", "must be a non-empty CEL expression")
+        if len(expr) > MAX_EXPRESSION_LENGTH:
+            raise o.fail(f"{sp}.cel.expression", f"must be at most {MAX_EXPRESSION_LENGTH} characters, got {len(expr)}")
+        out.append(expr)
+    return tuple(out)
+
+
+def _opaque(o: _Obj, raw: Any, path: str) -> OpaqueConfig:
+    if not isinstance(raw, Mapping):
+        raise o.fail(path, "must be an object")
+    op = o.mapping(raw, "opaque", path, required=True)
+    return OpaqueConfig(o.text(op, "driver", f"{path}.opaque", required=True), op.get("parameters"))
+
+
+def parse_device_class(obj: Mapping[str, Any]) -> DeviceClass:
+    _, name, o = _metadata(obj, "DeviceClass", namespaced=False)
+    spec = o.mapping(obj, "spec", "")
+    return DeviceClass(
+        name=name,
+        selectors=_selectors(o, spec, "spec"),
+        config=tuple(_opaque(o, c, f"spec.config[{i}]") for i, c in enumerate(o.items(spec, "config", "spec"))),
+        extended_resource_name=o.text(spec, "extendedResourceName", "spec") or None,
+    )
+
+
+def _exact(o: _Obj, raw: Any, path: str, name: str, sub: bool) -> ExactRequest:
+    if not isinstance(raw, Mapping):
+        raise o.fail(path, "must be an object")
+    cls = o.text(raw, "deviceClassName", path, required=True)
+    mode = o.text(raw, "allocationMode", path) or "ExactCount"
+    if mode not in ("ExactCount", "All"):
+        raise o.fail(_join(path, "allocationMode"), f"must be ExactCount or All, got {mode!r}")
+    count = o.integer(raw, "count", path)
+    if mode == "All" and count is not None:
+        raise o.fail(_join(path, "count"), "must not be set when allocationMode is All")
+    if count is None:
+        count = 1
+    if count < 1:
+        raise o.fail(_join(path, "count"), f"must be at least 1, got {count}")
+    admin = o.flag(raw, "adminAccess", path)
+    if sub and admin:
+        raise o.fail(_join(path, "adminAccess"), "is not allowed on a firstAvailable subrequest")
+    tolerations = tuple(_toleration(o, t, f"{path}.tolerations[{i}]", device=True)
+                        for i, t in enumerate(o.items(raw, "tolerations", path)))
+    cap_reqs = {}
+    for k, v in o.mapping(o.mapping(raw, "capacity", path), "requests", f"{path}.capacity").items():
+        cap_reqs[str(k)] = o.quantity(v, f"{path}.capacity.requests[{k}]")
+    return ExactRequest(name, cls, _selectors(o, raw, path), mode, count, admin, tolerations, cap_reqs)  # type: ignore[arg-type]
+
+
+def parse_claim_spec(o: _Obj, spec: Mapping[str, Any], path: str) -> ClaimSpec:
+    devices = o.mapping(spec, "devices", path)
+    dp = _join(path, "devices")
+    reqs_raw = o.items(devices, "requests", dp)
+    if len(reqs_raw) > MAX_REQUESTS:
+        raise o.fail(f"{dp}.requests", f"must have at most {MAX_REQUESTS} requests, got {len(reqs_raw)}")
+    requests = []
+    names: set[str] = set()
+    sub_names: set[str] = set()
+    for i, r in enumerate(reqs_raw):
+        rp = f"{dp}.requests[{i}]"
+        if not isinstance(r, Mapping):
+            raise o.fail(rp, "must be an object")
+        name = o.text(r, "name", rp, required=True)
+        if not _DNS_LABEL.match(name):
+            raise o.fail(_join(rp, "name"), f"must be a DNS label, got {name!r}")
+        if name in names:
+            raise o.fail(_join(rp, "name"), f"duplicate request name {name!r}")
+        names.add(name)
+        has_exact, has_first = r.get("exactly") is not None, r.get("firstAvailable") is not None
+        if has_exact == has_first:
+            raise o.fail(rp, "must set exactly one of exactly or firstAvailable")
+        if has_exact:
+            requests.append(DeviceRequest(name, exactly=_exact(o, r["exactly"], f"{rp}.exactly", name, sub=False)))
+            continue
+        subs_raw = o.items(r, "firstAvailable", rp)
+        if not subs_raw or len(subs_raw) > MAX_SUBREQUESTS:
+            raise o.fail(f"{rp}.firstAvailable", f"must have 1 to {MAX_SUBREQUESTS} subrequests, got {len(subs_raw)}")
+        subs = []
+        seen: set[str] = set()
+        for j, s in enumerate(subs_raw):
+            sp = f"{rp}.firstAvailable[{j}]"
+            sname = o.text(s, "name", sp, required=True) if isinstance(s, Mapping) else ""
+            if not _DNS_LABEL.match(sname):
+                raise o.fail(_join(sp, "name"), f"must be a DNS label, got {sname!r}")
+            if sname in seen:
+                raise o.fail(_join(sp, "name"), f"duplicate subrequest name {sname!r}")
+            seen.add(sname)
+            sub_names.add(f"{name}/{sname}")
+            subs.append(_exact(o, s, sp, sname, sub=True))
+        requests.append(DeviceRequest(name, first_available=tuple(subs)))
+    known = names | sub_names
+    constraints = []
+    for i, c in enumerate(o.items(devices, "constraints", dp)):
+        cp = f"{dp}.constraints[{i}]"
+        if not isinstance(c, Mapping):
+            raise o.fail(cp, "must be an object")
+        refs = o.strings(c, "requests", cp)
+        for j, ref in enumerate(refs):
+            if ref not in known:
+                raise o.fail(f"{cp}.requests[{j}]", f"names unknown request {ref!r}")
+        match, distinct = o.text(c, "matchAttribute", cp) or None, o.text(c, "distinctAttribute", cp) or None
+        if (match is None) == (distinct is None):
+            raise o.fail(cp, "must set exactly one of matchAttribute or distinctAttribute")
+        attr = match or distinct or ""
+        if "/" not in attr or not _qualified_name_ok(attr):
+            field = "matchAttribute" if match else "distinctAttribute"
+            raise o.fail(f"{cp}.{field}", f"must be a fully qualified attribute name (domain/name), got {attr!r}")
+        constraints.append(Constraint(refs, match, distinct))
+    configs = []
+    for i, c in enumerate(o.items(devices, "config", dp)):
+        cp = f"{dp}.config[{i}]"
+        if not isinstance(c, Mapping):
+            raise o.fail(cp, "must be an object")
+        refs = o.strings(c, "requests", cp)
+        for j, ref in enumerate(refs):
+            if ref not in known:
+                raise o.fail(f"{cp}.requests[{j}]", f"names unknown request {ref!r}")
+        configs.append(ClaimConfig(refs, _opaque(o, c, cp)))
+    return ClaimSpec(tuple(requests), tuple(constraints), tuple(configs))
+
+
+def parse_allocation(o: _Obj, raw: Any, path: str) -> Allocation:
+    if not isinstance(raw, Mapping):
+        raise o.fail(path, "must be an object")
+    devices = o.mapping(raw, "devices", path)
+    results = []
+    for i, r in enumerate(o.items(devices, "results", f"{path}.devices")):
+        rp = f"{path}.devices.results[{i}]"
+        if not isinstance(r, Mapping):
+            raise o.fail(rp, "must be an object")
+        consumed = {str(k): o.quantity(v, f"{rp}.consumedCapacity[{k}]")
+                    for k, v in o.mapping(r, "consumedCapacity", rp).items()}
+        results.append(DeviceResult(
+            request=o.text(r, "request", rp, required=True), driver=o.text(r, "driver", rp, required=True),
+            pool=o.text(r, "pool", rp, required=True), device=o.text(r, "device", rp, required=True),
+            admin_access=o.flag(r, "adminAccess", rp),
+            tolerations=tuple(_toleration(o, t, f"{rp}.tolerations[{j}]", device=True)
+                              for j, t in enumerate(o.items(r, "tolerations", rp))),
+            binding_conditions=o.strings(r, "bindingConditions", rp),
+            binding_failure_conditions=o.strings(r, "bindingFailureConditions", rp),
+            share_id=o.text(r, "shareID", rp) or None, consumed_capacity=consumed,
+        ))
+    configs = []
+    for i, c in enumerate(o.items(devices, "config", f"{path}.devices")):
+        cp = f"{path}.devices.config[{i}]"
+        if not isinstance(c, Mapping):
+            raise o.fail(cp, "must be an object")
+        source = o.text(c, "source", cp, required=True)
+        if source not in ("FromClass", "FromClaim"):
+            raise o.fail(f"{cp}.source", f"must be FromClass or FromClaim, got {source!r}")
+        configs.append(ConfigResult(source, o.strings(c, "requests", cp), _opaque(o, c, cp)))  # type: ignore[arg-type]
+    sel = raw.get("nodeSelector")
+    node_selector = parse_node_selector(o, sel, f"{path}.nodeSelector") if sel else None
+    return Allocation(tuple(results), tuple(configs), node_selector)
+
+
+def _reserved_for(o: _Obj, status: Mapping[str, Any]) -> tuple[ConsumerRef, ...]:
+    out = []
+    for i, r in enumerate(o.items(status, "reservedFor", "status")):
+        rp = f"status.reservedFor[{i}]"
+        if not isinstance(r, Mapping):
+            raise o.fail(rp, "must be an object")
+        out.append(ConsumerRef(o.text(r, "resource", rp, required=True), o.text(r, "name", rp, required=True),
+                               o.text(r, "uid", rp), o.text(r, "apiGroup", rp)))
+    return tuple(out)
+
+
+def parse_claim(obj: Mapping[str, Any]) -> Claim:
+    """A ResourceClaim. A spec that fails validation yields a Claim with `error` set (so pods that
+    use it get a precise reason); a broken status raises, since it describes devices in use."""
+    ns, name, o = _metadata(obj, "ResourceClaim", namespaced=True)
+    status = o.mapping(obj, "status", "")
+    alloc_raw = status.get("allocation")
+    allocation = parse_allocation(o, alloc_raw, "status.allocation") if alloc_raw else None
+    reserved = _reserved_for(o, status)
+    uid = object_uid(obj, "ResourceClaim")
+    try:
+        spec = parse_claim_spec(o, o.mapping(obj, "spec", "", required=True), "spec")
+    except SpecError as e:
+        return Claim(ns, name, uid, ClaimSpec(), allocation, reserved, error=str(e))
+    return Claim(ns, name, uid, spec, allocation, reserved)
+
+
+def parse_claim_template(obj: Mapping[str, Any]) -> ClaimTemplate:
+    ns, name, o = _metadata(obj, "ResourceClaimTemplate", namespaced=True)
+    try:
+        outer = o.mapping(obj, "spec", "", required=True)
+        spec = parse_claim_spec(o, o.mapping(outer, "spec", "spec", required=True), "spec.spec")
+    except SpecError as e:
+        return ClaimTemplate(ns, name, ClaimSpec(), error=str(e))
+    return ClaimTemplate(ns, name, spec)
+
