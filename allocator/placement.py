@@ -1,0 +1,492 @@
+"""Placing pods (and gangs of pods) on nodes: the engine `simulate` and the scheduler share.
+
+`Session.decide` is a pure function of the session's state: it resolves the pod's claims,
+filters nodes (pod node selector and affinity, taints, unschedulable nodes, where already
+allocated claims are), prunes nodes with too few free matching devices, orders the rest by
+policy and runs the allocator on each in turn until one works. `commit` applies a decision
+(allocations into the ledger, the pod into each claim's reservedFor) and returns what is
+needed to roll it back, which is how a gang is placed all-or-nothing.
+
+Policies: `best-fit` prefers the feasible node that leaves the fewest matching devices free,
+so whole nodes stay free for large jobs; `first-fit` takes the first feasible node by name,
+the baseline the upstream scheduler behaves like.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from .cel import Backend, get_backend
+from .freecount import FreeIndex
+from .ledger import Ledger
+from .model import (
+    MAX_RESERVED_FOR,
+    MAX_RESULTS_PER_CLAIM,
+    Allocation,
+    Claim,
+    ClaimTemplate,
+    ConsumerRef,
+    DeviceClass,
+    DeviceRequest,
+    ExactRequest,
+    Namespace,
+    ObjectKey,
+    Pod,
+    PodGroup,
+    ResourceSlice,
+)
+from .nodeselector import Node, Taint, untolerated
+from .pools import PoolIndex
+from .results import build_allocation
+from .search import DEFAULT_BUDGET, ClaimRequestInput, NodeOutcome, Shortfall, allocate_on_node
+from .selection import RequestError, Selector, make_selector, matches
+
+Policy = Literal["best-fit", "first-fit"]
+POLICIES: tuple[Policy, ...] = ("best-fit", "first-fit")
+_UNSCHEDULABLE_TAINT = Taint("node.kubernetes.io/unschedulable", "", "NoSchedule")
+_CLAIM_NS = uuid.UUID("a3c0b7de-41a4-4f38-8b8e-58d0c3f6a2e9")
+MAX_WARNINGS_IN_REASON = 3
+
+
+@dataclass(slots=True)
+class Cluster:
+    """The static part of the allocator's input plus the ledger of what is allocated."""
+
+    nodes: list[Node]  # sorted by name
+    namespaces: dict[str, Namespace]
+    classes: dict[str, DeviceClass]
+    pools: PoolIndex
+    backend: Backend
+    ledger: Ledger
+    free: FreeIndex
+
+    @classmethod
+    def build(cls, nodes: Iterable[Node], namespaces: Iterable[Namespace], classes: Iterable[DeviceClass],
+              slices: Iterable[ResourceSlice], backend: Backend | None = None) -> Cluster:
+        pools = PoolIndex(slices)
+        ledger = Ledger(pools)
+        return cls(sorted(nodes, key=lambda n: n.name), {n.name: n for n in namespaces}, {c.name: c for c in classes},
+                   pools, backend or get_backend(), ledger, FreeIndex(pools, ledger))
+
+
+@dataclass(frozen=True, slots=True)
+class PodClaim:
+    name: str  # the pod's name for the claim (spec.resourceClaims[].name)
+    key: ObjectKey | None
+    claim: Claim | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    node: str
+    allocations: Mapping[ObjectKey, Allocation]  # claims this decision allocates
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Unschedulable:
+    reason: str
+    warnings: tuple[str, ...] = ()
+
+
+Decision = Placed | Unschedulable
+
+
+@dataclass(slots=True)
+class Commit:
+    """What `commit` changed, so that `rollback` can restore it exactly."""
+
+    pod: ObjectKey
+    previous: list[tuple[ObjectKey, Claim]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Need:
+    claim: Claim
+    request: DeviceRequest
+    alts: list[tuple[ExactRequest, Selector, int]]
+
+
+def pod_node_problem(pod: Pod, node: Node) -> str | None:
+    """Why the pod cannot run on the node regardless of devices, in kube-scheduler's words."""
+    if pod.node_name is not None and pod.node_name != node.name:
+        return "node(s) didn't match the requested node name"
+    if node.unschedulable and not any(t.tolerates(_UNSCHEDULABLE_TAINT) for t in pod.tolerations):
+        return "node(s) were unschedulable"
+    for k, v in pod.node_selector.items():
+        if node.labels.get(k) != v:
+            return "node(s) didn't match Pod's node affinity/selector"
+    if pod.required_affinity is not None and not pod.required_affinity.matches(node):
+        return "node(s) didn't match Pod's node affinity/selector"
+    t = untolerated(node.taints, pod.tolerations)
+    if t is not None:
+        return f"node(s) had untolerated taint {{{t.key}: {t.value}}}" if t.value else f"node(s) had untolerated taint {{{t.key}}}"
+    return None
+
+
+def _pod_shape(pod: Pod) -> tuple[object, ...]:
+    return (pod.node_name, tuple(sorted(pod.node_selector.items())), pod.required_affinity, pod.tolerations)
+
+
+class Session:
+    """Scheduling state: the cluster, every known claim and template, and what was decided."""
+
+    def __init__(self, cluster: Cluster, claims: Iterable[Claim] = (), templates: Iterable[ClaimTemplate] = (),
+                 policy: Policy = "best-fit", budget: int = DEFAULT_BUDGET) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"unknown policy {policy!r}: expected one of {', '.join(POLICIES)}")
+        self.cluster = cluster
+        self.policy = policy
+        self.budget = budget
+        self.claims: dict[ObjectKey, Claim] = {}
+        self.templates: dict[ObjectKey, ClaimTemplate] = {}
+        self.generated: dict[ObjectKey, tuple[ObjectKey, str]] = {}  # claim -> (pod, pod claim name)
+        self._by_pod_claim: dict[tuple[ObjectKey, str], ObjectKey] = {}
+        self._node_filter: dict[tuple[object, ...], tuple[list[Node], Counter[str]]] = {}
+        for c in claims:
+            self.add_claim(c)
+        for t in templates:
+            self.add_template(t)
+
+    # --- state ---------------------------------------------------------------------------
+
+    def add_claim(self, claim: Claim) -> None:
+        old = self.claims.get(claim.key)
+        if old is not None and old.allocation is not None:
+            self.cluster.ledger.remove(old.allocation)
+        self.claims[claim.key] = claim
+        if claim.allocation is not None:
+            self.cluster.ledger.add(claim.allocation, owner=f"claim {claim.ref}")
+
+    def add_template(self, template: ClaimTemplate) -> None:
+        self.templates[(template.namespace, template.name)] = template
+
+    def generated_claim_name(self, pod: Pod, pod_claim: str) -> str:
+        base = f"{pod.name}-{pod_claim}"
+        name, n = base, 1
+        while (pod.namespace, name) in self.claims and self.generated.get((pod.namespace, name)) != (pod.key, pod_claim):
+            n += 1
+            name = f"{base}-{n}"
+        return name
+
+    def resolve(self, pod: Pod) -> list[PodClaim]:
+        """The pod's claims; a template yields one claim per pod, named `<pod>-<podClaimName>`."""
+        out = []
+        for ref in pod.claims:
+            if ref.claim_name is not None:
+                key = (pod.namespace, ref.claim_name)
+                claim = self.claims.get(key)
+                err = None if claim is not None else f"claim {pod.namespace}/{ref.claim_name} (pod claim {ref.name!r}) not found"
+                out.append(PodClaim(ref.name, key, claim, err))
+                continue
+            assert ref.template_name is not None
+            existing = self._by_pod_claim.get((pod.key, ref.name))
+            if existing is not None:
+                out.append(PodClaim(ref.name, existing, self.claims[existing]))
+                continue
+            tkey = (pod.namespace, ref.template_name)
+            template = self.templates.get(tkey)
+            if template is None:
+                out.append(PodClaim(ref.name, None, None,
+                                    f"ResourceClaimTemplate {pod.namespace}/{ref.template_name} (pod claim {ref.name!r}) not found"))
+                continue
+            name = self.generated_claim_name(pod, ref.name)
+            key = (pod.namespace, name)
+            uid = str(uuid.uuid5(_CLAIM_NS, f"{pod.namespace}/{name}/{pod.uid}"))
+            error = f"ResourceClaimTemplate {pod.namespace}/{template.name}: {template.error}" if template.error else None
+            claim = Claim(pod.namespace, name, uid, template.spec, error=error)
+            self.claims[key] = claim
+            self.generated[key] = (pod.key, ref.name)
+            self._by_pod_claim[(pod.key, ref.name)] = key
+            out.append(PodClaim(ref.name, key, claim))
+        return out
+
+    # --- deciding ------------------------------------------------------------------------
+
+    def decide(self, pod: Pod) -> Decision:
+        if pod.error:
+            return Unschedulable(pod.error)
+        pcs = self.resolve(pod)
+        errors = [pc.error for pc in pcs if pc.error]
+        errors += [f"claim {pc.claim.ref}: {pc.claim.error}" if not pc.claim.error.startswith("ResourceClaimTemplate")
+                   else pc.claim.error for pc in pcs if pc.claim is not None and pc.claim.error]
+        if errors:
+            return Unschedulable("; ".join(errors))
+        ref = ConsumerRef("pods", pod.name, pod.uid)
+        allocated: dict[ObjectKey, Claim] = {}
+        pending: dict[ObjectKey, Claim] = {}
+        for pc in pcs:
+            assert pc.claim is not None and pc.key is not None
+            c = pc.claim
+            if c.allocation is not None:
+                if len(c.reserved_for) >= MAX_RESERVED_FOR and ref not in c.reserved_for:
+                    return Unschedulable(f"claim {c.ref} is already reserved for {len(c.reserved_for)} consumers, the maximum")
+                allocated[pc.key] = c
+            else:
+                pending[pc.key] = c
+        try:
+            inputs = [self._input(c, pod) for c in pending.values()]
+        except RequestError as e:
+            return Unschedulable(str(e))
+        nodes, rejected = self._nodes_for(pod)
+        rejected = Counter(rejected)
+        for c in allocated.values():
+            sel = c.allocation.node_selector if c.allocation else None
+            if sel is None:
+                continue
+            keep = []
+            for n in nodes:
+                if sel.matches(n):
+                    keep.append(n)
+                else:
+                    rejected[f"node(s) not where claim {c.ref} is allocated"] += 1
+            nodes = keep
+        total = len(self.cluster.nodes)
+        if not inputs:
+            if not nodes:
+                return Unschedulable(_summary(total, rejected, "no node can run the pod"))
+            return Placed(self._pick_plain(nodes).name, {})
+        return self._place(pod, inputs, nodes, rejected, total)
+
+    def _input(self, claim: Claim, pod: Pod) -> ClaimRequestInput:
+        ns = self.cluster.namespaces.get(claim.namespace)
+        admin_ok = ns is not None and ns.admin_access
+        per_request = []
+        minimum = 0
+        for ri, req in enumerate(claim.spec.requests):
+            alts = []
+            for ai, alt in enumerate(req.alternatives):
+                path = f"spec.devices.requests[{ri}]" + (".exactly" if req.exactly is not None else f".firstAvailable[{ai}]")
+                where = f"claim {claim.ref} request {req.result_name(alt)}"
+                if alt.admin_access and not admin_ok:
+                    raise RequestError(f"{where}: adminAccess needs namespace {claim.namespace} to be labelled "
+                                       f"resource.kubernetes.io/admin-access=true ({path}.adminAccess)")
+                try:
+                    sel = make_selector(alt, self.cluster.classes, self.cluster.backend)
+                except RequestError as e:
+                    msg = str(e)
+                    field_path = f"{path}.deviceClassName" if msg.startswith("DeviceClass") else path
+                    if msg.startswith("selectors["):
+                        msg = f"{path}.{msg}"
+                        field_path = ""
+                    raise RequestError(f"{where}: {msg}" + (f" ({field_path})" if field_path else "")) from None
+                alts.append((alt, sel))
+            minimum += min(1 if a.mode == "All" else a.count for a, _ in alts)
+            per_request.append(tuple(alts))
+        if minimum > MAX_RESULTS_PER_CLAIM:
+            raise RequestError(
+                f"claim {claim.ref} needs at least {minimum} devices, more than the {MAX_RESULTS_PER_CLAIM} a claim may hold")
+        return ClaimRequestInput(claim, tuple(per_request), admin_ok)
+
+    def _nodes_for(self, pod: Pod) -> tuple[list[Node], Counter[str]]:
+        shape = _pod_shape(pod)
+        hit = self._node_filter.get(shape)
+        if hit is None:
+            ok, rejected = [], Counter[str]()
+            for n in self.cluster.nodes:
+                why = pod_node_problem(pod, n)
+                if why is None:
+                    ok.append(n)
+                else:
+                    rejected[why] += 1
+            hit = (ok, rejected)
+            self._node_filter[shape] = hit
+        return list(hit[0]), hit[1]
+
+    def _pick_plain(self, nodes: list[Node]) -> Node:
+        if self.policy == "first-fit":
+            return nodes[0]
+        free = self.cluster.free
+        return min(nodes, key=lambda n: (free.free_total(n), n.name))
+
+    def _place(self, pod: Pod, inputs: list[ClaimRequestInput], nodes: list[Node], rejected: Counter[str],
+               total: int) -> Decision:
+        free = self.cluster.free
+        needs = [_Need(inp.claim, req, [(a, s, 1 if a.mode == "All" else a.count) for a, s in inp.alternatives[ri]])
+                 for inp in inputs for ri, req in enumerate(inp.claim.spec.requests)]
+        # Requests with one alternative and the same selector draw on the same devices.
+        grouped: dict[tuple[object, ...], tuple[_Need, Selector, bool, int]] = {}
+        single: list[_Need] = []
+        for nd in needs:
+            if len(nd.alts) == 1 and nd.alts[0][0].mode == "ExactCount":
+                alt, sel, need = nd.alts[0]
+                gk = (sel.key, alt.admin_access)
+                prev = grouped.get(gk)
+                grouped[gk] = (prev[0] if prev else nd, sel, alt.admin_access, (prev[3] if prev else 0) + need)
+            else:
+                single.append(nd)
+        feasible: list[tuple[int, str, Node]] = []
+        shortfalls: list[tuple[Shortfall, str]] = []
+        for n in nodes:
+            score, short = 0, None
+            for nd, sel, admin, need in grouped.values():
+                have = free.free(sel, n, admin)
+                if have < need:
+                    short = Shortfall(nd.claim, nd.request.name, sel.device_class, need, have, selector=sel)
+                    break
+                score += have - need
+            if short is None:
+                for nd in single:
+                    best = None
+                    for alt, sel, need in nd.alts:
+                        have = free.free(sel, n, alt.admin_access)
+                        if have >= need:
+                            score += have - need
+                            best = None
+                            break
+                        cand = Shortfall(nd.claim, nd.request.name, sel.device_class, need, have, selector=sel)
+                        if best is None or cand.have - cand.need > best.have - best.need:
+                            best = cand
+                    else:
+                        short = best
+                    if short is not None:
+                        break
+            if short is not None:
+                shortfalls.append((short, n.name))
+                rejected["node(s) had too few free matching devices"] += 1
+                continue
+            feasible.append((score if self.policy == "best-fit" else 0, n.name, n))
+        feasible.sort(key=lambda t: (t[0], t[1]))
+        failures: list[tuple[str, NodeOutcome]] = []
+        warnings: dict[str, None] = {}
+        for _, _, n in feasible:
+            view = self.cluster.pools.view(n)
+            out = allocate_on_node(inputs, view, self.cluster.pools, self.cluster.ledger, self.budget)
+            for w in out.warnings:
+                warnings[str(w)] = None
+            if out.picks is not None:
+                allocations = {
+                    inp.claim.key: build_allocation(inp.claim, picks, n.name, self.cluster.classes)
+                    for inp, picks in zip(inputs, out.picks, strict=True)
+                }
+                return Placed(n.name, allocations, tuple(warnings))
+            failures.append((n.name, out))
+            if out.shortfalls:
+                shortfalls.extend((s, n.name) for s in out.shortfalls)
+                rejected["node(s) had too few usable matching devices"] += 1
+            elif out.budget_exhausted:
+                rejected["node(s) where the search budget was exhausted"] += 1
+            else:
+                rejected["node(s) where no device set satisfies the claims' constraints"] += 1
+        # Explain: CEL warnings from the nodes we looked at, the nearest node's story first.
+        for n in nodes[:50]:
+            view = self.cluster.pools.view(n)
+            for nd in needs:
+                for _, sel, _ in nd.alts:
+                    for w in matches(sel, view).warnings:
+                        warnings[str(w)] = None
+        headline = self._headline(shortfalls, failures, nodes)
+        reason = _summary(total, rejected, headline)
+        if warnings:
+            shown = list(warnings)[:MAX_WARNINGS_IN_REASON]
+            more = len(warnings) - len(shown)
+            reason += "; CEL errors made devices non-matching: " + "; ".join(shown) + (f" (and {more} more)" if more else "")
+        return Unschedulable(reason, tuple(warnings))
+
+    def _headline(self, shortfalls: list[tuple[Shortfall, str]], failures: list[tuple[str, NodeOutcome]],
+                  nodes: list[Node]) -> str:
+        """The one sentence a person acts on: what the nearest node lacks."""
+        searched = [(n, o) for n, o in failures if not o.shortfalls]
+        if searched:
+            node, out = searched[0]
+            if out.budget_exhausted:
+                return f"unschedulable: search budget exhausted on node {node} after {out.steps} steps"
+            top = out.rejects.most_common(1)
+            why = top[0][0] if top else "no combination of devices works"
+            return f"on node {node} no set of devices satisfies all of the pod's requests ({why})"
+        if shortfalls:
+            s, node = min(shortfalls, key=lambda t: (t[0].need - t[0].have, -t[0].have, t[1]))
+            msg = (f"claim {s.claim.ref} request {s.request}: needs {s.need} device{'s' if s.need != 1 else ''} "
+                   f"of class {s.device_class}; best node {node} has {s.have}")
+            details = [s.detail] if s.detail else []
+            view = self.cluster.pools.view(self._node(node))
+            if s.selector is not None and not s.detail:
+                m = matches(s.selector, view)
+                in_use = len(m.devices) - s.have
+                if in_use > 0:
+                    details.append(f"{in_use} more in use")
+                if m.tainted:
+                    details.append(f"{len(m.tainted)} more with a taint the request does not tolerate")
+            details.extend(view.problems[:2])
+            return msg + (f" ({'; '.join(details)})" if details else "")
+        if not nodes:
+            return "no node can run the pod"
+        return "no node has the devices the pod's claims need"
+
+    def _node(self, name: str) -> Node:
+        return next(n for n in self.cluster.nodes if n.name == name)
+
+    # --- applying ------------------------------------------------------------------------
+
+    def commit(self, pod: Pod, decision: Placed) -> Commit:
+        done = Commit(pod.key)
+        ref = ConsumerRef("pods", pod.name, pod.uid)
+        seen: set[ObjectKey] = set()
+        for pc in self.resolve(pod):
+            if pc.key is None or pc.key in seen:
+                continue
+            seen.add(pc.key)
+            old = self.claims[pc.key]
+            new = old
+            alloc = decision.allocations.get(pc.key)
+            if alloc is not None:
+                new = replace(new, allocation=alloc)
+                self.cluster.ledger.add(alloc, owner=f"claim {old.ref}")
+            if ref not in new.reserved_for:
+                new = replace(new, reserved_for=(*new.reserved_for, ref))
+            self.claims[pc.key] = new
+            done.previous.append((pc.key, old))
+        return done
+
+    def rollback(self, commit: Commit) -> None:
+        for key, old in reversed(commit.previous):
+            cur = self.claims[key]
+            if cur.allocation is not None and cur.allocation is not old.allocation:
+                self.cluster.ledger.remove(cur.allocation)
+            self.claims[key] = old
+
+    def schedule(self, pod: Pod) -> Decision:
+        d = self.decide(pod)
+        if isinstance(d, Placed):
+            self.commit(pod, d)
+        return d
+
+    def schedule_gang(self, group: PodGroup, members: Sequence[Pod]) -> dict[ObjectKey, Decision]:
+        """All-or-nothing: at least `minMember` members placed, or none and nothing allocated."""
+        name = f"{group.namespace}/{group.name}"
+        if len(members) < group.min_member:
+            reason = f"gang {name} has {len(members)} pod(s), fewer than its minMember {group.min_member}"
+            return {p.key: Unschedulable(reason) for p in members}
+        decisions: dict[ObjectKey, Decision] = {}
+        commits: list[Commit] = []
+        for pod in members:
+            d = self.decide(pod)
+            if isinstance(d, Placed):
+                commits.append(self.commit(pod, d))
+            decisions[pod.key] = d
+        if len(commits) >= group.min_member:
+            return decisions
+        for c in reversed(commits):
+            self.rollback(c)
+        head = (f"gang {name}: only {len(commits)} of minMember {group.min_member} pods could be placed together, "
+                "so none was placed")
+        out: dict[ObjectKey, Decision] = {}
+        for pod in members:
+            d = decisions[pod.key]
+            if isinstance(d, Unschedulable):
+                out[pod.key] = Unschedulable(f"{head}; this pod: {d.reason}", d.warnings)
+            else:
+                out[pod.key] = Unschedulable(f"{head}; this pod fit on {d.node} but waits for the rest of its gang", d.warnings)
+        return out
+
+
+def _summary(total: int, rejected: Counter[str], headline: str) -> str:
+    parts = ", ".join(f"{n} {why}" for why, n in sorted(rejected.items(), key=lambda kv: (-kv[1], kv[0])))
+    tail = f"0/{total} nodes are available" + (f": {parts}" if parts else "")
+    return f"{headline}. {tail}."
+
