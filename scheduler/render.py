@@ -1,0 +1,60 @@
+"""Human-readable output for `tessera simulate --format table`."""
+
+from __future__ import annotations
+
+import textwrap
+from collections import Counter
+
+from allocator.model import ObjectKey
+
+from .simulate import SimResult
+
+
+def _devices(result: SimResult, pod_key: ObjectKey) -> str:
+    s = result.session
+    out: list[str] = []
+    pod = next(o.pod for o in result.pods if o.pod.key == pod_key)
+    for pc in s.resolve(pod):
+        c = s.claims.get(pc.key) if pc.key else None
+        if c is None or c.allocation is None:
+            continue
+        by_pool: dict[tuple[str, str], list[str]] = {}
+        for r in c.allocation.results:
+            by_pool.setdefault((r.driver, r.pool), []).append(r.device)
+        out.extend(f"{drv}/{pool}/{','.join(devs)}" for (drv, pool), devs in by_pool.items())
+    return " ".join(out) or "-"
+
+
+def render_table(result: SimResult, width: int = 120) -> str:
+    rows = []
+    for o in result.pods:
+        rows.append((f"{o.pod.namespace}/{o.pod.name}", o.node or "-", _devices(result, o.pod.key) if o.node else "-",
+                     o.reason or ""))
+    headers = ("POD", "NODE", "DEVICES", "REASON")
+    w0 = max([len(headers[0])] + [len(r[0]) for r in rows])
+    w1 = max([len(headers[1])] + [len(r[1]) for r in rows])
+    w2 = max([len(headers[2])] + [min(len(r[2]), 60) for r in rows])
+    lines = [f"{headers[0]:<{w0}}  {headers[1]:<{w1}}  {headers[2]:<{w2}}  {headers[3]}"]
+    indent = w0 + w1 + w2 + 6
+    wrap = max(40, width - indent)
+    for pod, node, devices, reason in rows:
+        first, *rest = textwrap.wrap(reason, wrap) or [""]
+        lines.append(f"{pod:<{w0}}  {node:<{w1}}  {devices:<{w2}}  {first}".rstrip())
+        lines.extend(" " * indent + r for r in rest)
+    placed = sum(1 for o in result.pods if o.node)
+    lines.append("")
+    lines.append(f"Placed {placed} of {len(result.pods)} pods.")
+    per_node = Counter(o.node for o in result.pods if o.node)
+    if per_node:
+        lines.append("Pods per node: " + ", ".join(f"{n}={c}" for n, c in sorted(per_node.items())))
+    ledger = result.session.cluster.ledger
+    total = len(result.session.cluster.pools.devices)
+    lines.append(f"Devices allocated: {ledger.used_count} of {total} (dedicated; shared devices and adminAccess not counted).")
+    for g, n in result.groups:
+        state = "placed" if n >= g.min_member else "not placed"
+        lines.append(f"Gang {g.namespace}/{g.name}: {n} pod(s) scheduled, minMember {g.min_member} ({state}).")
+    if result.warnings:
+        lines.append("")
+        lines.append("Warnings:")
+        lines.extend(f"  - {w}" for w in result.warnings)
+    return "\n".join(lines) + "\n"

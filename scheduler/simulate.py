@@ -1,0 +1,241 @@
+"""`tessera simulate`: the allocator and placement engine on a cluster and workload from files.
+
+Cluster objects set the scene (nodes, namespaces, classes, slices, claims already allocated,
+pods already bound); workload objects arrive in file order. A pod labelled
+`scheduling.x-k8s.io/pod-group` whose PodGroup is known waits until every pod of its group in
+the workload (and the PodGroup itself) has arrived; then the group is placed all-or-nothing.
+A pod whose PodGroup is nowhere to be found is scheduled on its own, with a warning, as the
+coscheduling plugin does.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from allocator.cel import Backend
+from allocator.errors import SpecError
+from allocator.model import Claim, ClaimTemplate, DeviceClass, Namespace, ObjectKey, Pod, PodGroup, ResourceSlice
+from allocator.nodeselector import Node
+from allocator.parse import (
+    object_uid,
+    parse_claim,
+    parse_claim_template,
+    parse_device_class,
+    parse_namespace,
+    parse_node,
+    parse_pod,
+    parse_pod_group,
+    parse_resource_slice,
+)
+from allocator.placement import Cluster, Decision, Placed, Policy, Session, Unschedulable
+from allocator.results import allocation_to_json
+from allocator.search import DEFAULT_BUDGET
+
+from .loader import Doc
+
+T = TypeVar("T")
+CLUSTER_KINDS = ("Node", "Namespace", "DeviceClass", "ResourceSlice")
+
+
+@dataclass(slots=True)
+class PodOutcome:
+    pod: Pod
+    node: str | None = None
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class SimResult:
+    session: Session
+    pods: list[PodOutcome]
+    claim_order: list[ObjectKey]
+    groups: list[tuple[PodGroup, int]]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.session
+        claims = []
+        for key in self.claim_order:
+            c = s.claims[key]
+            owner = s.generated.get(key)
+            claims.append({
+                "namespace": c.namespace,
+                "name": c.name,
+                "pod": owner[0][1] if owner else None,
+                "podClaimName": owner[1] if owner else None,
+                "allocation": allocation_to_json(c.allocation) if c.allocation is not None else None,
+                "reservedFor": [r.to_json() for r in c.reserved_for],
+            })
+        return {
+            "pods": [{"namespace": o.pod.namespace, "name": o.pod.name, "node": o.node, "reason": o.reason} for o in self.pods],
+            "claims": claims,
+            "podGroups": [{"namespace": g.namespace, "name": g.name, "minMember": g.min_member, "scheduled": n}
+                          for g, n in self.groups],
+        }
+
+
+@dataclass(slots=True)
+class _Scene:
+    nodes: list[Node] = field(default_factory=list)
+    namespaces: list[Namespace] = field(default_factory=list)
+    classes: list[DeviceClass] = field(default_factory=list)
+    slices: list[ResourceSlice] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    templates: list[ClaimTemplate] = field(default_factory=list)
+    groups: dict[ObjectKey, PodGroup | str] = field(default_factory=dict)  # str: why it is invalid
+    warnings: list[str] = field(default_factory=list)
+
+    def parse(self, doc: Doc, fn: Callable[[Mapping[str, Any]], T]) -> T | None:
+        try:
+            return fn(doc.obj)
+        except SpecError as e:
+            self.warnings.append(f"{doc.where}: {e}; ignored")
+            return None
+
+    def add_cluster_object(self, doc: Doc) -> None:
+        k = doc.kind
+        if k == "Node":
+            if (n := self.parse(doc, parse_node)) is not None:
+                self.nodes.append(n)
+        elif k == "Namespace":
+            if (ns := self.parse(doc, parse_namespace)) is not None:
+                self.namespaces.append(ns)
+        elif k == "DeviceClass":
+            self.classes.append(_device_class(doc))
+        elif k == "ResourceSlice":
+            if (s := self.parse(doc, parse_resource_slice)) is not None:
+                self.slices.append(s)
+
+    def add_group(self, doc: Doc) -> ObjectKey:
+        key = _key(doc)
+        try:
+            self.groups[key] = parse_pod_group(doc.obj)
+        except SpecError as e:
+            self.groups[key] = str(e)
+        return key
+
+
+def _key(doc: Doc) -> ObjectKey:
+    meta = doc.obj.get("metadata") or {}
+    return (str(meta.get("namespace") or "default"), str(meta.get("name")))
+
+
+def _device_class(doc: Doc) -> DeviceClass:
+    """A class that fails validation is kept with its error, so claims naming it say why."""
+    try:
+        return parse_device_class(doc.obj)
+    except SpecError as e:
+        return DeviceClass(str((doc.obj.get("metadata") or {}).get("name")), error=str(e))
+
+
+def _pod(doc: Doc) -> Pod:
+    """A pod that fails validation is kept, with its error as its reason."""
+    try:
+        return parse_pod(doc.obj)
+    except SpecError as e:
+        meta = doc.obj.get("metadata") or {}
+        raw_labels = meta.get("labels")
+        labels = {str(k): str(v) for k, v in raw_labels.items()} if isinstance(raw_labels, Mapping) else {}
+        return Pod(str(meta.get("namespace") or "default"), str(meta["name"]), object_uid(doc.obj, "Pod"),
+                   labels=labels, error=str(e))
+
+
+def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: Policy = "best-fit",
+             backend: Backend | None = None, budget: int = DEFAULT_BUDGET) -> SimResult:
+    scene = _Scene()
+    for doc in cluster_docs:
+        k = doc.kind
+        if k in CLUSTER_KINDS:
+            scene.add_cluster_object(doc)
+        elif k == "ResourceClaim":
+            if (c := scene.parse(doc, parse_claim)) is not None:
+                scene.claims.append(c)
+        elif k == "ResourceClaimTemplate":
+            if (t := scene.parse(doc, parse_claim_template)) is not None:
+                scene.templates.append(t)
+        elif k == "PodGroup":
+            scene.add_group(doc)
+        elif k == "Pod" and _pod(doc).node_name is None:
+            scene.warnings.append(f"{doc.where}: a pod in the cluster file without spec.nodeName is not scheduled; "
+                                  "put pods to schedule in the workload file")
+    arrivals: list[Doc] = []
+    for doc in workload_docs:
+        if doc.kind in CLUSTER_KINDS:
+            scene.warnings.append(f"{doc.where}: {doc.kind} belongs in the cluster file; added to the cluster before scheduling")
+            scene.add_cluster_object(doc)
+        else:
+            arrivals.append(doc)
+
+    cluster = Cluster.build(scene.nodes, scene.namespaces, scene.classes, scene.slices, backend)
+    session = Session(cluster, scene.claims, scene.templates, policy=policy, budget=budget)
+    warnings = scene.warnings
+    warnings.extend(cluster.ledger.conflicts)
+
+    pods = [_pod(d) for d in arrivals if d.kind == "Pod"]
+    workload_groups = {_key(d) for d in arrivals if d.kind == "PodGroup"}
+    known_groups = set(scene.groups) | workload_groups
+    members: dict[ObjectKey, list[Pod]] = defaultdict(list)
+    for p in pods:
+        if p.group is None:
+            continue
+        gkey = (p.namespace, p.group)
+        if gkey in known_groups:
+            members[gkey].append(p)
+        else:
+            warnings.append(f"pod {p.ref}: PodGroup {p.namespace}/{p.group} not found; scheduled as a single pod")
+    waiting = {g: len(ms) for g, ms in members.items()}
+    group_present = set(scene.groups)
+    decided: dict[ObjectKey, Decision] = {}
+    claim_order: dict[ObjectKey, None] = {}
+
+    def maybe_place(gkey: ObjectKey) -> None:
+        if waiting.get(gkey) != 0 or gkey not in group_present:
+            return
+        waiting[gkey] = -1  # placed once
+        g = scene.groups[gkey]
+        if isinstance(g, str):
+            for p in members[gkey]:
+                decided[p.key] = Unschedulable(f"PodGroup {gkey[0]}/{gkey[1]} is invalid: {g}")
+        else:
+            decided.update(session.schedule_gang(g, members[gkey]))
+
+    pod_iter = iter(pods)
+    for doc in arrivals:
+        k = doc.kind
+        if k == "ResourceClaim":
+            if (c := scene.parse(doc, parse_claim)) is not None:
+                session.add_claim(c)
+                claim_order[c.key] = None
+        elif k == "ResourceClaimTemplate":
+            if (t := scene.parse(doc, parse_claim_template)) is not None:
+                session.add_template(t)
+        elif k == "PodGroup":
+            gkey = scene.add_group(doc)
+            group_present.add(gkey)
+            maybe_place(gkey)
+        elif k == "Pod":
+            p = next(pod_iter)
+            member_of = (p.namespace, p.group) if p.group is not None else None
+            if member_of is not None and member_of in waiting:
+                session.resolve(p)  # a template claim exists from the pod's arrival on
+                waiting[member_of] -= 1
+                maybe_place(member_of)
+            else:
+                decided[p.key] = session.schedule(p)
+
+    outcomes = []
+    seen_warnings = dict.fromkeys(warnings)
+    for p in pods:
+        for pc in session.resolve(p):
+            if pc.key is not None and pc.key in session.claims:
+                claim_order[pc.key] = None
+        d = decided.get(p.key) or Unschedulable(f"not scheduled: PodGroup {p.namespace}/{p.group} never arrived")
+        outcomes.append(PodOutcome(p, d.node, None) if isinstance(d, Placed) else PodOutcome(p, None, d.reason))
+        seen_warnings.update(dict.fromkeys(d.warnings))
+    placed = {o.pod.key for o in outcomes if o.node is not None}
+    group_rows = [(g, sum(1 for p in members.get(gkey, []) if p.key in placed))
+                  for gkey, g in scene.groups.items() if isinstance(g, PodGroup)]
+    return SimResult(session, outcomes, list(claim_order), group_rows, list(seen_warnings))
