@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -63,6 +63,10 @@ class Cluster:
     backend: Backend
     ledger: Ledger
     free: FreeIndex
+    node_by_name: dict[str, Node] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.node_by_name = {n.name: n for n in self.nodes}
 
     @classmethod
     def build(cls, nodes: Iterable[Node], namespaces: Iterable[Namespace], classes: Iterable[DeviceClass],
@@ -198,8 +202,7 @@ class Session:
             name = self.generated_claim_name(pod, ref.name)
             key = (pod.namespace, name)
             uid = str(uuid.uuid5(_CLAIM_NS, f"{pod.namespace}/{name}/{pod.uid}"))
-            error = f"ResourceClaimTemplate {pod.namespace}/{template.name}: {template.error}" if template.error else None
-            claim = Claim(pod.namespace, name, uid, template.spec, error=error)
+            claim = Claim(pod.namespace, name, uid, template.spec, error=template.error)
             self.claims[key] = claim
             self.generated[key] = (pod.key, ref.name)
             self._by_pod_claim[(pod.key, ref.name)] = key
@@ -208,13 +211,14 @@ class Session:
 
     # --- deciding ------------------------------------------------------------------------
 
-    def decide(self, pod: Pod) -> Decision:
+    def decide(self, pod: Pod, only: Collection[str] | None = None) -> Decision:
+        """Where the pod can run and with which devices; `only` limits the nodes considered."""
         if pod.error:
             return Unschedulable(pod.error)
         pcs = self.resolve(pod)
         errors = [pc.error for pc in pcs if pc.error]
-        errors += [f"claim {pc.claim.ref}: {pc.claim.error}" if not pc.claim.error.startswith("ResourceClaimTemplate")
-                   else pc.claim.error for pc in pcs if pc.claim is not None and pc.claim.error]
+        # Validation errors name their own object (the claim, or the template it came from).
+        errors += [pc.claim.error for pc in pcs if pc.claim is not None and pc.claim.error]
         if errors:
             return Unschedulable("; ".join(errors))
         ref = ConsumerRef("pods", pod.name, pod.uid)
@@ -235,6 +239,8 @@ class Session:
             return Unschedulable(str(e))
         nodes, rejected = self._nodes_for(pod)
         rejected = Counter(rejected)
+        if only is not None:
+            nodes = [n for n in nodes if n.name in only]
         for c in allocated.values():
             sel = c.allocation.node_selector if c.allocation else None
             if sel is None:
@@ -246,7 +252,7 @@ class Session:
                 else:
                     rejected[f"node(s) not where claim {c.ref} is allocated"] += 1
             nodes = keep
-        total = len(self.cluster.nodes)
+        total = len(self.cluster.nodes) if only is None else len(only)
         if not inputs:
             if not nodes:
                 return Unschedulable(_summary(total, rejected, "no node can run the pod"))
@@ -310,22 +316,25 @@ class Session:
         needs = [_Need(inp.claim, req, [(a, s, 1 if a.mode == "All" else a.count) for a, s in inp.alternatives[ri]])
                  for inp in inputs for ri, req in enumerate(inp.claim.spec.requests)]
         # Requests with one alternative and the same selector draw on the same devices.
-        grouped: dict[tuple[object, ...], tuple[_Need, Selector, bool, int]] = {}
+        grouped: dict[tuple[object, ...], tuple[_Need, Selector, bool, int, int]] = {}
         single: list[_Need] = []
         for nd in needs:
             if len(nd.alts) == 1 and nd.alts[0][0].mode == "ExactCount":
                 alt, sel, need = nd.alts[0]
                 gk = (sel.key, alt.admin_access)
                 prev = grouped.get(gk)
-                grouped[gk] = (prev[0] if prev else nd, sel, alt.admin_access, (prev[3] if prev else 0) + need)
+                if prev is None:
+                    grouped[gk] = (nd, sel, alt.admin_access, need, 1)
+                else:
+                    grouped[gk] = (prev[0], sel, alt.admin_access, prev[3] + need, prev[4] + 1)
             else:
                 single.append(nd)
         feasible: list[tuple[int, str, Node]] = []
         shortfalls: list[tuple[Shortfall, str]] = []
         for n in nodes:
             score, short = 0, None
-            for nd, sel, admin, need in grouped.values():
-                have = free.free(sel, n, admin)
+            for nd, sel, admin, need, nreq in grouped.values():
+                have = free.free(sel, n, admin).slots(nreq)
                 if have < need:
                     short = Shortfall(nd.claim, nd.request.name, sel.device_class, need, have, selector=sel)
                     break
@@ -334,12 +343,13 @@ class Session:
                 for nd in single:
                     best = None
                     for alt, sel, need in nd.alts:
-                        have = free.free(sel, n, alt.admin_access)
+                        have = free.free(sel, n, alt.admin_access).slots()
                         if have >= need:
                             score += have - need
                             best = None
                             break
-                        cand = Shortfall(nd.claim, nd.request.name, sel.device_class, need, have, selector=sel)
+                        cand = Shortfall(nd.claim, nd.request.result_name(alt), sel.device_class, need, have, selector=sel,
+                                         all_mode=alt.mode == "All")
                         if best is None or cand.have - cand.need > best.have - best.need:
                             best = cand
                     else:
@@ -400,9 +410,13 @@ class Session:
             why = top[0][0] if top else "no combination of devices works"
             return f"on node {node} no set of devices satisfies all of the pod's requests ({why})"
         if shortfalls:
-            s, node = min(shortfalls, key=lambda t: (t[0].need - t[0].have, -t[0].have, t[1]))
-            msg = (f"claim {s.claim.ref} request {s.request}: needs {s.need} device{'s' if s.need != 1 else ''} "
-                   f"of class {s.device_class}; best node {node} has {s.have}")
+            def closeness(t: tuple[Shortfall, str]) -> tuple[int, int, int, str]:
+                s, node = t
+                total = len(matches(s.selector, self.cluster.pools.view(self._node(node))).devices) if s.selector else 0
+                return (s.need - s.have, -s.have, -total, node)
+
+            s, node = min(shortfalls, key=closeness)
+            msg = s.describe(node)
             details = [s.detail] if s.detail else []
             view = self.cluster.pools.view(self._node(node))
             if s.selector is not None and not s.detail:
@@ -419,7 +433,7 @@ class Session:
         return "no node has the devices the pod's claims need"
 
     def _node(self, name: str) -> Node:
-        return next(n for n in self.cluster.nodes if n.name == name)
+        return self.cluster.node_by_name[name]
 
     # --- applying ------------------------------------------------------------------------
 

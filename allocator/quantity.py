@@ -20,6 +20,7 @@ _BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
 _DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 _DECIMAL_BY_EXP = {v: k for k, v in _DECIMAL.items()}
 _RE = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))([eE][+-]?[0-9]+|[A-Za-z]*)$")
+_EXPONENT = re.compile(r"^[eE][+-]?[0-9]+$")
 _NANO = Fraction(1, 10**9)
 
 
@@ -103,7 +104,7 @@ def parse_quantity(text: str | int | float) -> Quantity:
     elif suffix in _DECIMAL:
         value *= Fraction(10) ** _DECIMAL[suffix]
         fmt = "DecimalSI"
-    elif suffix[:1] in ("e", "E"):
+    elif _EXPONENT.match(suffix):
         value *= Fraction(10) ** int(suffix[1:])
         fmt = "DecimalExponent"
     else:

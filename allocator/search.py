@@ -84,6 +84,14 @@ class Shortfall:
     have: int
     detail: str = ""
     selector: Selector | None = None
+    all_mode: bool = False
+
+    def describe(self, node: str) -> str:
+        head = f"claim {self.claim.ref} request {self.request}: "
+        if self.all_mode:
+            return head + f"asks for all devices of class {self.device_class}; best node {node} has none usable"
+        plural = "s" if self.need != 1 else ""
+        return head + f"needs {self.need} device{plural} of class {self.device_class}; best node {node} has {self.have}"
 
 
 @dataclass(slots=True)
@@ -151,7 +159,8 @@ def prepare(inputs: Sequence[ClaimRequestInput], view: NodeView, pools: PoolInde
                     alts.append(plan)
                     continue
                 have = 0 if plan.all_mode else len(plan.candidates)
-                short = Shortfall(inp.claim, plan.result_name, alt.device_class, plan.count, have, plan.problem or "", selector)
+                short = Shortfall(inp.claim, plan.result_name, alt.device_class, plan.count, have, plan.problem or "", selector,
+                                  plan.all_mode)
                 if best is None or (short.have - short.need) > (best.have - best.need):
                     best = short
             if not alts and best is not None:
@@ -204,29 +213,32 @@ def _plan(ci: int, inp: ClaimRequestInput, request: DeviceRequest, ai: int, alt:
         plan.problem = f"asks for {alt.count} devices, more than the {MAX_RESULTS_PER_CLAIM} a claim may hold"
         return plan
     cands = []
-    in_use = 0
+    skipped: Counter[str] = Counter()
     for d in m.devices:
         if not admin and ledger.in_use(d.key):
-            in_use += 1
+            skipped["in use"] += 1
             continue
         if d.allow_multiple_allocations and not admin:
             c = share_charges(d, alt.capacity_requests)
-            if isinstance(c, str) or not _capacity_fits(d, c, ledger):
+            if isinstance(c, str):
+                skipped[f"cannot serve the capacity request: {c}"] += 1
+                continue
+            if not _capacity_fits(d, c, ledger):
+                skipped["shared, with too little capacity left"] += 1
                 continue
             charges[d.key] = c
-        elif alt.capacity_requests and dedicated_fits(d, alt.capacity_requests) is not None:
+        elif alt.capacity_requests and (why := dedicated_fits(d, alt.capacity_requests)) is not None:
+            skipped[f"too small: {why}"] += 1
             continue
         if not admin and d.consumes_counters and not ledger.holds(d.key) and not _counter_fits(d, pools, ledger):
+            skipped[f"blocked because the shared counters of resource pool {d.driver}/{d.pool} are used up"] += 1
             continue
         cands.append(d)
     plan.candidates = tuple(cands)
     if len(cands) < alt.count:
-        bits = []
-        if in_use:
-            bits.append(f"{in_use} more in use")
         if m.tainted:
-            bits.append(f"{len(m.tainted)} more tainted")
-        plan.problem = ", ".join(bits)
+            skipped["with a taint the request does not tolerate"] += len(m.tainted)
+        plan.problem = "; ".join(f"{n} more {why}" for why, n in skipped.most_common())
     return plan
 
 
@@ -345,6 +357,21 @@ class _Search:
         if self.steps > self.budget:
             raise BudgetExhausted()
 
+    def enough(self, plan: Plan, start: int, need: int) -> bool:
+        """Whether `need` candidates from `start` on are free and admitted by the plan's
+        constraints now; one step, however many devices it looks at."""
+        self.step()
+        found = 0
+        for d in plan.candidates[start:]:
+            if (not plan.alt.admin_access and not d.allow_multiple_allocations and d.key in self.dedicated) or \
+                    (plan.alt.admin_access and d.key in self.admin[plan.claim]):
+                continue
+            if all(t.admits(d) for t in plan.trackers):
+                found += 1
+                if found >= need:
+                    return True
+        return False
+
     def solve(self, pos: int) -> bool:
         if pos == len(self.positions):
             return True
@@ -397,7 +424,10 @@ class _Search:
                     if sig is not None:
                         failed.add(sig)
                 continue
-            if self.fill(pos, plan, slot + 1, i + 1):
+            if need > 1 and plan.trackers and not self.enough(plan, i + 1, need - 1):
+                # Not enough later candidates are compatible with the constraints as they stand.
+                self.outcome.rejects[f"constraint {plan.trackers[0].describe()}"] += 1
+            elif self.fill(pos, plan, slot + 1, i + 1):
                 return True
             self.remove(d, plan)
             if sig is not None:

@@ -103,7 +103,8 @@ def _wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return to_cel(fn(*(from_cel(a) for a in args)))
         except lib.CelFunctionError as e:
-            raise ValueError(str(e)) from None
+            # celpy rewrites other exception types into generic messages ("return error for overflow").
+            raise CelpyEvalError(str(e)) from None
 
     return call
 

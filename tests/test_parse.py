@@ -1,0 +1,155 @@
+"""Validation: every bad field yields an error naming the object, the field and the expectation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import allocator as alloc
+from tests.builders import claim, device, exact, first, pod, pod_group, rslice, sub, template
+
+
+def claim_error(*requests: dict[str, Any], **kw: Any) -> str:
+    c = alloc.parse_claim(claim("c1", *requests, **kw))
+    assert c.error is not None
+    return c.error
+
+
+@pytest.mark.parametrize(("request_", "expected"), [
+    ({"name": "g", "exactly": {}}, "spec.devices.requests[0].exactly.deviceClassName: required"),
+    (exact("g", count=0), "spec.devices.requests[0].exactly.count: must be at least 1, got 0"),
+    (exact("g", count=2, mode="All"), "spec.devices.requests[0].exactly.count: must not be set when allocationMode is All"),
+    (exact("g", mode="Some"), "spec.devices.requests[0].exactly.allocationMode: must be ExactCount or All, got 'Some'"),
+    ({"name": "g"}, "spec.devices.requests[0]: must set exactly one of exactly or firstAvailable"),
+    ({"name": "g", "exactly": {"deviceClassName": "gpu"}, "firstAvailable": [sub("a")]},
+     "spec.devices.requests[0]: must set exactly one of exactly or firstAvailable"),
+    ({"name": "G", "exactly": {"deviceClassName": "gpu"}}, "spec.devices.requests[0].name: must be a DNS label, got 'G'"),
+    (exact("g", selectors=[""]), "spec.devices.requests[0].exactly.selectors[0].cel.expression: must be a non-empty CEL expression"),
+    ({"name": "g", "exactly": {"deviceClassName": "gpu", "selectors": [{"foo": {}}]}},
+     "spec.devices.requests[0].exactly.selectors[0].cel: required"),
+    ({"name": "g", "exactly": {"deviceClassName": "gpu", "count": "2"}},
+     "spec.devices.requests[0].exactly.count: must be an integer, got the string '2'"),
+    (exact("g", tolerations=[{"key": "k", "operator": "Maybe"}]),
+     "spec.devices.requests[0].exactly.tolerations[0].operator: must be Equal or Exists, got 'Maybe'"),
+    (exact("g", tolerations=[{"operator": "Equal", "value": "v"}]),
+     "spec.devices.requests[0].exactly.tolerations[0].operator: must be Exists when key is empty"),
+    (exact("g", capacity={"requests": {"memory": "lots"}}),
+     "spec.devices.requests[0].exactly.capacity.requests[memory]: 'lots' is not a quantity"),
+    (first("g", sub("a", adminAccess=True)),
+     "spec.devices.requests[0].firstAvailable[0].adminAccess: is not allowed on a firstAvailable subrequest"),
+    (first("g"), "spec.devices.requests[0].firstAvailable: must have 1 to 8 subrequests, got 0"),
+    (first("g", *(sub(f"s{i}") for i in range(9))), "must have 1 to 8 subrequests, got 9"),
+    (first("g", sub("a"), sub("a")), "spec.devices.requests[0].firstAvailable[1].name: duplicate subrequest name 'a'"),
+])
+def test_request_validation(request_: dict[str, Any], expected: str) -> None:
+    err = claim_error(request_)
+    assert err.startswith("ResourceClaim default/c1: ")
+    assert expected in err
+
+
+def test_duplicate_request_names() -> None:
+    assert "spec.devices.requests[1].name: duplicate request name 'g'" in claim_error(exact("g"), exact("g"))
+
+
+@pytest.mark.parametrize(("constraint", "expected"), [
+    ({"matchAttribute": "gpu.example.com/x", "requests": ["nope"]},
+     "spec.devices.constraints[0].requests[0]: names unknown request 'nope'"),
+    ({"matchAttribute": "x"},
+     "spec.devices.constraints[0].matchAttribute: must be a fully qualified attribute name (domain/name), got 'x'"),
+    ({}, "spec.devices.constraints[0]: must set exactly one of matchAttribute or distinctAttribute"),
+    ({"matchAttribute": "a.com/x", "distinctAttribute": "a.com/y"}, "must set exactly one of matchAttribute or distinctAttribute"),
+])
+def test_constraint_validation(constraint: dict[str, Any], expected: str) -> None:
+    assert expected in claim_error(exact("g"), constraints=[constraint])
+
+
+def test_constraint_may_name_a_subrequest() -> None:
+    c = alloc.parse_claim(claim("c1", first("g", sub("a"), sub("b")), constraints=[{"matchAttribute": "a.com/x", "requests": ["g/b"]}]))
+    assert c.error is None
+
+
+def test_config_must_name_known_requests() -> None:
+    cfg = {"requests": ["nope"], "opaque": {"driver": "gpu.example.com", "parameters": {}}}
+    assert "spec.devices.config[0].requests[0]: names unknown request 'nope'" in claim_error(exact("g"), config=[cfg])
+
+
+def test_template_errors_point_into_spec_spec() -> None:
+    t = alloc.parse_claim_template(template("t", exact("g", count=-1)))
+    assert t.error is not None and "spec.spec.devices.requests[0].exactly.count: must be at least 1, got -1" in t.error
+
+
+def test_claim_without_metadata_name_raises() -> None:
+    with pytest.raises(alloc.SpecError, match=r"ResourceClaim: metadata\.name: required"):
+        alloc.parse_claim({"kind": "ResourceClaim", "metadata": {}, "spec": {}})
+
+
+def slice_error(**spec: Any) -> str:
+    s = alloc.parse_resource_slice(rslice("s1", **spec))
+    assert s.error is not None
+    return s.error
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ({"node": "n1", "allNodes": True}, "spec: a ResourceSlice must set exactly one of nodeName, nodeSelector, allNodes"),
+    ({"devices": [device("a")]},
+     "spec: a ResourceSlice with devices must set one of nodeName, nodeSelector, allNodes, perDeviceNodeSelection"),
+    ({"node": "n1", "devices": [device("Bad_Name")]}, "spec.devices[0].name: must be a DNS label"),
+    ({"node": "n1", "devices": [device("a"), device("a")]}, "spec.devices[1].name: duplicate device name 'a'"),
+    ({"node": "n1", "devices": [device("a", capacity={"m": {"value": "1", "requestPolicy": {"default": "1"}}})]},
+     "spec.devices[0].capacity[m].requestPolicy: is only allowed on devices with allowMultipleAllocations: true"),
+    ({"node": "n1", "devices": [device("a", capacity={"m": {"value": "4", "requestPolicy": {"validValues": ["2", "1"]}}},
+                                       allowMultipleAllocations=True)]},
+     "spec.devices[0].capacity[m].requestPolicy.validValues: must be strictly ascending"),
+    ({"node": "n1", "devices": [device("a", capacity={"m": "x"})]}, "spec.devices[0].capacity[m].value: 'x' is not a quantity"),
+    ({"perDeviceNodeSelection": True, "devices": [device("a")]},
+     "spec.devices[0]: a device in a slice with perDeviceNodeSelection must set exactly one of nodeName, nodeSelector, allNodes"),
+    ({"node": "n1", "devices": [device("a", nodeName="n1")]},
+     "spec.devices[0].nodeName: is only allowed when the slice sets perDeviceNodeSelection: true"),
+    ({"node": "n1", "devices": [{"name": "a", "attributes": {"x": {"int": 1, "string": "a"}}}]},
+     "spec.devices[0].attributes[x]: must set exactly one of int, bool, string, version"),
+    ({"node": "n1", "devices": [{"name": "a", "attributes": {"x": {"ints": []}}}]},
+     "spec.devices[0].attributes[x].ints: must be a non-empty list"),
+    ({"node": "n1", "devices": [{"name": "a", "attributes": {"bad name": {"int": 1}}}]},
+     "spec.devices[0].attributes[bad name]: attribute name must be a C identifier"),
+    ({"node": "n1", "count": 0}, "spec.pool.resourceSliceCount: must be at least 1, got 0"),
+    ({"nodeSelector": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "a", "operator": "Like", "values": ["b"]}]}]},
+      "devices": [device("a")]},
+     "spec.nodeSelector.nodeSelectorTerms[0].matchExpressions[0].operator: must be one of In, NotIn, Exists, DoesNotExist, Gt, Lt"),
+    ({"nodeSelector": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "a", "operator": "Exists"}]}, {}]},
+      "devices": [device("a")]},
+     "spec.nodeSelector.nodeSelectorTerms: must have exactly one term, got 2"),
+])
+def test_slice_validation(spec: dict[str, Any], expected: str) -> None:
+    err = slice_error(**spec)
+    assert err.startswith("ResourceSlice s1: ")
+    assert expected in err
+
+
+def test_slice_without_driver_cannot_be_placed_in_a_pool() -> None:
+    with pytest.raises(alloc.SpecError, match=r"ResourceSlice s1: spec\.driver: required"):
+        alloc.parse_resource_slice({"kind": "ResourceSlice", "metadata": {"name": "s1"}, "spec": {"pool": {"name": "p"}}})
+
+
+def test_pod_validation() -> None:
+    bad = pod("p")
+    bad["spec"]["resourceClaims"] = [{"name": "g", "resourceClaimName": "a", "resourceClaimTemplateName": "b"}]
+    with pytest.raises(alloc.SpecError, match=r"Pod default/p: spec.resourceClaims\[0\]: must set exactly one of"):
+        alloc.parse_pod(bad)
+    dup = pod("p", {"g": "a"}, {"g": "b"})
+    with pytest.raises(alloc.SpecError, match=r"spec.resourceClaims\[1\].name: duplicate pod claim name 'g'"):
+        alloc.parse_pod(dup)
+
+
+def test_pod_group_validation() -> None:
+    with pytest.raises(alloc.SpecError, match=r"PodGroup default/g: spec\.minMember: must be at least 1, got 0"):
+        alloc.parse_pod_group(pod_group("g", 0))
+
+
+def test_allocation_status_is_parsed() -> None:
+    c = alloc.parse_claim(claim("c", exact("g"), status={"allocation": {"devices": {"results": [
+        {"request": "g", "driver": "d.com", "pool": "p", "device": "x", "shareID": "u", "consumedCapacity": {"m": "1Gi"}}]}},
+        "reservedFor": [{"resource": "pods", "name": "p", "uid": "1"}]}))
+    assert c.allocation is not None and c.allocation.results[0].share_id == "u"
+    assert str(c.allocation.results[0].consumed_capacity["m"]) == "1Gi"
+    assert c.reserved_for[0].name == "p"

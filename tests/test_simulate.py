@@ -1,0 +1,247 @@
+"""`tessera simulate`: the JSON contract, table output, bad input, and the bundled example."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import yaml
+
+from scheduler.cli import main
+from scheduler.loader import read_documents
+from scheduler.simulate import simulate
+from tests.builders import (
+    GPU_CLASS,
+    claim,
+    exact,
+    gpus,
+    node,
+    pod,
+    pod_group,
+    rslice,
+    template,
+)
+from tests.invariants import violations
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EXAMPLE_CLUSTER = ROOT / "examples" / "cluster.yaml"
+EXAMPLE_WORKLOAD = ROOT / "examples" / "workload.yaml"
+
+
+def write(tmp: pathlib.Path, name: str, docs: list[Any]) -> pathlib.Path:
+    p = tmp / name
+    p.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return p
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["simulate", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], cluster: pathlib.Path, workload: pathlib.Path, *extra: str) -> dict[str, Any]:
+    code, out, err = run(capsys, "--cluster", str(cluster), "--workload", str(workload), "--format", "json", *extra)
+    assert code == 0, err
+    parsed: dict[str, Any] = json.loads(out)
+    return parsed
+
+
+def small_cluster(tmp: pathlib.Path, *sizes: int) -> pathlib.Path:
+    docs: list[Any] = [GPU_CLASS]
+    for i, n in enumerate(sizes):
+        docs += [node(f"n{i}"), rslice(f"n{i}-gpu", gpus(n), node=f"n{i}")]
+    return write(tmp, "cluster.yaml", docs)
+
+
+# --- the JSON contract ---------------------------------------------------------------------
+
+def test_json_contract_on_the_example(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_json(capsys, EXAMPLE_CLUSTER, EXAMPLE_WORKLOAD)
+    assert set(out) == {"pods", "claims", "podGroups"}
+    workload = [d for d in yaml.safe_load_all(EXAMPLE_WORKLOAD.read_text()) if d]
+    pods = [d for d in workload if d["kind"] == "Pod"]
+    assert [(p["namespace"], p["name"]) for p in out["pods"]] == [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods]
+    for p in out["pods"]:
+        assert set(p) == {"namespace", "name", "node", "reason"}
+        assert (p["node"] is None) != (p["reason"] is None)
+        assert isinstance(p["node"] or p["reason"], str)
+    for c in out["claims"]:
+        assert set(c) == {"namespace", "name", "pod", "podClaimName", "allocation", "reservedFor"}
+        assert (c["pod"] is None) == (c["podClaimName"] is None)
+        if c["allocation"] is not None:
+            assert set(c["allocation"]) <= {"devices", "nodeSelector"}
+            for r in c["allocation"]["devices"]["results"]:
+                assert {"request", "driver", "pool", "device"} <= set(r)
+        for ref in c["reservedFor"]:
+            assert ref["resource"] == "pods" and ref["name"] and ref["uid"]
+    assert out["podGroups"] == [{"namespace": "ml", "name": "train", "minMember": 2, "scheduled": 2}]
+    by_name = {(c["namespace"], c["name"]): c for c in out["claims"]}
+    infer = by_name[("ml", "infer-0-gpu")]
+    assert infer["pod"] == "infer-0" and infer["podClaimName"] == "gpu"
+    assert [r["name"] for r in by_name[("ml", "shared-cache")]["reservedFor"]] == ["cache-reader-0", "cache-reader-1"]
+    too_big = next(p for p in out["pods"] if p["name"] == "too-big")
+    assert too_big["reason"].startswith("claim ml/too-big request gpus: needs 12 devices of class gpu.example.com; best node")
+
+
+def test_example_keeps_every_invariant() -> None:
+    result = simulate(read_documents(EXAMPLE_CLUSTER), read_documents(EXAMPLE_WORKLOAD))
+    pods = [(o.pod, o.node) for o in result.pods]
+    groups = {(g.namespace, g.name): (g.min_member, [p.key for p, _ in pods if p.group == g.name]) for g, _ in result.groups}
+    assert violations(result.session, pods, groups) == []
+    assert sum(1 for _, n in pods if n) == 10
+
+
+def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--cluster", str(EXAMPLE_CLUSTER), "--workload", str(EXAMPLE_WORKLOAD))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["POD", "NODE", "DEVICES", "REASON"]
+    assert any(ln.startswith("ml/train-0") and "gpu.example.com/" in ln for ln in lines)
+    assert "Placed 10 of 11 pods." in out
+    assert "Gang ml/train: 2 pod(s) scheduled, minMember 2 (placed)." in out
+
+
+def test_console_script_runs(tmp_path: pathlib.Path) -> None:
+    exe = pathlib.Path(sys.executable).parent / "tessera"
+    proc = subprocess.run([str(exe), "simulate", "--cluster", str(EXAMPLE_CLUSTER), "--workload", str(EXAMPLE_WORKLOAD),
+                           "--format", "json"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)["pods"]) == 11
+
+
+def test_policies_differ(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = small_cluster(tmp_path, 8, 2)
+    workload = write(tmp_path, "w.yaml", [template("one", exact("g")), pod("a", templates={"g": "one"})])
+    assert run_json(capsys, cluster, workload)["pods"][0]["node"] == "n1"
+    assert run_json(capsys, cluster, workload, "--policy", "first-fit")["pods"][0]["node"] == "n0"
+
+
+def test_list_kind_input(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = tmp_path / "c.yaml"
+    cluster.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List",
+                                       "items": [GPU_CLASS, node("n0"), rslice("s", gpus(1), node="n0")]}))
+    workload = write(tmp_path, "w.yaml", [claim("c", exact("g")), pod("p", {"g": "c"})])
+    out = run_json(capsys, cluster, workload)
+    assert out["pods"][0]["node"] == "n0"
+    assert out["claims"][0]["allocation"]["devices"]["results"][0]["device"] == "gpu-0"
+
+
+def test_cel_python_backend_gives_the_same_answer(capsys: pytest.CaptureFixture[str]) -> None:
+    fast = run_json(capsys, EXAMPLE_CLUSTER, EXAMPLE_WORKLOAD)
+    slow = run_json(capsys, EXAMPLE_CLUSTER, EXAMPLE_WORKLOAD, "--cel-backend", "cel-python")
+    assert fast == slow
+
+
+# --- gangs ---------------------------------------------------------------------------------
+
+def test_gang_waits_for_its_last_member_and_pod_group_may_come_last(tmp_path: pathlib.Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = small_cluster(tmp_path, 8, 8)
+    workload = write(tmp_path, "w.yaml", [
+        template("eight", exact("g", count=8)), template("one", exact("g")),
+        pod("w0", templates={"g": "eight"}, group="job"),
+        pod("single", templates={"g": "one"}),  # arrives between gang members and takes a GPU first
+        pod("w1", templates={"g": "eight"}, group="job"),
+        pod_group("job", 2),
+    ])
+    out = run_json(capsys, cluster, workload)
+    nodes = {p["name"]: p["node"] for p in out["pods"]}
+    assert nodes["single"] is not None
+    assert nodes["w0"] is None and nodes["w1"] is None
+    assert "only 1 of minMember 2" in next(p["reason"] for p in out["pods"] if p["name"] == "w0")
+    assert out["podGroups"] == [{"namespace": "default", "name": "job", "minMember": 2, "scheduled": 0}]
+    for c in out["claims"]:
+        if c["pod"] in ("w0", "w1"):
+            assert c["allocation"] is None and c["reservedFor"] == []
+
+
+def test_pod_with_unknown_pod_group_is_scheduled_alone_with_warning(tmp_path: pathlib.Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = small_cluster(tmp_path, 1)
+    workload = write(tmp_path, "w.yaml", [template("one", exact("g")), pod("p", templates={"g": "one"}, group="ghost")])
+    code, out, err = run(capsys, "--cluster", str(cluster), "--workload", str(workload), "--format", "json")
+    assert code == 0 and json.loads(out)["pods"][0]["node"] == "n0"
+    assert "PodGroup default/ghost not found; scheduled as a single pod" in err
+
+
+def test_gang_with_fewer_pods_than_min_member(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = small_cluster(tmp_path, 8)
+    workload = write(tmp_path, "w.yaml", [pod_group("job", 3), template("one", exact("g")),
+                                          pod("w0", templates={"g": "one"}, group="job")])
+    out = run_json(capsys, cluster, workload)
+    assert out["pods"][0]["reason"] == "gang default/job has 1 pod(s), fewer than its minMember 3"
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+def test_unparsable_yaml_exits_2_naming_file_and_document(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = small_cluster(tmp_path, 1)
+    bad = tmp_path / "w.yaml"
+    bad.write_text("kind: Pod\nmetadata: {name: a}\n---\nkind: [unclosed\n")
+    code, out, err = run(capsys, "--cluster", str(cluster), "--workload", str(bad))
+    assert code == 2 and out == ""
+    assert f"{bad}: document index 1: invalid YAML (line 5, column 1): did not find expected ',' or ']'" in err
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("apiVersion: v1\nkind: Service\nmetadata: {name: a}\n", "document index 0: unknown kind 'Service'"),
+    ("---\n- 1\n- 2\n", "document index 0: expected a Kubernetes object"),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {}\n", "document index 0: Pod has no metadata.name"),
+    ("apiVersion: v1\nkind: List\nitems: [{apiVersion: v1, kind: Nope, metadata: {name: a}}]\n",
+     "document index 0, items[0]: unknown kind 'Nope'"),
+    ("apiVersion: resource.k8s.io/v1beta1\nkind: ResourceClaim\nmetadata: {name: a}\n",
+     "ResourceClaim apiVersion 'resource.k8s.io/v1beta1' is not supported"),
+])
+def test_bad_documents_exit_2(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], text: str, message: str) -> None:
+    cluster = small_cluster(tmp_path, 1)
+    bad = tmp_path / "w.yaml"
+    bad.write_text(text)
+    code, _, err = run(capsys, "--cluster", str(cluster), "--workload", str(bad))
+    assert code == 2
+    assert message in err and str(bad) in err
+
+
+def test_missing_file_exits_2(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--cluster", str(tmp_path / "nope.yaml"), "--workload", str(tmp_path / "nope.yaml"))
+    assert code == 2 and "nope.yaml: cannot read" in err
+
+
+def test_invalid_objects_only_hurt_their_dependants(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = small_cluster(tmp_path, 8)
+    no_class = claim("no-class", {"name": "g", "exactly": {}})
+    zero = claim("zero", exact("g", count=0))
+    bad_cel = claim("bad-cel", exact("g", selectors=["device.driver =="]))
+    unknown = claim("unknown-class", exact("g", cls="tpu"))
+    bad_template = template("bad-t", exact("g", count=0))
+    docs = [no_class, zero, bad_cel, unknown, bad_template, claim("fine", exact("g"))]
+    docs += [pod(f"p-{c['metadata']['name']}", {"g": c["metadata"]["name"]}) for c in docs[:4]]
+    docs += [pod("p-bad-t", templates={"g": "bad-t"}), pod("p-fine", {"g": "fine"})]
+    out = run_json(capsys, cluster, write(tmp_path, "w.yaml", docs))
+    reasons = {p["name"]: p["reason"] for p in out["pods"]}
+    assert "spec.devices.requests[0].exactly.deviceClassName: required" in reasons["p-no-class"]
+    assert "spec.devices.requests[0].exactly.count: must be at least 1, got 0" in reasons["p-zero"]
+    assert "spec.devices.requests[0].exactly.selectors[0].cel.expression 'device.driver ==' does not compile" in reasons["p-bad-cel"]
+    assert "DeviceClass 'tpu' not found (spec.devices.requests[0].exactly.deviceClassName)" in reasons["p-unknown-class"]
+    assert reasons["p-bad-t"] == ("ResourceClaimTemplate default/bad-t: spec.spec.devices.requests[0].exactly.count: "
+                                  "must be at least 1, got 0")
+    assert reasons["p-fine"] is None
+    assert next(p for p in out["pods"] if p["name"] == "p-fine")["node"] == "n0"
+
+
+def test_invalid_pod_is_unschedulable_with_its_error(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = small_cluster(tmp_path, 1)
+    bad = pod("p")
+    bad["spec"]["resourceClaims"] = [{"name": "g"}]
+    out = run_json(capsys, cluster, write(tmp_path, "w.yaml", [bad]))
+    assert out["pods"][0]["reason"] == ("Pod default/p: spec.resourceClaims[0]: must set exactly one of resourceClaimName or "
+                                        "resourceClaimTemplateName")
+
+
+def test_budget_flag_is_validated(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--cluster", str(EXAMPLE_CLUSTER), "--workload", str(EXAMPLE_WORKLOAD), "--budget", "0")
+    assert code == 2 and "--budget must be at least 1" in err
