@@ -1,19 +1,23 @@
-"""Free matching devices per (selector, node), kept current cheaply.
+"""Free matching devices per (selector, node), kept current incrementally.
 
-The count is an upper bound on what a request can get on a node (it ignores counters,
+A count is an upper bound on what a request can get on a node (it ignores counters,
 constraints and shared capacity), which makes it safe for pruning nodes before the search and
-good enough for best-fit ordering. Each count is cached against the node's ledger version and
-view, so one placement recomputes one node, not the cluster.
+good for best-fit ordering. For each selector in use, nodes sit in buckets by their free count,
+so a decision walks only the nodes that can hold the request, in best-fit order, instead of
+scanning the cluster; the ledger's change log says which nodes to recount after a placement.
 """
 
 from __future__ import annotations
 
+import bisect
+import heapq
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from .ledger import Ledger
 from .nodeselector import Node
-from .pools import NodeView, PoolIndex
+from .pools import PoolIndex
 from .selection import Selector, matches
 
 
@@ -24,43 +28,117 @@ class Free:
 
     dedicated: int
     shared: int
+    total: int  # matching devices, free or not
 
     def slots(self, requests: int = 1) -> int:
         return self.dedicated + self.shared * requests
 
 
+class _SelectorIndex:
+    """Free counts of one selector on every node, bucketed by dedicated count."""
+
+    __slots__ = ("admin", "buckets", "counts", "position", "selector", "shared")
+
+    def __init__(self, selector: Selector, admin: bool) -> None:
+        self.selector = selector
+        self.admin = admin
+        self.counts: dict[str, Free] = {}
+        self.buckets: dict[int, list[str]] = {}  # dedicated count -> sorted node names (nodes without shared devices)
+        self.shared: dict[str, Free] = {}  # nodes with free shared devices, scored one by one
+        self.position = -1
+
+    def put(self, name: str, f: Free) -> None:
+        old = self.counts.get(name)
+        if old == f:
+            return
+        if old is not None:
+            if old.shared:
+                del self.shared[name]
+            else:
+                b = self.buckets[old.dedicated]
+                del b[bisect.bisect_left(b, name)]
+        self.counts[name] = f
+        if f.shared:
+            self.shared[name] = f
+        else:
+            bisect.insort(self.buckets.setdefault(f.dedicated, []), name)
+
+
 class FreeIndex:
-    def __init__(self, pools: PoolIndex, ledger: Ledger) -> None:
+    def __init__(self, pools: PoolIndex, ledger: Ledger, nodes: Iterable[Node]) -> None:
         self._pools = pools
         self._ledger = ledger
-        self._cache: dict[tuple[Any, ...], tuple[tuple[int, int], NodeView, Any]] = {}
+        self._nodes = {n.name: n for n in nodes}
+        self._indexes: dict[tuple[Any, ...], _SelectorIndex] = {}
+        self._totals: dict[str, tuple[tuple[int, int], int]] = {}
+
+    def _count(self, ix: _SelectorIndex, node: Node) -> Free:
+        devices = matches(ix.selector, self._pools.view(node)).devices
+        if ix.admin:
+            return Free(len(devices), 0, len(devices))
+        ledger = self._ledger
+        dedicated = shared = 0
+        for d in devices:
+            if ledger.in_use(d.key):
+                continue
+            if d.allow_multiple_allocations:
+                shared += 1
+            else:
+                dedicated += 1
+        return Free(dedicated, shared, len(devices))
+
+    def _index(self, selector: Selector, admin: bool) -> _SelectorIndex:
+        key = (selector.key, admin)
+        ix = self._indexes.get(key)
+        if ix is None:
+            ix = _SelectorIndex(selector, admin)
+            self._indexes[key] = ix
+        position, changed = self._ledger.changes_since(ix.position)
+        if position != ix.position:
+            names = self._nodes if changed is None else changed
+            for name in names:
+                node = self._nodes.get(name)
+                if node is not None:
+                    ix.put(name, self._count(ix, node))
+            ix.position = position
+        return ix
 
     def free(self, selector: Selector, node: Node, admin: bool = False) -> Free:
-        view = self._pools.view(node)
-        version = self._ledger.version(node.name)
-        ck = (selector.key, admin, node.name)
-        hit = self._cache.get(ck)
-        if hit is not None and hit[0] == version and hit[1] is view:
-            return hit[2]  # type: ignore[no-any-return]
-        devices = matches(selector, view).devices
-        ledger = self._ledger
-        if admin:
-            f = Free(len(devices), 0)
+        return self._index(selector, admin).counts[node.name]
+
+    def candidates(self, selector: Selector, admin: bool, need: int, requests: int, best_fit: bool) -> Iterator[tuple[int, str]]:
+        """(leftover slots, node name) for every node with at least `need` slots: by leftover
+        then name for best fit, by name for first fit."""
+        ix = self._index(selector, admin)
+        shared = sorted((f.slots(requests) - need if best_fit else 0, name) for name, f in ix.shared.items()
+                        if f.slots(requests) >= need)
+        if best_fit:
+            plain: Iterator[tuple[int, str]] = (
+                (count - need, name) for count in sorted(c for c in ix.buckets if c >= need) for name in ix.buckets[count])
         else:
-            shared = sum(1 for d in devices if d.allow_multiple_allocations and not ledger.in_use(d.key))
-            f = Free(sum(1 for d in devices if not d.allow_multiple_allocations and not ledger.in_use(d.key)), shared)
-        self._cache[ck] = (version, view, f)
-        return f
+            plain = heapq.merge(*([(0, name) for name in ix.buckets[c]] for c in ix.buckets if c >= need))
+        return heapq.merge(plain, shared) if shared else plain
+
+    def fullest(self, selector: Selector, admin: bool, requests: int, limit: int) -> list[str]:
+        """Up to `limit` nodes with the most free slots (for explaining why none has enough)."""
+        ix = self._index(selector, admin)
+        out = [(-f.slots(requests), name) for name, f in ix.shared.items()]
+        taken = 0
+        for count in sorted(ix.buckets, reverse=True):
+            names = ix.buckets[count]
+            out.extend((-count, name) for name in names[:limit])
+            taken += len(names)
+            if taken >= limit:
+                break
+        return [name for _, name in sorted(out)[:limit]]
 
     def free_total(self, node: Node) -> int:
         """Free devices of any kind on the node (pods without claims prefer nodes with none)."""
-        view = self._pools.view(node)
         version = self._ledger.version(node.name)
-        ck = ("total", node.name)
-        hit = self._cache.get(ck)
-        if hit is not None and hit[0] == version and hit[1] is view:
-            return hit[2]  # type: ignore[no-any-return]
+        hit = self._totals.get(node.name)
+        if hit is not None and hit[0] == version:
+            return hit[1]
         ledger = self._ledger
-        n = sum(1 for _, ds in view.pools for d in ds if not ledger.in_use(d.key))
-        self._cache[ck] = (version, view, n)
+        n = sum(1 for _, ds in self._pools.view(node).pools for d in ds if not ledger.in_use(d.key))
+        self._totals[node.name] = (version, n)
         return n

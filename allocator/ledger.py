@@ -20,6 +20,7 @@ from .model import Allocation, Device, DeviceKey, DeviceResult, PoolKey, device_
 from .pools import PoolIndex
 
 CounterKey = tuple[str, str]  # (counter set, counter)
+_LOG_LIMIT = 65536
 
 
 class Ledger:
@@ -31,6 +32,10 @@ class Ledger:
         self._counters: dict[PoolKey, dict[CounterKey, Fraction]] = {}
         self._local_version: dict[str, int] = defaultdict(int)
         self.network_version = 0
+        # Nodes whose devices changed, in order (None: a change any node may see); derived
+        # indexes remember how far they have read. Trimmed so that it cannot grow forever.
+        self._log: list[str | None] = []
+        self._log_base = 0
         self.conflicts: list[str] = []  # devices found dedicated to more than one claim
 
     # --- queries --------------------------------------------------------------------------
@@ -54,6 +59,20 @@ class Ledger:
 
     def version(self, node_name: str) -> tuple[int, int]:
         return (self._local_version.get(node_name, 0), self.network_version)
+
+    def changes_since(self, position: int) -> tuple[int, set[str] | None]:
+        """The log position now, and the nodes changed since `position` (None: assume all)."""
+        end = self._log_base + len(self._log)
+        if position == end:
+            return end, set()
+        if position < self._log_base:
+            return end, None
+        changed: set[str] = set()
+        for name in self._log[position - self._log_base:]:
+            if name is None:
+                return end, None
+            changed.add(name)
+        return end, changed
 
     @property
     def used_count(self) -> int:
@@ -109,3 +128,7 @@ class Ledger:
         else:
             # A network-attached device, or one we do not know, can matter to any node.
             self.network_version += 1
+        self._log.append(node)
+        if len(self._log) > _LOG_LIMIT:
+            self._log_base += len(self._log)
+            self._log = []

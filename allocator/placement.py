@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -50,6 +50,8 @@ POLICIES: tuple[Policy, ...] = ("best-fit", "first-fit")
 _UNSCHEDULABLE_TAINT = Taint("node.kubernetes.io/unschedulable", "", "NoSchedule")
 _CLAIM_NS = uuid.UUID("a3c0b7de-41a4-4f38-8b8e-58d0c3f6a2e9")
 MAX_WARNINGS_IN_REASON = 3
+MAX_NODES_FOR_WARNINGS = 50
+NEAREST = 16
 
 
 @dataclass(slots=True)
@@ -73,8 +75,9 @@ class Cluster:
               slices: Iterable[ResourceSlice], backend: Backend | None = None) -> Cluster:
         pools = PoolIndex(slices)
         ledger = Ledger(pools)
-        return cls(sorted(nodes, key=lambda n: n.name), {n.name: n for n in namespaces}, {c.name: c for c in classes},
-                   pools, backend or get_backend(), ledger, FreeIndex(pools, ledger))
+        ordered = sorted(nodes, key=lambda n: n.name)
+        return cls(ordered, {n.name: n for n in namespaces}, {c.name: c for c in classes},
+                   pools, backend or get_backend(), ledger, FreeIndex(pools, ledger, ordered))
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,68 @@ class _Need:
     alts: list[tuple[ExactRequest, Selector, int]]
 
 
+@dataclass(slots=True)
+class _Group:
+    """Single-alternative requests of a pod that select the same devices."""
+
+    first: _Need
+    selector: Selector
+    admin: bool
+    need: int = 0
+    requests: int = 0
+
+
+class _Check:
+    """Whether a node's free counts can hold a pod's requests, and by how much."""
+
+    __slots__ = ("free", "groups", "singles")
+
+    def __init__(self, free: FreeIndex, groups: list[_Group], singles: list[_Need]) -> None:
+        self.free = free
+        self.groups = groups
+        self.singles = singles
+
+    def score(self, node: Node) -> int | None:
+        """Free slots left over on the node (lower fits better), or None when it cannot hold the pod."""
+        score = 0
+        for g in self.groups:
+            have = self.free.free(g.selector, node, g.admin).slots(g.requests)
+            if have < g.need:
+                return None
+            score += have - g.need
+        for nd in self.singles:
+            for alt, sel, need in nd.alts:
+                have = self.free.free(sel, node, alt.admin_access).slots()
+                if have >= need:
+                    score += have - need
+                    break
+            else:
+                return None
+        return score
+
+    def shortfall(self, node: Node) -> Shortfall | None:
+        """The first request the node cannot hold, in the words of a reason."""
+        for g in self.groups:
+            have = self.free.free(g.selector, node, g.admin).slots(g.requests)
+            if have < g.need:
+                req = g.first.request
+                return Shortfall(g.first.claim, req.name, g.selector.device_class, g.need, have, selector=g.selector)
+        for nd in self.singles:
+            best: Shortfall | None = None
+            for alt, sel, need in nd.alts:
+                have = self.free.free(sel, node, alt.admin_access).slots()
+                if have >= need:
+                    best = None
+                    break
+                cand = Shortfall(nd.claim, nd.request.result_name(alt), sel.device_class, need, have, selector=sel,
+                                 all_mode=alt.mode == "All")
+                if best is None or cand.have - cand.need > best.have - best.need:
+                    best = cand
+            if best is not None:
+                return best
+        return None
+
+
 def pod_node_problem(pod: Pod, node: Node) -> str | None:
     """Why the pod cannot run on the node regardless of devices, in kube-scheduler's words."""
     if pod.node_name is not None and pod.node_name != node.name:
@@ -151,7 +216,7 @@ class Session:
         self.templates: dict[ObjectKey, ClaimTemplate] = {}
         self.generated: dict[ObjectKey, tuple[ObjectKey, str]] = {}  # claim -> (pod, pod claim name)
         self._by_pod_claim: dict[tuple[ObjectKey, str], ObjectKey] = {}
-        self._node_filter: dict[tuple[object, ...], tuple[list[Node], Counter[str]]] = {}
+        self._node_filter: dict[tuple[object, ...], tuple[list[Node], dict[str, Node], Counter[str]]] = {}
         for c in claims:
             self.add_claim(c)
         for t in templates:
@@ -237,8 +302,8 @@ class Session:
             inputs = [self._input(c, pod) for c in pending.values()]
         except RequestError as e:
             return Unschedulable(str(e))
-        nodes, rejected = self._nodes_for(pod)
-        rejected = Counter(rejected)
+        nodes, allowed, base_rejected = self._nodes_for(pod)
+        rejected = Counter(base_rejected)
         if only is not None:
             nodes = [n for n in nodes if n.name in only]
         for c in allocated.values():
@@ -252,12 +317,14 @@ class Session:
                 else:
                     rejected[f"node(s) not where claim {c.ref} is allocated"] += 1
             nodes = keep
+        if len(nodes) != len(allowed):
+            allowed = {n.name: n for n in nodes}
         total = len(self.cluster.nodes) if only is None else len(only)
         if not inputs:
             if not nodes:
                 return Unschedulable(_summary(total, rejected, "no node can run the pod"))
             return Placed(self._pick_plain(nodes).name, {})
-        return self._place(pod, inputs, nodes, rejected, total)
+        return self._place(inputs, nodes, allowed, rejected, total)
 
     def _input(self, claim: Claim, pod: Pod) -> ClaimRequestInput:
         ns = self.cluster.namespaces.get(claim.namespace)
@@ -289,7 +356,9 @@ class Session:
                 f"claim {claim.ref} needs at least {minimum} devices, more than the {MAX_RESULTS_PER_CLAIM} a claim may hold")
         return ClaimRequestInput(claim, tuple(per_request), admin_ok)
 
-    def _nodes_for(self, pod: Pod) -> tuple[list[Node], Counter[str]]:
+    def _nodes_for(self, pod: Pod) -> tuple[list[Node], dict[str, Node], Counter[str]]:
+        """The nodes the pod may run on whatever its devices (cached per pod shape; callers
+        must not modify them), and why the others were rejected."""
         shape = _pod_shape(pod)
         hit = self._node_filter.get(shape)
         if hit is None:
@@ -300,9 +369,9 @@ class Session:
                     ok.append(n)
                 else:
                     rejected[why] += 1
-            hit = (ok, rejected)
+            hit = (ok, {n.name: n for n in ok}, rejected)
             self._node_filter[shape] = hit
-        return list(hit[0]), hit[1]
+        return hit
 
     def _pick_plain(self, nodes: list[Node]) -> Node:
         if self.policy == "first-fit":
@@ -310,63 +379,29 @@ class Session:
         free = self.cluster.free
         return min(nodes, key=lambda n: (free.free_total(n), n.name))
 
-    def _place(self, pod: Pod, inputs: list[ClaimRequestInput], nodes: list[Node], rejected: Counter[str],
+    def _place(self, inputs: list[ClaimRequestInput], nodes: list[Node], allowed: dict[str, Node], rejected: Counter[str],
                total: int) -> Decision:
-        free = self.cluster.free
         needs = [_Need(inp.claim, req, [(a, s, 1 if a.mode == "All" else a.count) for a, s in inp.alternatives[ri]])
                  for inp in inputs for ri, req in enumerate(inp.claim.spec.requests)]
         # Requests with one alternative and the same selector draw on the same devices.
-        grouped: dict[tuple[object, ...], tuple[_Need, Selector, bool, int, int]] = {}
-        single: list[_Need] = []
+        groups: dict[tuple[object, ...], _Group] = {}
+        singles: list[_Need] = []
         for nd in needs:
             if len(nd.alts) == 1 and nd.alts[0][0].mode == "ExactCount":
                 alt, sel, need = nd.alts[0]
-                gk = (sel.key, alt.admin_access)
-                prev = grouped.get(gk)
-                if prev is None:
-                    grouped[gk] = (nd, sel, alt.admin_access, need, 1)
-                else:
-                    grouped[gk] = (prev[0], sel, alt.admin_access, prev[3] + need, prev[4] + 1)
+                g = groups.setdefault((sel.key, alt.admin_access), _Group(nd, sel, alt.admin_access))
+                g.need += need
+                g.requests += 1
             else:
-                single.append(nd)
-        feasible: list[tuple[int, str, Node]] = []
-        shortfalls: list[tuple[Shortfall, str]] = []
-        for n in nodes:
-            score, short = 0, None
-            for nd, sel, admin, need, nreq in grouped.values():
-                have = free.free(sel, n, admin).slots(nreq)
-                if have < need:
-                    short = Shortfall(nd.claim, nd.request.name, sel.device_class, need, have, selector=sel)
-                    break
-                score += have - need
-            if short is None:
-                for nd in single:
-                    best = None
-                    for alt, sel, need in nd.alts:
-                        have = free.free(sel, n, alt.admin_access).slots()
-                        if have >= need:
-                            score += have - need
-                            best = None
-                            break
-                        cand = Shortfall(nd.claim, nd.request.result_name(alt), sel.device_class, need, have, selector=sel,
-                                         all_mode=alt.mode == "All")
-                        if best is None or cand.have - cand.need > best.have - best.need:
-                            best = cand
-                    else:
-                        short = best
-                    if short is not None:
-                        break
-            if short is not None:
-                shortfalls.append((short, n.name))
-                rejected["node(s) had too few free matching devices"] += 1
-                continue
-            feasible.append((score if self.policy == "best-fit" else 0, n.name, n))
-        feasible.sort(key=lambda t: (t[0], t[1]))
+                singles.append(nd)
+        check = _Check(self.cluster.free, list(groups.values()), singles)
+        searched = 0
         failures: list[tuple[str, NodeOutcome]] = []
+        shortfalls: list[tuple[Shortfall, str]] = []
         warnings: dict[str, None] = {}
-        for _, _, n in feasible:
-            view = self.cluster.pools.view(n)
-            out = allocate_on_node(inputs, view, self.cluster.pools, self.cluster.ledger, self.budget)
+        for n in self._candidates(check, nodes, allowed):
+            searched += 1
+            out = allocate_on_node(inputs, self.cluster.pools.view(n), self.cluster.pools, self.cluster.ledger, self.budget)
             for w in out.warnings:
                 warnings[str(w)] = None
             if out.picks is not None:
@@ -383,20 +418,59 @@ class Session:
                 rejected["node(s) where the search budget was exhausted"] += 1
             else:
                 rejected["node(s) where no device set satisfies the claims' constraints"] += 1
-        # Explain: CEL warnings from the nodes we looked at, the nearest node's story first.
-        for n in nodes[:50]:
+        if len(nodes) > searched:
+            rejected["node(s) had too few free matching devices"] += len(nodes) - searched
+            for name in self._nearest(check, nodes, allowed):
+                short = check.shortfall(allowed[name])
+                if short is not None:
+                    shortfalls.append((short, name))
+        # CEL warnings from the nodes looked at explain devices that did not match.
+        for n in nodes[:MAX_NODES_FOR_WARNINGS]:
             view = self.cluster.pools.view(n)
             for nd in needs:
                 for _, sel, _ in nd.alts:
                     for w in matches(sel, view).warnings:
                         warnings[str(w)] = None
-        headline = self._headline(shortfalls, failures, nodes)
-        reason = _summary(total, rejected, headline)
+        reason = _summary(total, rejected, self._headline(shortfalls, failures, nodes))
         if warnings:
             shown = list(warnings)[:MAX_WARNINGS_IN_REASON]
             more = len(warnings) - len(shown)
             reason += "; CEL errors made devices non-matching: " + "; ".join(shown) + (f" (and {more} more)" if more else "")
         return Unschedulable(reason, tuple(warnings))
+
+    def _candidates(self, check: _Check, nodes: list[Node], allowed: dict[str, Node]) -> Iterator[Node]:
+        """Nodes whose free counts can hold every request, best first by policy.
+
+        With one kind of device requested (the common case) the free index yields nodes in
+        exactly the policy's order, so the walk stops at the first node that works; otherwise
+        every node that passes the counts is scored first."""
+        best_fit = self.policy == "best-fit"
+        if check.groups:
+            primary = max(check.groups, key=lambda g: g.need)
+            stream = self.cluster.free.candidates(primary.selector, primary.admin, primary.need, primary.requests, best_fit)
+            if len(check.groups) == 1 and not check.singles:
+                for _, name in stream:
+                    n = allowed.get(name)
+                    if n is not None:
+                        yield n
+                return
+            scored = [(score if best_fit else 0, name) for _, name in stream
+                      if name in allowed and (score := check.score(allowed[name])) is not None]
+        else:
+            scored = [(score if best_fit else 0, n.name) for n in nodes if (score := check.score(n)) is not None]
+        scored.sort()
+        for _, name in scored:
+            yield allowed[name]
+
+    def _nearest(self, check: _Check, nodes: list[Node], allowed: dict[str, Node]) -> list[str]:
+        """The few nodes closest to holding the pod's largest request, to explain the refusal."""
+        if check.groups:
+            primary = max(check.groups, key=lambda g: g.need)
+            names = [n for n in self.cluster.free.fullest(primary.selector, primary.admin, primary.requests, NEAREST)
+                     if n in allowed]
+            if names:
+                return names
+        return [n.name for n in nodes[:MAX_NODES_FOR_WARNINGS]]
 
     def _headline(self, shortfalls: list[tuple[Shortfall, str]], failures: list[tuple[str, NodeOutcome]],
                   nodes: list[Node]) -> str:
