@@ -1,0 +1,199 @@
+"""`make bench`: measures the allocator and `tessera simulate`, writes bench/results.json and the
+table in bench/README.md.
+
+- Allocation latency per claim on one node of 8, 64 and 512 devices, warm caches: a one-device
+  claim with a CEL selector, and a four-device claim with a matchAttribute constraint.
+- CEL evaluations per second on both backends: fresh devices (activation built, nothing
+  cached) and re-evaluation on built activations (result cache cleared).
+- `tessera simulate` of 1,000 nodes x 8 GPUs with 4,000 pods of 1-8 GPUs, end to end through
+  the CLI (YAML parsing included), for both policies.
+
+Timings vary run to run on a shared 2-core machine; compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+import allocator as alloc
+from allocator.cel import get_backend
+from allocator.model import Device
+from bench.workloads import GPU, cluster, gpu_class, gpu_node, mixed_pods
+
+HERE = pathlib.Path(__file__).resolve().parent
+TARGETS = {"alloc_p50_ms_8_devices": 1.0, "simulate_4000_pods_seconds": 20.0}
+SELECTOR = f'device.driver == "{GPU}" && device.attributes["{GPU}"].index >= 4'
+
+
+def percentile(xs: list[float], p: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+def session_for(devices: int) -> alloc.Session:
+    objs = [gpu_class(), *gpu_node("node-0", devices)]
+    cluster_ = alloc.Cluster.build([alloc.parse_node(o) for o in objs if o["kind"] == "Node"], [],
+                                   [alloc.parse_device_class(o) for o in objs if o["kind"] == "DeviceClass"],
+                                   [alloc.parse_resource_slice(o) for o in objs if o["kind"] == "ResourceSlice"])
+    claims = [
+        {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim", "metadata": {"name": "one", "namespace": "default"},
+         "spec": {"devices": {"requests": [{"name": "g", "exactly": {"deviceClassName": "gpu", "selectors": [
+             {"cel": {"expression": f'device.attributes["{GPU}"].model == "H100"'}}]}}]}}},
+        {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim", "metadata": {"name": "four", "namespace": "default"},
+         "spec": {"devices": {"requests": [{"name": "g", "exactly": {"deviceClassName": "gpu", "count": 4}}],
+                              "constraints": [{"matchAttribute": "resource.kubernetes.io/pcieRoot"}]}}},
+    ]
+    return alloc.Session(cluster_, [alloc.parse_claim(c) for c in claims])
+
+
+def claim_pod(claim: str) -> alloc.Pod:
+    return alloc.parse_pod({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p-{claim}", "namespace": "default", "uid": "u"},
+                            "spec": {"resourceClaims": [{"name": "g", "resourceClaimName": claim}]}})
+
+
+def time_calls(fn: Callable[[], object], iterations: int, warmup: int = 50) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(iterations):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def bench_allocation(iterations: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for devices in (8, 64, 512):
+        session = session_for(devices)
+        for claim in ("one", "four"):
+            pod = claim_pod(claim)
+            d = session.decide(pod)
+            assert isinstance(d, alloc.Placed), getattr(d, "reason", d)
+            ms = time_calls(functools.partial(session.decide, pod), iterations)
+            results[f"{claim}_claim_{devices}_devices"] = {"p50_ms": round(percentile(ms, 50), 4),
+                                                          "p99_ms": round(percentile(ms, 99), 4), "iterations": iterations}
+    return results
+
+
+def fresh_devices(n: int) -> list[Device]:
+    objs = gpu_node("cel-node", n)
+    return [d for o in objs if o["kind"] == "ResourceSlice" for d in alloc.parse_resource_slice(o).devices]
+
+
+def bench_cel(devices: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in alloc.available_backends():
+        backend = get_backend(name)
+        program = backend.compile(SELECTOR)
+        n = devices if name == "cel-expr-python" else max(200, devices // 20)
+        devs = fresh_devices(n)
+        t = time.perf_counter()
+        for d in devs:
+            program.evaluate(d)
+        cold = n / (time.perf_counter() - t)
+        for d in devs:
+            d.cel_cache.pop(program, None)
+        t = time.perf_counter()
+        for d in devs:
+            program.evaluate(d)
+        warm = n / (time.perf_counter() - t)
+        t = time.perf_counter()
+        for _ in range(3):
+            for d in devs:
+                program.evaluate(d)
+        cached = 3 * n / (time.perf_counter() - t)
+        out[name] = {"devices": n, "evals_per_s_fresh_device": round(cold), "evals_per_s_built_activation": round(warm),
+                     "lookups_per_s_cached": round(cached)}
+    return out
+
+
+def bench_simulate(nodes: int, devices: int, pods: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        c = pathlib.Path(tmp) / "cluster.yaml"
+        w = pathlib.Path(tmp) / "workload.yaml"
+        c.write_text(yaml.safe_dump_all(cluster(nodes, devices), sort_keys=False))
+        w.write_text(yaml.safe_dump_all(mixed_pods(pods), sort_keys=False))
+        exe = pathlib.Path(sys.executable).parent / "tessera"
+        for policy in alloc.POLICIES:
+            t = time.perf_counter()
+            proc = subprocess.run([str(exe), "simulate", "--cluster", str(c), "--workload", str(w), "--format", "json",
+                                   "--policy", policy], capture_output=True, check=True)
+            seconds = time.perf_counter() - t
+            result = json.loads(proc.stdout)
+            placed = sum(1 for p in result["pods"] if p["node"])
+            used = sum(len(c_["allocation"]["devices"]["results"]) for c_ in result["claims"] if c_["allocation"])
+            out[policy] = {"seconds": round(seconds, 2), "pods_per_s": round(pods / seconds), "placed": placed,
+                           "gpus_allocated": used, "gpus_total": nodes * devices}
+    out["shape"] = {"nodes": nodes, "devices_per_node": devices, "pods": pods}
+    return out
+
+
+def write_readme(results: dict[str, Any]) -> None:
+    a, c, s = results["allocation"], results["cel"], results["simulate"]
+    rows = ["| benchmark | result | target |", "|---|---|---|"]
+    for devices in (8, 64, 512):
+        one, four = a[f"one_claim_{devices}_devices"], a[f"four_claim_{devices}_devices"]
+        target = "p50 <= 1 ms" if devices == 8 else ""
+        rows.append(f"| allocate 1 device (CEL selector), node of {devices} | p50 {one['p50_ms']:.3f} ms, "
+                    f"p99 {one['p99_ms']:.3f} ms | {target} |")
+        rows.append(f"| allocate 4 devices (matchAttribute), node of {devices} | p50 {four['p50_ms']:.3f} ms, "
+                    f"p99 {four['p99_ms']:.3f} ms | |")
+    for name, r in c.items():
+        rows.append(f"| CEL {name}: fresh device / built activation / cached | {r['evals_per_s_fresh_device']:,} / "
+                    f"{r['evals_per_s_built_activation']:,} / {r['lookups_per_s_cached']:,} per s | |")
+    shape = s["shape"]
+    for policy in alloc.POLICIES:
+        r = s[policy]
+        rows.append(f"| simulate {shape['nodes']} nodes x {shape['devices_per_node']} GPUs, {shape['pods']} pods, {policy} "
+                    f"(CLI, YAML included) | {r['seconds']} s ({r['pods_per_s']} pods/s), {r['placed']} placed, "
+                    f"{r['gpus_allocated']}/{r['gpus_total']} GPUs | <= 20 s (>= 200 pods/s) |")
+    table = "\n".join(rows)
+    readme = HERE / "README.md"
+    text = readme.read_text() if readme.exists() else ""
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    block = f"{start}\n{table}\n\nMeasured {results['machine']['date']} on {results['machine']['cpus']} CPUs, " \
+            f"Python {results['machine']['python']}.\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text + "\n" + block + "\n"
+    readme.write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = ap.parse_args()
+    iterations, cel_devices, pods = (200, 2000, 400) if args.quick else (2000, 10000, 4000)
+    results = {
+        "machine": {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "allocation": bench_allocation(iterations),
+        "cel": bench_cel(cel_devices),
+        "simulate": bench_simulate(1000 if not args.quick else 100, 8, pods),
+        "targets": TARGETS,
+    }
+    print(json.dumps(results, indent=2))
+    if not args.quick:
+        (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        write_readme(results)
+
+
+if __name__ == "__main__":
+    main()
