@@ -603,6 +603,17 @@ def _exact(o: _Obj, raw: Any, path: str, name: str, sub: bool) -> ExactRequest:
     return ExactRequest(name, cls, _selectors(o, raw, path), mode, count, admin, tolerations, cap_reqs)  # type: ignore[arg-type]
 
 
+def _request_refs(o: _Obj, raw: Any, path: str, known: set[str]) -> tuple[str, ...]:
+    """The `requests` a constraint or config names; each must be a request or request/subrequest."""
+    if not isinstance(raw, Mapping):
+        raise o.fail(path, "must be an object")
+    refs = o.strings(raw, "requests", path)
+    for j, ref in enumerate(refs):
+        if ref not in known:
+            raise o.fail(f"{path}.requests[{j}]", f"names unknown request {ref!r}")
+    return refs
+
+
 def parse_claim_spec(o: _Obj, spec: Mapping[str, Any], path: str) -> ClaimSpec:
     devices = o.mapping(spec, "devices", path)
     dp = _join(path, "devices")
@@ -648,12 +659,7 @@ def parse_claim_spec(o: _Obj, spec: Mapping[str, Any], path: str) -> ClaimSpec:
     constraints = []
     for i, c in enumerate(o.items(devices, "constraints", dp)):
         cp = f"{dp}.constraints[{i}]"
-        if not isinstance(c, Mapping):
-            raise o.fail(cp, "must be an object")
-        refs = o.strings(c, "requests", cp)
-        for j, ref in enumerate(refs):
-            if ref not in known:
-                raise o.fail(f"{cp}.requests[{j}]", f"names unknown request {ref!r}")
+        refs = _request_refs(o, c, cp, known)
         match, distinct = o.text(c, "matchAttribute", cp) or None, o.text(c, "distinctAttribute", cp) or None
         if (match is None) == (distinct is None):
             raise o.fail(cp, "must set exactly one of matchAttribute or distinctAttribute")
@@ -665,13 +671,7 @@ def parse_claim_spec(o: _Obj, spec: Mapping[str, Any], path: str) -> ClaimSpec:
     configs = []
     for i, c in enumerate(o.items(devices, "config", dp)):
         cp = f"{dp}.config[{i}]"
-        if not isinstance(c, Mapping):
-            raise o.fail(cp, "must be an object")
-        refs = o.strings(c, "requests", cp)
-        for j, ref in enumerate(refs):
-            if ref not in known:
-                raise o.fail(f"{cp}.requests[{j}]", f"names unknown request {ref!r}")
-        configs.append(ClaimConfig(refs, _opaque(o, c, cp)))
+        configs.append(ClaimConfig(_request_refs(o, c, cp, known), _opaque(o, c, cp)))
     return ClaimSpec(tuple(requests), tuple(constraints), tuple(configs))
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..model import Device
 from ..parse import qualify
+from .text import undefined_field_message, unknown_device_field
 
 BACKEND_ENV = "TESSERA_CEL_BACKEND"
 _STATUS_CODE = re.compile(r"[A-Z][A-Z_]+")
@@ -78,6 +79,9 @@ class Backend(ABC):
         if p is None:
             with self._lock:
                 try:
+                    bad = unknown_device_field(expression)
+                    if bad is not None:
+                        raise CelCompileError(expression, undefined_field_message(bad))
                     p = self._compile(expression)
                 except CelCompileError as e:
                     p = e

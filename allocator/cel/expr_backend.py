@@ -20,10 +20,10 @@ from cel_expr_python.ext import ext_bindings, ext_optional, ext_strings
 
 from ..model import Attr, Device
 from ..quantity import Quantity, quantity_from_milli
-from ..semver import Semver, parse_semver
+from ..semver import Semver, is_semver, parse_semver
 from . import Backend, CelCompileError, CelEvalError, Outcome, Program, device_domains, normalize_error
 from . import library as lib
-from .text import string_literals, undefined_field_message, unknown_device_field
+from .text import string_literals
 
 T = cel.Type
 MAP = T.Map(T.STRING, T.DYN)
@@ -122,8 +122,8 @@ def _declarations() -> list[Any]:
     add("isQuantity", "isQuantity_string", b_, [s_], lib.is_quantity)
     add("semver", "semver_string", MAP, [s_], lambda s: encode_semver(lib.semver(s)))
     add("semver", "semver_string_bool", MAP, [s_, b_], lambda s, n: encode_semver(lib.semver(s, n)))
-    add("isSemver", "isSemver_string", b_, [s_], lib.is_semver)
-    add("isSemver", "isSemver_string_bool", b_, [s_, b_], lib.is_semver)
+    add("isSemver", "isSemver_string", b_, [s_], is_semver)
+    add("isSemver", "isSemver_string_bool", b_, [s_, b_], is_semver)
     add("compareTo", "map_compareTo_map", i_, [MAP, MAP], _compare("compareTo"), member=True)
     add("isGreaterThan", "map_isGreaterThan_map", b_, [MAP, MAP], _ordered("isGreaterThan", 1), member=True)
     add("isLessThan", "map_isLessThan_map", b_, [MAP, MAP], _ordered("isLessThan", -1), member=True)
@@ -232,9 +232,6 @@ class ExprBackend(Backend):
         return cached
 
     def _compile(self, expression: str) -> Program:
-        bad = unknown_device_field(expression)
-        if bad is not None:
-            raise CelCompileError(expression, undefined_field_message(bad))
         try:
             expr = self._env.compile(expression)
         except RuntimeError as e:

@@ -89,14 +89,6 @@ def semver(s: str, normalize: bool = False) -> Semver:
         raise CelFunctionError(f"semver: {e}") from None
 
 
-def is_semver(s: str, normalize: bool = False) -> bool:
-    try:
-        parse_semver(s, normalize)
-    except SemverError:
-        return False
-    return True
-
-
 # --- 1.36 list attributes, sets, lists ------------------------------------------------------
 
 def includes(container: Any, value: Any) -> bool:

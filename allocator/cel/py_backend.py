@@ -21,10 +21,10 @@ from celpy.evaluation import CELEvalError as CelpyEvalError
 
 from ..model import Attr, Device
 from ..quantity import Quantity
-from ..semver import Semver
+from ..semver import Semver, is_semver
 from . import Backend, CelCompileError, CelEvalError, Outcome, Program, device_domains, normalize_error
 from . import library as lib
-from .text import undefined_field_message, unknown_device_field, without_strings
+from .text import without_strings
 
 # celpy logs every evaluation error at WARNING; the allocator reports them itself.
 logging.getLogger("celpy").setLevel(logging.CRITICAL)
@@ -135,7 +135,7 @@ def _functions() -> dict[str, Callable[..., Any]]:
         "quantity": lib.quantity,
         "isQuantity": lib.is_quantity,
         "semver": lib.semver,
-        "isSemver": lib.is_semver,
+        "isSemver": is_semver,
         "compareTo": _compare,
         "isGreaterThan": lambda a, b: _compare(a, b) > 0,
         "isLessThan": lambda a, b: _compare(a, b) < 0,
@@ -220,9 +220,6 @@ class PyBackend(Backend):
             if pattern.search(bare):
                 raise CelCompileError(
                     expression, f"uses {feature}, which the cel-python fallback backend does not support; install cel-expr-python")
-        bad = unknown_device_field(expression)
-        if bad is not None:
-            raise CelCompileError(expression, undefined_field_message(bad))
         try:
             ast = self._env.compile(expression)
         except CelpyParseError as e:
