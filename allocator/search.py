@@ -189,6 +189,9 @@ def _plan(ci: int, inp: ClaimRequestInput, request: DeviceRequest, ai: int, alt:
             return plan
         devices = []
         for d in m.devices:
+            if not admin and ledger.in_use(d.key):
+                plan.problem = f"asks for all devices, but device {device_key_str(d.key)} is already allocated"
+                return plan
             if alt.capacity_requests or d.allow_multiple_allocations:
                 if d.allow_multiple_allocations and not admin:
                     c = share_charges(d, alt.capacity_requests)
@@ -197,9 +200,6 @@ def _plan(ci: int, inp: ClaimRequestInput, request: DeviceRequest, ai: int, alt:
                     charges[d.key] = c
                 elif dedicated_fits(d, alt.capacity_requests) is not None:
                     continue
-            if not admin and not d.allow_multiple_allocations and ledger.in_use(d.key):
-                plan.problem = f"asks for all devices, but device {device_key_str(d.key)} is already allocated"
-                return plan
             devices.append(d)
         if not devices:
             plan.problem = "asks for all devices, but no device matches"

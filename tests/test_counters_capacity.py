@@ -139,6 +139,14 @@ def test_shared_device_dedicated_elsewhere_stays_blocked() -> None:
     refused(w.schedule(pod("p", {"g": "a"})))
 
 
+def test_all_mode_refuses_a_shareable_device_dedicated_elsewhere() -> None:
+    # gpu-1 is free, so only the all-devices rule stops this claim.
+    w = World.of(node("n1"), GPU_CLASS, rslice("s", [shared_device(), shared_device("gpu-1")], node="n1"),
+                 allocated("busy", [("g", GPU, "n1", "gpu-0")], "n1"), claim("a", exact("g", mode="All")))
+    assert "asks for all devices, but device gpu.example.com/n1/gpu-0 is already allocated" in refused(
+        w.schedule(pod("p", {"g": "a"})))
+
+
 def test_shared_partitioned_device_charges_counters_once() -> None:
     counters = rslice("c", pool="n1", count=2, nodeName="n1",
                       sharedCounters=[{"name": "mem", "counters": {"memory": {"value": "8Gi"}}}])
