@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -19,9 +20,9 @@ from hypothesis import strategies as st
 
 import allocator as alloc
 from allocator.constraints import elements
-from allocator.model import Claim, Device, ExactRequest
+from allocator.model import Claim, Device, DeviceKey, ExactRequest
 from allocator.nodeselector import untolerated
-from tests.builders import GPU, GPU_CLASS, World, claim, device, first, node, pod, rslice, sub, template
+from tests.builders import GPU, GPU_CLASS, World, claim, device, exact, first, node, pod, rslice, sub, template
 from tests.invariants import violations
 
 SELECTORS = [
@@ -92,10 +93,37 @@ def claims(draw: st.DrawFn, name: str) -> dict[str, Any]:
     return claim(name, *reqs, constraints=constraints)
 
 
-def world_objects(devs: list[dict[str, Any]], slots: int) -> list[dict[str, Any]]:
+def world_objects(devs: list[dict[str, Any]], slots: int, busy: list[tuple[int, str]]) -> list[dict[str, Any]]:
     counters = rslice("counters", pool="n1", count=2, nodeName="n1",
                       sharedCounters=[{"name": "set", "counters": {"slots": {"value": str(slots)}}}])
-    return [node("n1"), GPU_CLASS, counters, rslice("devices", devs, node="n1", pool="n1", count=2)]
+    objs = [node("n1"), GPU_CLASS, counters, rslice("devices", devs, node="n1", pool="n1", count=2)]
+    results = []
+    taken: set[str] = set()
+    spent = 0
+    for i, (index, kind) in enumerate(busy):
+        dev = devs[index % len(devs)]
+        name = dev["name"]
+        cost = sum(int(v["value"]) for cc in dev.get("consumesCounters", []) for v in cc["counters"].values())
+        if name in taken or spent + cost > slots:
+            continue  # a valid cluster never dedicates a device twice or overdraws a counter
+        taken.add(name)
+        spent += cost
+        r: dict[str, Any] = {"request": "g", "driver": GPU, "pool": "n1", "device": name}
+        if kind.startswith("share:") and devs[index % len(devs)].get("allowMultipleAllocations"):
+            r["shareID"] = f"00000000-0000-0000-0000-{i:012d}"
+            r["consumedCapacity"] = {"memory": kind.removeprefix("share:")}
+        results.append(r)
+    if results:
+        objs.append(claim("busy", exact("g", count=len(results)), status={"allocation": {"devices": {"results": results}},
+                                                       "reservedFor": [{"resource": "pods", "name": "x", "uid": "x"}]}))
+    return objs
+
+
+@st.composite
+def busy_devices(draw: st.DrawFn) -> list[tuple[int, str]]:
+    """Devices already allocated by an existing claim: dedicated, or shares of some capacity."""
+    kinds = st.one_of(st.just("dedicated"), st.integers(1, 3).map(lambda n: f"share:{n}"))
+    return draw(st.lists(st.tuples(st.integers(0, 5), kinds), max_size=3, unique_by=lambda t: t[0]))
 
 
 # --- brute force -----------------------------------------------------------------------------
@@ -123,7 +151,14 @@ def _charges(d: Device, alt: ExactRequest) -> dict[str, Fraction] | None:
     return out if set(alt.capacity_requests) <= set(d.capacity) else None
 
 
-def _options(session: alloc.Session, c: Claim, devs: list[Device]) -> Iterator[list[tuple[str, str, ExactRequest, Device]]]:
+def _fits_alone(d: Device, alt: ExactRequest, state: _Existing) -> bool:
+    ch = _charges(d, alt)
+    return ch is not None and all(state.consumed.get((d.key, k), Fraction(0)) + v <= d.capacity[k].value.value
+                                  for k, v in ch.items())
+
+
+def _options(session: alloc.Session, c: Claim, devs: list[Device],
+             state: _Existing) -> Iterator[list[tuple[str, str, ExactRequest, Device]]]:
     per_request = []
     for req in c.spec.requests:
         opts = []
@@ -133,11 +168,12 @@ def _options(session: alloc.Session, c: Claim, devs: list[Device]) -> Iterator[l
             if alt.mode == "All":
                 matching = [d for d in devs if all(session.cluster.backend.compile(e).evaluate(d) is True
                                                    for e in session.cluster.classes[alt.device_class].selectors + alt.selectors)]
-                if matching and len(matching) == len(cands):
-                    fitting = [d for d in cands if not d.allow_multiple_allocations or _charges(d, alt) is not None]
+                if matching and len(matching) == len(cands) and not any(d.key in state.dedicated for d in cands):
+                    fitting = [d for d in cands if not d.allow_multiple_allocations or _fits_alone(d, alt, state)]
                     if fitting:
                         opts.append([(req.name, name, alt, d) for d in fitting])
                 continue
+            cands = [d for d in cands if d.key not in state.dedicated]
             for combo in itertools.combinations(cands, alt.count):
                 opts.append([(req.name, name, alt, d) for d in combo])
         per_request.append(opts)
@@ -145,16 +181,38 @@ def _options(session: alloc.Session, c: Claim, devs: list[Device]) -> Iterator[l
         yield [x for part in choice for x in part]
 
 
+@dataclass
+class _Existing:
+    """What the existing claims hold, read straight from their status."""
+
+    dedicated: set[DeviceKey]
+    consumed: dict[tuple[DeviceKey, str], Fraction]
+    held: set[DeviceKey]
+
+
+def _existing(session: alloc.Session) -> _Existing:
+    state = _Existing(set(), {}, set())
+    for cl in session.claims.values():
+        for r in cl.allocation.results if cl.allocation else ():
+            state.held.add(r.key)
+            if r.share_id is None:
+                state.dedicated.add(r.key)
+            for k, q in r.consumed_capacity.items():
+                state.consumed[(r.key, k)] = state.consumed.get((r.key, k), Fraction(0)) + q.value
+    return state
+
+
 def feasible(session: alloc.Session, c: Claim, slots: int) -> bool:
     devs = [d for _, ds in session.cluster.pools.view(session.cluster.nodes[0]).pools for d in ds]
-    for picks in _options(session, c, devs):
+    state = _existing(session)
+    for picks in _options(session, c, devs, state):
         if len(picks) > 32:
             continue
         dedicated = [d.key for _, _, _, d in picks if not d.allow_multiple_allocations]
         if len(dedicated) != len(set(dedicated)):
             continue
         ok = True
-        used: dict[tuple[Any, ...], Fraction] = {}
+        used: dict[tuple[Any, ...], Fraction] = dict(state.consumed)
         for _, _, alt, d in picks:
             if d.allow_multiple_allocations:
                 ch = _charges(d, alt)
@@ -169,6 +227,7 @@ def feasible(session: alloc.Session, c: Claim, slots: int) -> bool:
                                                for k, q in alt.capacity_requests.items()):
                 ok = False
         held = {d.key: d for _, _, _, d in picks}
+        held.update({k: d for d in devs if (k := d.key) in state.held})
         spent = sum((q.value for d in held.values() for cc in d.consumes_counters for q in cc.counters.values()), Fraction(0))
         if not ok or spent > slots:
             continue
@@ -189,9 +248,10 @@ def feasible(session: alloc.Session, c: Claim, slots: int) -> bool:
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(devices(), claims("c"), st.integers(1, 6))
-def test_allocator_succeeds_exactly_when_brute_force_does(devs: list[dict[str, Any]], c: dict[str, Any], slots: int) -> None:
-    w = World.of(*world_objects(devs, slots), c)
+@given(devices(), claims("c"), st.integers(1, 6), busy_devices())
+def test_allocator_succeeds_exactly_when_brute_force_does(devs: list[dict[str, Any]], c: dict[str, Any], slots: int,
+                                                         busy: list[tuple[int, str]]) -> None:
+    w = World.of(*world_objects(devs, slots, busy), c)
     parsed = w.claim("c")
     expected = feasible(w.session, parsed, slots)
     d = w.schedule(pod("p", {"g": "c"}))
