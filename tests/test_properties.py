@@ -227,7 +227,7 @@ def feasible(session: alloc.Session, c: Claim, slots: int) -> bool:
                                                for k, q in alt.capacity_requests.items()):
                 ok = False
         held = {d.key: d for _, _, _, d in picks}
-        held.update({k: d for d in devs if (k := d.key) in state.held})
+        held.update({d.key: d for d in devs if d.key in state.held})
         spent = sum((q.value for d in held.values() for cc in d.consumes_counters for q in cc.counters.values()), Fraction(0))
         if not ok or spent > slots:
             continue
