@@ -404,8 +404,16 @@ def _capacity(o: _Obj, raw: Any, path: str, multi: bool) -> Capacity:
         if step is not None and step.value <= 0:
             raise o.fail(f"{rp}.step", f"must be positive, got {step}")
         valid_range = ValidRange(mn, mx, step)
+    if default is None and (valid_values or valid_range is not None):
+        raise o.fail(f"{pp}.default", "required when validValues or validRange is set")
     if default is not None and default > value:
         raise o.fail(f"{pp}.default", f"must not exceed the capacity value {value}, got {default}")
+    if default is not None and valid_range is not None:
+        rng = valid_range
+        if default < rng.min or (rng.max is not None and default > rng.max):
+            raise o.fail(f"{pp}.default", f"must lie within validRange, got {default}")
+        if rng.step is not None and ((default.value - rng.min.value) / rng.step.value).denominator != 1:
+            raise o.fail(f"{pp}.default", f"must be min plus a multiple of step ({rng.step}), got {default}")
     return Capacity(value, default, valid_values, valid_range)
 
 

@@ -389,7 +389,9 @@ class Session:
         for nd in needs:
             if len(nd.alts) == 1 and nd.alts[0][0].mode == "ExactCount":
                 alt, sel, need = nd.alts[0]
-                g = groups.setdefault((sel.key, alt.admin_access), _Group(nd, sel, alt.admin_access))
+                # adminAccess picks of different claims may share a device, so they never add up.
+                gk = (sel.key, alt.admin_access, nd.claim.key if alt.admin_access else None)
+                g = groups.setdefault(gk, _Group(nd, sel, alt.admin_access))
                 g.need += need
                 g.requests += 1
             else:

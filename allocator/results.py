@@ -34,7 +34,7 @@ def build_allocation(claim: Claim, picks: Sequence[Pick], node_name: str,
     results = []
     for i, p in enumerate(picks):
         d = p.device
-        shared = d.allow_multiple_allocations and not p.admin
+        shared = d.allow_multiple_allocations
         results.append(DeviceResult(
             request=p.result_name, driver=d.driver, pool=d.pool, device=d.name,
             admin_access=p.admin, tolerations=p.alt.tolerations,
@@ -63,9 +63,10 @@ def _config(claim: Claim, picks: Sequence[Pick], classes: Mapping[str, DeviceCla
         if not cfg.requests:
             out.append(ConfigResult("FromClaim", (), cfg.opaque))
             continue
-        kept = tuple(r for r in cfg.requests if r in allocated)
-        if kept:
-            out.append(ConfigResult("FromClaim", kept, cfg.opaque))
+        # Copied as written when it names any allocated request; names of subrequests that were
+        # not chosen are harmless, as drivers match configs to results by name.
+        if any(r in allocated for r in cfg.requests):
+            out.append(ConfigResult("FromClaim", cfg.requests, cfg.opaque))
     return tuple(out)
 
 

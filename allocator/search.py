@@ -183,23 +183,24 @@ def _plan(ci: int, inp: ClaimRequestInput, request: DeviceRequest, ai: int, alt:
         if view.problems:
             plan.problem = f"asks for all devices, but {view.problems[0]}"
             return plan
-        if m.tainted:
-            t = m.tainted[0]
-            plan.problem = f"asks for all devices, but device {device_key_str(t.key)} has a taint the request does not tolerate"
-            return plan
+        tainted = {d.key for d in m.tainted}
         devices = []
-        for d in m.devices:
+        for d in m.selected:
+            # Devices that cannot hold the capacity request are not part of "all" (as upstream);
+            # every other selected device must be free and tolerated.
+            if d.allow_multiple_allocations:
+                c = share_charges(d, alt.capacity_requests)
+                if isinstance(c, str) or not _capacity_fits(d, c, ledger):
+                    continue
+                charges[d.key] = c
+            elif alt.capacity_requests and dedicated_fits(d, alt.capacity_requests) is not None:
+                continue
+            if d.key in tainted:
+                plan.problem = f"asks for all devices, but device {device_key_str(d.key)} has a taint the request does not tolerate"
+                return plan
             if not admin and ledger.in_use(d.key):
                 plan.problem = f"asks for all devices, but device {device_key_str(d.key)} is already allocated"
                 return plan
-            if alt.capacity_requests or d.allow_multiple_allocations:
-                if d.allow_multiple_allocations and not admin:
-                    c = share_charges(d, alt.capacity_requests)
-                    if isinstance(c, str) or not _capacity_fits(d, c, ledger):
-                        continue  # upstream drops devices that cannot hold the share
-                    charges[d.key] = c
-                elif dedicated_fits(d, alt.capacity_requests) is not None:
-                    continue
             devices.append(d)
         if not devices:
             plan.problem = "asks for all devices, but no device matches"
@@ -218,7 +219,7 @@ def _plan(ci: int, inp: ClaimRequestInput, request: DeviceRequest, ai: int, alt:
         if not admin and ledger.in_use(d.key):
             skipped["in use"] += 1
             continue
-        if d.allow_multiple_allocations and not admin:
+        if d.allow_multiple_allocations:
             c = share_charges(d, alt.capacity_requests)
             if isinstance(c, str):
                 skipped[f"cannot serve the capacity request: {c}"] += 1
@@ -253,12 +254,19 @@ class _Search:
         self.outcome = outcome
         self.positions = [(ci, ri) for ci, cp in enumerate(plans) for ri in range(len(cp))]
         self.picks: list[list[Pick]] = [[] for _ in inputs]
-        self.dedicated: set[DeviceKey] = set()
-        self.admin: list[set[DeviceKey]] = [set() for _ in inputs]
+        # Devices that cannot be shared, picked in this call: by any claim (admin picks too, as
+        # upstream), and per claim (what blocks an adminAccess pick).
+        self.dedicated: Counter[DeviceKey] = Counter()
+        self.claim_dedicated: list[set[DeviceKey]] = [set() for _ in inputs]
         self.touched: Counter[DeviceKey] = Counter()
         self.counters: dict[PoolKey, dict[CounterKey, Fraction]] = {}
         self.capacity: dict[DeviceKey, dict[str, Fraction]] = {}
-        self.charged: Counter[DeviceKey] = Counter()  # shared devices charged for counters in this call
+        self.sharing: Counter[DeviceKey] = Counter()  # non-admin shares picked in this call (counters charged once)
+        # Results the claim's later requests need at the least, for the 32-results limit.
+        self.min_after: list[list[int]] = []
+        for cp in plans:
+            mins = [min((p.count for p in alts), default=0) for alts in cp]
+            self.min_after.append([sum(mins[ri + 1:]) for ri in range(len(cp))])
         self.steps = 0
         all_plans = [p for cp in plans for rp in cp for p in rp]
         self._membership: list[set[DeviceKey]] = [{d.key for d in p.candidates} for p in all_plans]
@@ -284,17 +292,27 @@ class _Search:
 
     # --- device bookkeeping ---------------------------------------------------------------
 
+    def taken(self, d: Device, plan: Plan) -> bool:
+        """A device that cannot be shared is taken for a normal pick once anything in this call
+        picked it, and for an adminAccess pick once this claim did."""
+        if d.allow_multiple_allocations:
+            return False
+        if plan.alt.admin_access:
+            return d.key in self.claim_dedicated[plan.claim]
+        return self.dedicated[d.key] > 0
+
     def add(self, d: Device, plan: Plan) -> str | None:
-        """Tentatively allocates d for plan; None on success, else the reason it does not fit."""
+        """Tentatively allocates d for plan; None on success, else the reason it does not fit.
+
+        adminAccess picks do not charge shared counters: they observe a device and consume
+        nothing (upstream charges them, which can refuse a monitoring claim on a partitioned
+        GPU; Tessera is deliberately kinder)."""
         admin = plan.alt.admin_access
-        shared = d.allow_multiple_allocations and not admin
-        if admin:
-            if d.key in self.admin[plan.claim]:
-                return "taken"
-        elif not shared and d.key in self.dedicated:
+        shared = d.allow_multiple_allocations
+        if self.taken(d, plan):
             return "taken"
         charge_counters = (not admin and bool(d.consumes_counters) and not self.ledger.holds(d.key)
-                           and self.charged[d.key] == 0)
+                           and self.sharing[d.key] == 0)
         if charge_counters and not _counter_fits(d, self.pools, self.ledger, self.counters):
             return f"shared counters of resource pool {d.driver}/{d.pool} are used up"
         charges = plan.charges.get(d.key) if shared else None
@@ -310,15 +328,15 @@ class _Search:
         if charge_counters:
             self._counters(d, +1)
         if shared:
-            self.charged[d.key] += 1
+            if not admin:
+                self.sharing[d.key] += 1
             if charges is not None:
                 cap = self.capacity.setdefault(d.key, {})
                 for k, v in charges.items():
                     cap[k] = cap.get(k, Fraction(0)) + v
-        if admin:
-            self.admin[plan.claim].add(d.key)
-        elif not shared:
-            self.dedicated.add(d.key)
+        else:
+            self.dedicated[d.key] += 1
+            self.claim_dedicated[plan.claim].add(d.key)
         self.touched[d.key] += 1
         self.picks[plan.claim].append(Pick(plan.request, plan.alt, plan.result_name, d, charges, admin))
         return None
@@ -326,21 +344,20 @@ class _Search:
     def remove(self, d: Device, plan: Plan) -> None:
         pick = self.picks[plan.claim].pop()
         admin = pick.admin
-        shared = d.allow_multiple_allocations and not admin
         for t in reversed(plan.trackers):
             t.remove(d)
-        if shared:
-            self.charged[d.key] -= 1
+        if d.allow_multiple_allocations:
+            if not admin:
+                self.sharing[d.key] -= 1
             if pick.charges is not None:
                 cap = self.capacity[d.key]
                 for k, v in pick.charges.items():
                     cap[k] -= v
-        if not admin and d.consumes_counters and not self.ledger.holds(d.key) and self.charged[d.key] == 0:
+        else:
+            self.dedicated[d.key] -= 1
+            self.claim_dedicated[plan.claim].discard(d.key)
+        if not admin and d.consumes_counters and not self.ledger.holds(d.key) and self.sharing[d.key] == 0:
             self._counters(d, -1)
-        if admin:
-            self.admin[plan.claim].discard(d.key)
-        elif not shared:
-            self.dedicated.discard(d.key)
         self.touched[d.key] -= 1
 
     def _counters(self, d: Device, sign: int) -> None:
@@ -363,8 +380,7 @@ class _Search:
         self.step()
         found = 0
         for d in plan.candidates[start:]:
-            if (not plan.alt.admin_access and not d.allow_multiple_allocations and d.key in self.dedicated) or \
-                    (plan.alt.admin_access and d.key in self.admin[plan.claim]):
+            if self.taken(d, plan):
                 continue
             if all(t.admits(d) for t in plan.trackers):
                 found += 1
@@ -377,7 +393,7 @@ class _Search:
             return True
         ci, ri = self.positions[pos]
         for plan in self.plans[ci][ri]:
-            if len(self.picks[ci]) + plan.count > MAX_RESULTS_PER_CLAIM:
+            if len(self.picks[ci]) + plan.count + self.min_after[ci][ri] > MAX_RESULTS_PER_CLAIM:
                 self.outcome.rejects[f"claim would hold more than {MAX_RESULTS_PER_CLAIM} devices"] += 1
                 continue
             if plan.all_mode:

@@ -69,6 +69,7 @@ class Matches:
     devices: tuple[Device, ...]  # selectors true and taints tolerated
     tainted: tuple[Device, ...]  # selectors true, but an untolerated NoSchedule/NoExecute taint
     warnings: tuple[CelWarning, ...]
+    selected: tuple[Device, ...]  # selectors true, tainted or not
 
 
 def selects(selector: Selector, device: Device) -> bool | CelWarning:
@@ -87,17 +88,18 @@ def matches(selector: Selector, view: NodeView) -> Matches:
     ck = ("match", selector.key)
     m: Matches | None = view.cache.get(ck)
     if m is None:
-        ok, tainted, warnings = [], [], []
+        ok, tainted, warnings, selected = [], [], [], []
         for _, devices in view.pools:
             for d in devices:
                 r = selects(selector, d)
                 if r is True:
+                    selected.append(d)
                     if d.taints and untolerated(d.taints, selector.tolerations) is not None:
                         tainted.append(d)
                     else:
                         ok.append(d)
                 elif isinstance(r, CelWarning):
                     warnings.append(r)
-        m = Matches(tuple(ok), tuple(tainted), tuple(warnings))
+        m = Matches(tuple(ok), tuple(tainted), tuple(warnings), tuple(selected))
         view.cache[ck] = m
     return m

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tests.builders import GPU, GPU_CLASS, Obj, World, allocated, claim, device, exact, gpus, node, placed, pod, refused, rslice
+from tests.builders import GPU, GPU_CLASS, Obj, World, allocated, claim, device, exact, gpus, namespace, node, placed, pod, refused, rslice
 
 
 def partitioned(sizes: list[str], total: str = "8Gi", node_name: str = "n1", pool: str = "n1") -> list[Obj]:
@@ -160,3 +160,24 @@ def test_shared_partitioned_device_charges_counters_once() -> None:
 def test_capacity_request_equal_to_dedicated_capacity_fits() -> None:
     w = World.of(node("n1"), GPU_CLASS, rslice("s", gpus(1), node="n1"), cap_claim("a", "80Gi"))
     placed(w.schedule(pod("p", {"g": "a"})))
+
+
+def test_admin_access_on_a_shared_device_gets_a_share_and_must_fit() -> None:
+    ns = namespace("ops", {"resource.kubernetes.io/admin-access": "true"})
+    mem: Obj = {"capacity": {"requests": {"memory": "10Gi"}}}
+    w = World.of(node("n1"), GPU_CLASS, ns, rslice("s", [shared_device()], node="n1"),
+                 claim("watch", exact("g", adminAccess=True, **mem), namespace="ops"),
+                 claim("too-big", exact("g", adminAccess=True, capacity={"requests": {"memory": "90Gi"}}), namespace="ops"))
+    placed(w.schedule(pod("p", {"g": "watch"}, namespace="ops")))
+    r = w.allocation_json("watch", "ops")["devices"]["results"][0]
+    assert r["adminAccess"] is True and r["consumedCapacity"] == {"memory": "10Gi"} and uuid.UUID(r["shareID"])
+    refused(w.schedule(pod("q", {"g": "too-big"}, namespace="ops")))
+
+
+def test_admin_access_does_not_charge_shared_counters() -> None:
+    # Deliberately kinder than upstream: an observing claim consumes nothing.
+    ns = namespace("ops", {"resource.kubernetes.io/admin-access": "true"})
+    w = World.of(node("n1"), GPU_CLASS, ns, *partitioned(["8Gi"]),
+                 allocated("busy", [("g", GPU, "n1", "part-0")], "n1", namespace="ops"),
+                 claim("watch", exact("g", adminAccess=True), namespace="ops"))
+    placed(w.schedule(pod("p", {"g": "watch"}, namespace="ops")))

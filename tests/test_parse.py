@@ -153,3 +153,14 @@ def test_allocation_status_is_parsed() -> None:
     assert c.allocation is not None and c.allocation.results[0].share_id == "u"
     assert str(c.allocation.results[0].consumed_capacity["m"]) == "1Gi"
     assert c.reserved_for[0].name == "p"
+
+
+@pytest.mark.parametrize(("policy", "expected"), [
+    ({"validRange": {"min": "1"}}, "requestPolicy.default: required when validValues or validRange is set"),
+    ({"default": "1", "validRange": {"min": "2"}}, "requestPolicy.default: must lie within validRange, got 1"),
+    ({"default": "3", "validRange": {"min": "2", "step": "2"}}, "requestPolicy.default: must be min plus a multiple of step (2), got 3"),
+    ({"default": "2", "validValues": ["1", "3"]}, "requestPolicy.default: must be one of validValues, got 2"),
+])
+def test_request_policy_validation(policy: dict[str, Any], expected: str) -> None:
+    dev = device("a", capacity={"m": {"value": "8", "requestPolicy": policy}}, allowMultipleAllocations=True)
+    assert expected in slice_error(node="n1", devices=[dev])

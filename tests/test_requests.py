@@ -193,3 +193,58 @@ def test_claim_over_32_devices_is_refused() -> None:
     w = World.of(node("n1"), rslice("s", gpus(40), node="n1"), GPU_CLASS, claim("c", exact("g", count=33)))
     reason = refused(w.schedule(pod("p", {"g": "c"})))
     assert "needs at least 33 devices, more than the 32 a claim may hold" in reason
+
+
+ADMIN_NS = namespace("ops", {"resource.kubernetes.io/admin-access": "true"})
+
+
+def test_admin_claims_of_one_pod_may_share_devices() -> None:
+    # Two adminAccess claims of two devices each on a node of two: each claim sees both.
+    w = World.of(node("n1"), rslice("s", gpus(2), node="n1"), GPU_CLASS, ADMIN_NS,
+                 claim("a", exact("g", count=2, adminAccess=True), namespace="ops"),
+                 claim("b", exact("g", count=2, adminAccess=True), namespace="ops"))
+    placed(w.schedule(pod("p", {"a": "a", "b": "b"}, namespace="ops")))
+    assert w.devices("a", "ops") == w.devices("b", "ops") == [f"g={GPU}/n1/gpu-0", f"g={GPU}/n1/gpu-1"]
+
+
+def test_a_claim_does_not_hold_one_device_twice_normally_and_as_admin() -> None:
+    w = World.of(node("n1"), rslice("s", gpus(1), node="n1"), GPU_CLASS, ADMIN_NS,
+                 claim("c", exact("n"), exact("m", adminAccess=True), namespace="ops"))
+    refused(w.schedule(pod("p", {"g": "c"}, namespace="ops")))
+
+
+def test_admin_pick_blocks_normal_pick_in_the_same_decision_but_not_the_reverse_order() -> None:
+    # As upstream: every pick in one decision blocks normal picks; an admin pick is blocked
+    # only by its own claim's picks.
+    objs = [node("n1"), rslice("s", gpus(1), node="n1"), GPU_CLASS, ADMIN_NS,
+            claim("admin", exact("g", adminAccess=True), namespace="ops"), claim("normal", exact("g"), namespace="ops")]
+    refused(World.of(*objs).schedule(pod("p", {"a": "admin", "b": "normal"}, namespace="ops")))
+    w = World.of(*objs)
+    placed(w.schedule(pod("p", {"b": "normal", "a": "admin"}, namespace="ops")))
+    assert w.devices("admin", "ops") == w.devices("normal", "ops")
+
+
+def test_all_mode_leaves_out_devices_too_small_for_the_capacity_request() -> None:
+    small = device("small", {}, {"memory": "2"})
+    for extra in ({"busy": True}, {"taints": [{"key": "bad", "effect": "NoSchedule"}]}):
+        devs = [dict(small, **({"taints": extra["taints"]} if "taints" in extra else {})), device("big", {}, {"memory": "8"})]
+        objs = [node("n1"), rslice("s", devs, node="n1"), GPU_CLASS,
+                claim("c", exact("g", mode="All", capacity={"requests": {"memory": "4"}}))]
+        if "busy" in extra:
+            objs.append(allocated("busy", [("g", GPU, "n1", "small")], "n1"))
+        w = World.of(*objs)
+        placed(w.schedule(pod("p", {"g": "c"})))
+        assert w.devices("c") == [f"g={GPU}/n1/big"], extra
+
+
+def test_first_available_limit_of_32_results_is_pruned_not_searched() -> None:
+    # Two requests would each take 32 devices first; the claim limit forces both to 16. The
+    # devices are all distinct, so only the limit itself can avoid a combinatorial search.
+    devs = [device(f"d{i}", {"index": i}) for i in range(40)]
+    w = World.of(node("n1"), rslice("s", devs, node="n1"), GPU_CLASS,
+                 claim("c", first("a", sub("big", count=32), sub("small", count=16)),
+                       first("b", sub("big", count=32), sub("small", count=16)),
+                       constraints=[{"distinctAttribute": f"{GPU}/index"}]))
+    placed(w.schedule(pod("p", {"g": "c"})))
+    names = [d.split("=")[0] for d in w.devices("c")]
+    assert names.count("a/small") == 16 and names.count("b/small") == 16
