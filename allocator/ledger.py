@@ -13,7 +13,6 @@ Versions per node let derived indexes (free-device counts) recompute only what c
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from fractions import Fraction
 
 from .model import Allocation, Device, DeviceKey, DeviceResult, PoolKey, device_key_str
@@ -36,7 +35,6 @@ class Ledger:
         # indexes remember how far they have read. Trimmed so that it cannot grow forever.
         self._log: list[str | None] = []
         self._log_base = 0
-        self.conflicts: list[str] = []  # devices found dedicated to more than one claim
 
     # --- queries --------------------------------------------------------------------------
 
@@ -80,34 +78,45 @@ class Ledger:
 
     # --- changes --------------------------------------------------------------------------
 
-    def add(self, allocation: Allocation, owner: str = "") -> None:
+    def conflicts(self, allocation: Allocation) -> list[str]:
+        """Why recording `allocation` would give a device to two claims, in field-path terms."""
+        out = []
+        for i, r in enumerate(allocation.results):
+            if r.admin_access:
+                continue
+            where = f"status.allocation.devices.results[{i}]"
+            device = self._pools.device(r.key)
+            if r.share_id is not None and device is not None and not device.allow_multiple_allocations:
+                out.append(f"{where}.shareID: device {device_key_str(r.key)} does not allow multiple allocations")
+            elif self.in_use(r.key):
+                out.append(f"{where}: device {device_key_str(r.key)} is already allocated to another claim")
+            elif r.share_id is None and self.share_count(r.key):
+                out.append(f"{where}: device {device_key_str(r.key)} is already shared by other claims")
+        return out
+
+    def add(self, allocation: Allocation) -> None:
         for r in allocation.results:
-            self._apply(r, +1, owner)
+            self._apply(r, +1)
 
     def remove(self, allocation: Allocation) -> None:
         for r in allocation.results:
-            self._apply(r, -1, "")
+            self._apply(r, -1)
 
-    def add_all(self, allocations: Iterable[tuple[str, Allocation]]) -> None:
-        for owner, a in allocations:
-            self.add(a, owner)
-
-    def _apply(self, r: DeviceResult, sign: int, owner: str) -> None:
+    def _apply(self, r: DeviceResult, sign: int) -> None:
         if r.admin_access:
             return
         key = r.key
         held_before = self.holds(key)
-        if r.share_id is not None:
+        device = self._pools.device(key)
+        # A share of a device that cannot be shared holds it outright: never hand it out again.
+        if r.share_id is not None and (device is None or device.allow_multiple_allocations):
             self._shares[key] += sign
             totals = self._consumed.setdefault(key, {})
             for cap, q in r.consumed_capacity.items():
                 totals[cap] = totals.get(cap, Fraction(0)) + sign * q.value
         else:
-            if sign > 0 and self._dedicated.get(key, 0) > 0:
-                self.conflicts.append(f"device {device_key_str(key)} is allocated to more than one claim (again by {owner or 'a claim'})")
             self._dedicated[key] += sign
         held_after = self.holds(key)
-        device = self._pools.device(key)
         if held_before != held_after and device is not None:
             self._charge(device, +1 if held_after else -1)
         self._touch(device)

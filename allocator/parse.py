@@ -8,6 +8,7 @@ never serves such objects, but simulate input and stale caches can contain them.
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Mapping
@@ -56,6 +57,10 @@ _TOLERATION_EFFECTS = ("", "NoSchedule", "NoExecute", "None")
 MAX_REQUESTS = 32
 MAX_SUBREQUESTS = 8
 MAX_EXPRESSION_LENGTH = 10 * 1024
+MAX_PARAMETER_VALUES = 10 * 1024
+MAX_PARAMETER_DEPTH = 64
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INT32_MAX = 2**31 - 1
 
 
 class _Obj:
@@ -166,11 +171,27 @@ def _metadata(obj: Mapping[str, Any], kind: str, namespaced: bool) -> tuple[str,
 
 
 def _labels(o: _Obj, meta: Mapping[str, Any], key: str) -> dict[str, str]:
-    raw = o.mapping(meta, key, "metadata")
+    return _string_map(o, o.mapping(meta, key, "metadata"), f"metadata.{key}")
+
+
+def _string_map(o: _Obj, raw: Mapping[str, Any], path: str) -> dict[str, str]:
+    """A map of strings; YAML's unquoted numbers and booleans are read as the strings they spell."""
     out = {}
     for k, v in raw.items():
-        out[str(k)] = "" if v is None else str(v)
+        if not isinstance(k, str):
+            raise o.fail(path, f"keys must be strings, got {_typename(k)}")
+        out[k] = _scalar_text(o, v, f"{path}[{k}]")
     return out
+
+
+def _scalar_text(o: _Obj, v: Any, path: str) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (str, int, float)):
+        return str(v)
+    raise o.fail(path, f"must be a string, got {_typename(v)}")
 
 
 def object_uid(obj: Mapping[str, Any], kind: str) -> str:
@@ -216,7 +237,7 @@ def _requirement(o: _Obj, raw: Any, path: str, field: bool) -> Requirement:
         raise o.fail(_join(path, "operator"), f"must be one of {', '.join(allowed)}, got {op!r}")
     if field and key != "metadata.name":
         raise o.fail(_join(path, "key"), f"only metadata.name is supported in matchFields, got {key!r}")
-    values = tuple(str(v) for v in o.items(raw, "values", path))
+    values = tuple(_scalar_text(o, v, f"{_join(path, 'values')}[{i}]") for i, v in enumerate(o.items(raw, "values", path)))
     if op in ("In", "NotIn") and not values:
         raise o.fail(_join(path, "values"), f"must be non-empty for operator {op}")
     if op in ("Exists", "DoesNotExist") and values:
@@ -271,7 +292,7 @@ def parse_pod(obj: Mapping[str, Any]) -> Pod:
     meta = obj["metadata"]
     labels = _labels(o, meta, "labels")
     spec = o.mapping(obj, "spec", "", required=True)
-    node_selector = {str(k): str(v) for k, v in o.mapping(spec, "nodeSelector", "spec").items()}
+    node_selector = _string_map(o, o.mapping(spec, "nodeSelector", "spec"), "spec.nodeSelector")
     affinity = o.mapping(o.mapping(spec, "affinity", "spec"), "nodeAffinity", "spec.affinity")
     required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
     req_sel = (parse_node_selector(o, required, "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution")
@@ -307,8 +328,8 @@ def parse_pod_group(obj: Mapping[str, Any]) -> PodGroup:
     mm = o.integer(spec, "minMember", "spec")
     if mm is None:
         raise o.fail("spec.minMember", "required")
-    if mm < 1:
-        raise o.fail("spec.minMember", f"must be at least 1, got {mm}")
+    if not 1 <= mm <= INT32_MAX:
+        raise o.fail("spec.minMember", f"must be between 1 and {INT32_MAX}, got {mm}")
     return PodGroup(ns, name, mm, _labels(o, obj["metadata"], "annotations"))
 
 
@@ -350,6 +371,8 @@ def _scalar(o: _Obj, kind: str, v: Any, path: str) -> Any:
     if kind == "int":
         if isinstance(v, bool) or not isinstance(v, int):
             raise o.fail(path, f"must be an integer, got {_typename(v)}")
+        if not INT64_MIN <= v <= INT64_MAX:
+            raise o.fail(path, f"must fit in 64 bits, got {v}")
         return v
     if kind == "bool":
         if not isinstance(v, bool):
@@ -441,7 +464,7 @@ def _device(o: _Obj, raw: Any, path: str, driver: str, pool: str, slice_name: st
     attrs: dict[str, Attr] = {}
     for k, v in o.mapping(raw, "attributes", path).items():
         ap = f"{path}.attributes[{k}]"
-        if not _qualified_name_ok(k):
+        if not isinstance(k, str) or not _qualified_name_ok(k):
             raise o.fail(ap, "attribute name must be a C identifier, optionally prefixed by a DNS domain and '/'")
         q = qualify(k, driver)
         if q in attrs and "/" not in k:
@@ -450,7 +473,7 @@ def _device(o: _Obj, raw: Any, path: str, driver: str, pool: str, slice_name: st
     caps: dict[str, Capacity] = {}
     for k, v in o.mapping(raw, "capacity", path).items():
         cp = f"{path}.capacity[{k}]"
-        if not _qualified_name_ok(k):
+        if not isinstance(k, str) or not _qualified_name_ok(k):
             raise o.fail(cp, "capacity name must be a C identifier, optionally prefixed by a DNS domain and '/'")
         caps[k] = _capacity(o, v, cp, multi)
     consumes = []
@@ -500,21 +523,29 @@ def parse_resource_slice(obj: Mapping[str, Any]) -> ResourceSlice:
     """Raises SpecError only when the slice cannot be tied to a pool; other problems are kept
     in `ResourceSlice.error`, which makes the whole pool invalid (as upstream does)."""
     _, name, o = _metadata(obj, "ResourceSlice", namespaced=False)
-    spec = o.mapping(obj, "spec", "", required=True)
-    driver = o.text(spec, "driver", "spec", required=True)
-    pool_raw = o.mapping(spec, "pool", "spec", required=True)
-    pool = o.text(pool_raw, "name", "spec.pool", required=True)
-    generation = o.integer(pool_raw, "generation", "spec.pool", default=0) or 0
-    count = o.integer(pool_raw, "resourceSliceCount", "spec.pool", default=0) or 0
-    per_device = False
-    access: NodeAccess | None = None
-    try:
-        per_device = o.flag(spec, "perDeviceNodeSelection", "spec")
-        access = _access(o, spec, "spec", "a ResourceSlice")
-        if per_device and access is not None:
-            raise o.fail("spec", "a ResourceSlice must set exactly one of nodeName, nodeSelector, allNodes, perDeviceNodeSelection")
-    except SpecError as e:
-        return ResourceSlice(name, driver, pool, generation, max(count, 1), None, False, (), (), error=str(e))
+    problems: list[SpecError] = []
+
+    def attempt(fn: Any, default: Any) -> Any:
+        try:
+            return fn()
+        except SpecError as e:
+            problems.append(e)
+            return default
+
+    spec = attempt(lambda: o.mapping(obj, "spec", "", required=True), {})
+    driver = attempt(lambda: o.text(spec, "driver", "spec", required=True), "")
+    pool_raw = attempt(lambda: o.mapping(spec, "pool", "spec", required=True), {})
+    pool = attempt(lambda: o.text(pool_raw, "name", "spec.pool", required=True), "") if pool_raw else ""
+    generation = attempt(lambda: o.integer(pool_raw, "generation", "spec.pool", default=0) or 0, 0)
+    count = attempt(lambda: o.integer(pool_raw, "resourceSliceCount", "spec.pool", default=0) or 0, 0)
+    per_device = attempt(lambda: o.flag(spec, "perDeviceNodeSelection", "spec"), False)
+    access: NodeAccess | None = attempt(lambda: _access(o, spec, "spec", "a ResourceSlice"), None)
+    if per_device and access is not None:
+        problems.append(o.fail("spec", "a ResourceSlice must set exactly one of nodeName, nodeSelector, allNodes, perDeviceNodeSelection"))
+    if problems:
+        # A slice that cannot be tied to its pool still tells the nodes it names why it is unusable.
+        return ResourceSlice(name, driver, pool or f"(ResourceSlice {name})", generation, max(count, 1),
+                             None if per_device else access, False, (), (), error=str(problems[0]))
     try:
         if count < 1:
             raise o.fail("spec.pool.resourceSliceCount", f"must be at least 1, got {count}")
@@ -572,7 +603,41 @@ def _opaque(o: _Obj, raw: Any, path: str) -> OpaqueConfig:
     if not isinstance(raw, Mapping):
         raise o.fail(path, "must be an object")
     op = o.mapping(raw, "opaque", path, required=True)
-    return OpaqueConfig(o.text(op, "driver", f"{path}.opaque", required=True), op.get("parameters"))
+    driver = o.text(op, "driver", f"{path}.opaque", required=True)
+    params = op.get("parameters")
+    _check_json(o, params, f"{path}.opaque.parameters", [MAX_PARAMETER_VALUES], 0)
+    return OpaqueConfig(driver, params)
+
+
+def _check_json(o: _Obj, v: Any, path: str, budget: list[int], depth: int) -> None:
+    """Opaque parameters must be plain JSON, and small: Kubernetes limits them to 10 KiB. The
+    value budget also stops YAML alias bombs, which are tiny in memory but huge when written."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise o.fail(path, f"is too large: more than {MAX_PARAMETER_VALUES} values (Kubernetes allows 10 KiB)")
+    if depth > MAX_PARAMETER_DEPTH:
+        raise o.fail(path, f"is nested more than {MAX_PARAMETER_DEPTH} levels deep")
+    if v is None or isinstance(v, (bool, str)):
+        return
+    if isinstance(v, int):
+        if not INT64_MIN <= v <= INT64_MAX:
+            raise o.fail(path, f"must be a JSON number that fits in 64 bits, got {v}")
+        return
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise o.fail(path, f"must be a finite JSON number, got {v}")
+        return
+    if isinstance(v, list):
+        for i, x in enumerate(v):
+            _check_json(o, x, f"{path}[{i}]", budget, depth + 1)
+        return
+    if isinstance(v, Mapping):
+        for k, x in v.items():
+            if not isinstance(k, str):
+                raise o.fail(path, f"keys must be strings, got {_typename(k)}")
+            _check_json(o, x, f"{path}.{k}", budget, depth + 1)
+        return
+    raise o.fail(path, f"must be JSON (objects, lists, strings, numbers, booleans, null), got {type(v).__name__}")
 
 
 def parse_device_class(obj: Mapping[str, Any]) -> DeviceClass:
@@ -683,38 +748,64 @@ def parse_claim_spec(o: _Obj, spec: Mapping[str, Any], path: str) -> ClaimSpec:
     return ClaimSpec(tuple(requests), tuple(constraints), tuple(configs))
 
 
-def parse_allocation(o: _Obj, raw: Any, path: str) -> Allocation:
+def _result(o: _Obj, r: Any, rp: str) -> DeviceResult:
+    if not isinstance(r, Mapping):
+        raise o.fail(rp, "must be an object")
+    consumed = {}
+    for k, v in o.mapping(r, "consumedCapacity", rp).items():
+        if not isinstance(k, str):
+            raise o.fail(f"{rp}.consumedCapacity", f"keys must be strings, got {_typename(k)}")
+        consumed[k] = o.quantity(v, f"{rp}.consumedCapacity[{k}]")
+    return DeviceResult(
+        request=o.text(r, "request", rp, required=True), driver=o.text(r, "driver", rp, required=True),
+        pool=o.text(r, "pool", rp, required=True), device=o.text(r, "device", rp, required=True),
+        admin_access=o.flag(r, "adminAccess", rp),
+        tolerations=tuple(_toleration(o, t, f"{rp}.tolerations[{j}]", device=True)
+                          for j, t in enumerate(o.items(r, "tolerations", rp))),
+        binding_conditions=o.strings(r, "bindingConditions", rp),
+        binding_failure_conditions=o.strings(r, "bindingFailureConditions", rp),
+        share_id=o.text(r, "shareID", rp) or None, consumed_capacity=consumed,
+    )
+
+
+def parse_allocation(o: _Obj, raw: Any, path: str, errors: list[SpecError]) -> Allocation:
+    """An allocation as written in a claim's status. It describes devices in use, so whatever
+    can be read is kept: a result that is malformed but names its device still holds that
+    device (as a dedicated one). Problems go to `errors`."""
     if not isinstance(raw, Mapping):
-        raise o.fail(path, "must be an object")
-    devices = o.mapping(raw, "devices", path)
+        errors.append(o.fail(path, "must be an object"))
+        return Allocation(())
+    devices: Mapping[str, Any] = raw["devices"] if isinstance(raw.get("devices"), Mapping) else {}
     results = []
-    for i, r in enumerate(o.items(devices, "results", f"{path}.devices")):
+    raw_results: list[Any] = devices["results"] if isinstance(devices.get("results"), list) else []
+    for i, r in enumerate(raw_results):
         rp = f"{path}.devices.results[{i}]"
-        if not isinstance(r, Mapping):
-            raise o.fail(rp, "must be an object")
-        consumed = {str(k): o.quantity(v, f"{rp}.consumedCapacity[{k}]")
-                    for k, v in o.mapping(r, "consumedCapacity", rp).items()}
-        results.append(DeviceResult(
-            request=o.text(r, "request", rp, required=True), driver=o.text(r, "driver", rp, required=True),
-            pool=o.text(r, "pool", rp, required=True), device=o.text(r, "device", rp, required=True),
-            admin_access=o.flag(r, "adminAccess", rp),
-            tolerations=tuple(_toleration(o, t, f"{rp}.tolerations[{j}]", device=True)
-                              for j, t in enumerate(o.items(r, "tolerations", rp))),
-            binding_conditions=o.strings(r, "bindingConditions", rp),
-            binding_failure_conditions=o.strings(r, "bindingFailureConditions", rp),
-            share_id=o.text(r, "shareID", rp) or None, consumed_capacity=consumed,
-        ))
+        try:
+            results.append(_result(o, r, rp))
+        except SpecError as e:
+            errors.append(e)
+            if isinstance(r, Mapping) and all(isinstance(r.get(k), str) and r.get(k) for k in ("driver", "pool", "device")):
+                results.append(DeviceResult(str(r.get("request") or ""), r["driver"], r["pool"], r["device"]))
     configs = []
-    for i, c in enumerate(o.items(devices, "config", f"{path}.devices")):
+    raw_configs: list[Any] = devices["config"] if isinstance(devices.get("config"), list) else []
+    for i, c in enumerate(raw_configs):
         cp = f"{path}.devices.config[{i}]"
-        if not isinstance(c, Mapping):
-            raise o.fail(cp, "must be an object")
-        source = o.text(c, "source", cp, required=True)
-        if source not in ("FromClass", "FromClaim"):
-            raise o.fail(f"{cp}.source", f"must be FromClass or FromClaim, got {source!r}")
-        configs.append(ConfigResult(source, o.strings(c, "requests", cp), _opaque(o, c, cp)))  # type: ignore[arg-type]
+        try:
+            if not isinstance(c, Mapping):
+                raise o.fail(cp, "must be an object")
+            source = o.text(c, "source", cp, required=True)
+            if source not in ("FromClass", "FromClaim"):
+                raise o.fail(f"{cp}.source", f"must be FromClass or FromClaim, got {source!r}")
+            configs.append(ConfigResult(source, o.strings(c, "requests", cp), _opaque(o, c, cp)))  # type: ignore[arg-type]
+        except SpecError as e:
+            errors.append(e)
+    node_selector = None
     sel = raw.get("nodeSelector")
-    node_selector = parse_node_selector(o, sel, f"{path}.nodeSelector") if sel else None
+    if sel:
+        try:
+            node_selector = parse_node_selector(o, sel, f"{path}.nodeSelector")
+        except SpecError as e:
+            errors.append(e)
     return Allocation(tuple(results), tuple(configs), node_selector)
 
 
@@ -730,19 +821,29 @@ def _reserved_for(o: _Obj, status: Mapping[str, Any]) -> tuple[ConsumerRef, ...]
 
 
 def parse_claim(obj: Mapping[str, Any]) -> Claim:
-    """A ResourceClaim. A spec that fails validation yields a Claim with `error` set (so pods that
-    use it get a precise reason); a broken status raises, since it describes devices in use."""
+    """A ResourceClaim. Problems do not drop it: `error` names the first, so pods that use it get
+    a precise reason, and whatever its status says is allocated stays allocated."""
     ns, name, o = _metadata(obj, "ResourceClaim", namespaced=True)
-    status = o.mapping(obj, "status", "")
-    alloc_raw = status.get("allocation")
-    allocation = parse_allocation(o, alloc_raw, "status.allocation") if alloc_raw else None
-    reserved = _reserved_for(o, status)
-    uid = object_uid(obj, "ResourceClaim")
+    errors: list[SpecError] = []
+    allocation = None
+    reserved: tuple[ConsumerRef, ...] = ()
+    status = obj.get("status")
+    if status is not None and not isinstance(status, Mapping):
+        errors.append(o.fail("status", "must be an object"))
+    elif status:
+        if status.get("allocation"):
+            allocation = parse_allocation(o, status["allocation"], "status.allocation", errors)
+        try:
+            reserved = _reserved_for(o, status)
+        except SpecError as e:
+            errors.append(e)
     try:
         spec = parse_claim_spec(o, o.mapping(obj, "spec", "", required=True), "spec")
     except SpecError as e:
-        return Claim(ns, name, uid, ClaimSpec(), allocation, reserved, error=str(e))
-    return Claim(ns, name, uid, spec, allocation, reserved)
+        errors.append(e)
+        spec = ClaimSpec()
+    return Claim(ns, name, object_uid(obj, "ResourceClaim"), spec, allocation, reserved,
+                 error=str(errors[0]) if errors else None)
 
 
 def parse_claim_template(obj: Mapping[str, Any]) -> ClaimTemplate:

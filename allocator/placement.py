@@ -224,13 +224,21 @@ class Session:
 
     # --- state ---------------------------------------------------------------------------
 
-    def add_claim(self, claim: Claim) -> None:
+    def add_claim(self, claim: Claim) -> Claim:
+        """Records a claim (replacing one of the same name). An allocation that would give a
+        device to two claims marks the claim invalid, so its pods say why; its devices stay
+        held either way."""
         old = self.claims.get(claim.key)
         if old is not None and old.allocation is not None:
             self.cluster.ledger.remove(old.allocation)
+        allocation = claim.allocation
+        if allocation is not None:
+            problems = self.cluster.ledger.conflicts(allocation)
+            if problems and claim.error is None:
+                claim = replace(claim, error=f"ResourceClaim {claim.ref}: {problems[0]}")
+            self.cluster.ledger.add(allocation)
         self.claims[claim.key] = claim
-        if claim.allocation is not None:
-            self.cluster.ledger.add(claim.allocation, owner=f"claim {claim.ref}")
+        return claim
 
     def add_template(self, template: ClaimTemplate) -> None:
         self.templates[(template.namespace, template.name)] = template
@@ -526,7 +534,7 @@ class Session:
             alloc = decision.allocations.get(pc.key)
             if alloc is not None:
                 new = replace(new, allocation=alloc)
-                self.cluster.ledger.add(alloc, owner=f"claim {old.ref}")
+                self.cluster.ledger.add(alloc)
             if ref not in new.reserved_for:
                 new = replace(new, reserved_for=(*new.reserved_for, ref))
             self.claims[pc.key] = new

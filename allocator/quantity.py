@@ -8,6 +8,7 @@ suffix that keeps the mantissa an integer.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -21,6 +22,8 @@ _DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "
 _DECIMAL_BY_EXP = {v: k for k, v in _DECIMAL.items()}
 _RE = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))([eE][+-]?[0-9]+|[A-Za-z]*)$")
 _EXPONENT = re.compile(r"^[eE][+-]?[0-9]+$")
+MAX_EXPONENT = 30
+MAX_MAGNITUDE = 2**63 - 1
 _NANO = Fraction(1, 10**9)
 
 
@@ -81,17 +84,29 @@ def _ceil(x: Fraction) -> int:
     return -((-x.numerator) // x.denominator)
 
 
-@lru_cache(maxsize=65536)
 def parse_quantity(text: str | int | float) -> Quantity:
-    """Parses '10Gi', '500m', '1e3', '2' (and bare ints from YAML) into a Quantity."""
-    if isinstance(text, bool):
-        raise QuantityError(f"quantity must be a string or number, got {text!r}")
+    """Parses '10Gi', '500m', '1e3', '2' (and bare numbers from YAML) into a Quantity."""
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise QuantityError(f"quantity must be a string or number, got {type(text).__name__} {text!r:.40}")
+    if isinstance(text, float) and not math.isfinite(text):
+        raise QuantityError(f"quantity must be a finite number, got {text}")
+    return _bounded(_parse(text))
+
+
+def _bounded(q: Quantity) -> Quantity:
+    if abs(q.value) > MAX_MAGNITUDE:
+        raise QuantityError(f"{format_quantity(q.value, q.format)} is out of range (at most 2^63-1)")
+    return q
+
+
+@lru_cache(maxsize=65536)
+def _parse(text: str | int | float) -> Quantity:
     if isinstance(text, int):
         return Quantity(Fraction(text), "DecimalSI")
     if isinstance(text, float):
         return _round_nano(Quantity(Fraction(str(text)), "DecimalSI"))
-    if not isinstance(text, str):
-        raise QuantityError(f"quantity must be a string or number, got {type(text).__name__}")
+    if len(text) > 64:
+        raise QuantityError(f"{text[:20]!r}... is not a quantity: longer than 64 characters")
     m = _RE.match(text.strip())
     if not m:
         raise QuantityError(f"{text!r} is not a quantity (expected a number with an optional suffix such as 10Gi, 500m or 1e3)")
@@ -105,7 +120,10 @@ def parse_quantity(text: str | int | float) -> Quantity:
         value *= Fraction(10) ** _DECIMAL[suffix]
         fmt = "DecimalSI"
     elif _EXPONENT.match(suffix):
-        value *= Fraction(10) ** int(suffix[1:])
+        exponent = int(suffix[1:])
+        if abs(exponent) > MAX_EXPONENT:
+            raise QuantityError(f"{text!r} is out of range: exponent {exponent} is beyond +/-{MAX_EXPONENT}")
+        value *= Fraction(10) ** exponent
         fmt = "DecimalExponent"
     else:
         raise QuantityError(f"{text!r} is not a quantity: unknown suffix {suffix!r}")

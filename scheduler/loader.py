@@ -70,6 +70,9 @@ def _documents(p: pathlib.Path, text: str) -> Iterator[Doc]:
                 at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
                 problem = getattr(e, "problem", None) or str(e).splitlines()[0]
                 raise InputError(f"{p}: document index {index}: invalid YAML{at}: {problem}") from None
+            except (ValueError, TypeError, OverflowError, RecursionError) as e:
+                # Values PyYAML cannot build: a date like 2024-02-30, !!float x, a 5,000-digit number.
+                raise InputError(f"{p}: document index {index}: invalid YAML value: {e}") from None
             if obj is not None:
                 yield from _objects(p, index, obj)
             index += 1
@@ -112,3 +115,6 @@ def _check_kind(where: str, obj: Mapping[str, Any]) -> None:
     meta = obj.get("metadata")
     if not isinstance(meta, Mapping) or not isinstance(meta.get("name"), str) or not meta.get("name"):
         raise InputError(f"{where}: {kind} has no metadata.name")
+    ns = meta.get("namespace")
+    if ns is not None and (not isinstance(ns, str) or not ns):
+        raise InputError(f"{where}: {kind} {meta['name']}: metadata.namespace must be a non-empty string")

@@ -38,6 +38,7 @@ from .loader import Doc
 
 T = TypeVar("T")
 CLUSTER_KINDS = ("Node", "Namespace", "DeviceClass", "ResourceSlice")
+NAMESPACED = ("ResourceClaim", "ResourceClaimTemplate", "PodGroup", "Pod")
 
 
 @dataclass(slots=True)
@@ -87,6 +88,19 @@ class _Scene:
     templates: list[ClaimTemplate] = field(default_factory=list)
     groups: dict[ObjectKey, PodGroup | str] = field(default_factory=dict)  # str: why it is invalid
     warnings: list[str] = field(default_factory=list)
+    seen: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def first(self, doc: Doc) -> bool:
+        """Whether this is the first object of its kind and name; the API server would refuse
+        to create a second, so a repeat is ignored with a warning."""
+        ns, name = _key(doc)
+        key = (doc.kind, ns if doc.kind in NAMESPACED else "", name)
+        if key in self.seen:
+            what = f"{key[1]}/{name}" if key[1] else name
+            self.warnings.append(f"{doc.where}: {doc.kind} {what} is defined more than once; this definition is ignored")
+            return False
+        self.seen.add(key)
+        return True
 
     def parse(self, doc: Doc, fn: Callable[[Mapping[str, Any]], T]) -> T | None:
         try:
@@ -97,6 +111,8 @@ class _Scene:
 
     def add_cluster_object(self, doc: Doc) -> None:
         k = doc.kind
+        if not self.first(doc):
+            return
         if k == "Node":
             if (n := self.parse(doc, parse_node)) is not None:
                 self.nodes.append(n)
@@ -138,9 +154,10 @@ def _pod(doc: Doc) -> Pod:
     except SpecError as e:
         meta = doc.obj.get("metadata") or {}
         raw_labels = meta.get("labels")
-        labels = {str(k): str(v) for k, v in raw_labels.items()} if isinstance(raw_labels, Mapping) else {}
-        return Pod(str(meta.get("namespace") or "default"), str(meta["name"]), object_uid(doc.obj, "Pod"),
-                   labels=labels, error=str(e))
+        labels = ({k: v for k, v in raw_labels.items() if isinstance(k, str) and isinstance(v, str)}
+                  if isinstance(raw_labels, Mapping) else {})
+        ns, name = _key(doc)
+        return Pod(ns, name, object_uid(doc.obj, "Pod"), labels=labels, error=str(e))
 
 
 def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: Policy = "best-fit",
@@ -150,6 +167,8 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
         k = doc.kind
         if k in CLUSTER_KINDS:
             scene.add_cluster_object(doc)
+        elif not scene.first(doc):
+            continue
         elif k == "ResourceClaim":
             if (c := scene.parse(doc, parse_claim)) is not None:
                 scene.claims.append(c)
@@ -166,13 +185,13 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
         if doc.kind in CLUSTER_KINDS:
             scene.warnings.append(f"{doc.where}: {doc.kind} belongs in the cluster file; added to the cluster before scheduling")
             scene.add_cluster_object(doc)
-        else:
+        elif scene.first(doc):
             arrivals.append(doc)
 
     cluster = Cluster.build(scene.nodes, scene.namespaces, scene.classes, scene.slices, backend)
     session = Session(cluster, scene.claims, scene.templates, policy=policy, budget=budget)
     warnings = scene.warnings
-    warnings.extend(cluster.ledger.conflicts)
+    warnings.extend(f"{c.error}; pods that use claim {c.ref} are unschedulable" for c in session.claims.values() if c.error)
 
     pods = [_pod(d) for d in arrivals if d.kind == "Pod"]
     workload_groups = {_key(d) for d in arrivals if d.kind == "PodGroup"}
@@ -207,8 +226,10 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
         k = doc.kind
         if k == "ResourceClaim":
             if (c := scene.parse(doc, parse_claim)) is not None:
-                session.add_claim(c)
+                c = session.add_claim(c)
                 claim_order[c.key] = None
+                if c.error:
+                    warnings.append(f"{doc.where}: {c.error}; pods that use claim {c.ref} are unschedulable")
         elif k == "ResourceClaimTemplate":
             if (t := scene.parse(doc, parse_claim_template)) is not None:
                 session.add_template(t)

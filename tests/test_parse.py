@@ -126,9 +126,11 @@ def test_slice_validation(spec: dict[str, Any], expected: str) -> None:
     assert expected in err
 
 
-def test_slice_without_driver_cannot_be_placed_in_a_pool() -> None:
-    with pytest.raises(alloc.SpecError, match=r"ResourceSlice s1: spec\.driver: required"):
-        alloc.parse_resource_slice({"kind": "ResourceSlice", "metadata": {"name": "s1"}, "spec": {"pool": {"name": "p"}}})
+def test_slice_without_driver_keeps_its_node_and_its_error() -> None:
+    s = alloc.parse_resource_slice({"kind": "ResourceSlice", "metadata": {"name": "s1"},
+                                    "spec": {"pool": {"name": "p"}, "nodeName": "n1", "devices": [device("a")]}})
+    assert s.error == "ResourceSlice s1: spec.driver: required"
+    assert s.access is not None and s.access.node_name == "n1" and s.devices == ()
 
 
 def test_pod_validation() -> None:
@@ -142,7 +144,7 @@ def test_pod_validation() -> None:
 
 
 def test_pod_group_validation() -> None:
-    with pytest.raises(alloc.SpecError, match=r"PodGroup default/g: spec\.minMember: must be at least 1, got 0"):
+    with pytest.raises(alloc.SpecError, match=r"PodGroup default/g: spec\.minMember: must be between 1 and 2147483647, got 0"):
         alloc.parse_pod_group(pod_group("g", 0))
 
 
@@ -164,3 +166,52 @@ def test_allocation_status_is_parsed() -> None:
 def test_request_policy_validation(policy: dict[str, Any], expected: str) -> None:
     dev = device("a", capacity={"m": {"value": "8", "requestPolicy": policy}}, allowMultipleAllocations=True)
     assert expected in slice_error(node="n1", devices=[dev])
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (["80Gi"], "quantity must be a string or number, got list"),
+    (float("nan"), "quantity must be a finite number, got nan"),
+    ("1e99999999", "is out of range: exponent 99999999 is beyond +/-30"),
+    ("8Ei", "8Ei is out of range (at most 2^63-1)"),
+])
+def test_quantities_outside_what_kubernetes_accepts(value: Any, expected: str) -> None:
+    assert expected in slice_error(node="n1", devices=[device("a", capacity={"m": {"value": value}})])
+
+
+def test_attribute_names_and_int_range() -> None:
+    assert "attributes[1]: attribute name must be" in slice_error(node="n1", devices=[{"name": "a", "attributes": {1: {"int": 1}}}])
+    assert "attributes[i].int: must fit in 64 bits" in slice_error(node="n1", devices=[{"name": "a", "attributes": {"i": {"int": 2**64}}}])
+
+
+@pytest.mark.parametrize(("params", "expected"), [
+    ({1: "a"}, "opaque.parameters: keys must be strings, got an integer"),
+    ({"a": 10**20}, "opaque.parameters.a: must be a JSON number that fits in 64 bits"),
+    (b"raw", "opaque.parameters: must be JSON (objects, lists, strings, numbers, booleans, null), got bytes"),
+    ([[[]]] * 20000, "is too large: more than 10240 values"),
+])
+def test_opaque_parameters_must_be_small_plain_json(params: Any, expected: str) -> None:
+    cfg = {"opaque": {"driver": "gpu.example.com", "parameters": params}}
+    assert expected in claim_error(exact("g"), config=[cfg])
+
+
+def test_recursive_parameters_are_refused() -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    cfg = {"opaque": {"driver": "gpu.example.com", "parameters": loop}}
+    assert "is nested more than 64 levels deep" in claim_error(exact("g"), config=[cfg])
+
+
+def test_labels_must_be_scalars() -> None:
+    with pytest.raises(alloc.SpecError, match=r"metadata\.labels\[a\]: must be a string, got a list"):
+        alloc.parse_node({"kind": "Node", "metadata": {"name": "n", "labels": {"a": [1, 2]}}})
+    n = alloc.parse_node({"kind": "Node", "metadata": {"name": "n", "labels": {"gpus": 8, "ready": True}}})
+    assert n.labels == {"gpus": "8", "ready": "true"}
+
+
+def test_claim_with_bad_status_keeps_what_it_holds_and_says_why() -> None:
+    c = alloc.parse_claim(claim("c", exact("g"), status={
+        "allocation": {"devices": {"results": [{"request": "g", "driver": "d.com", "pool": "p", "device": "x"},
+                                               {"driver": "d.com", "pool": "p", "device": "y", "adminAccess": "yes"}]}},
+        "reservedFor": [{"resource": "pods", "name": "old", "uid": 5}]}))
+    assert c.allocation is not None and [r.device for r in c.allocation.results] == ["x", "y"]
+    assert c.error == "ResourceClaim default/c: status.allocation.devices.results[1].request: required"

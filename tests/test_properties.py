@@ -152,6 +152,8 @@ def _charges(d: Device, alt: ExactRequest) -> dict[str, Fraction] | None:
 
 
 def _fits_alone(d: Device, alt: ExactRequest, state: _Existing) -> bool:
+    if not d.allow_multiple_allocations:
+        return all(k in d.capacity and q.value <= d.capacity[k].value.value for k, q in alt.capacity_requests.items())
     ch = _charges(d, alt)
     return ch is not None and all(state.consumed.get((d.key, k), Fraction(0)) + v <= d.capacity[k].value.value
                                   for k, v in ch.items())
@@ -166,12 +168,13 @@ def _options(session: alloc.Session, c: Claim, devs: list[Device],
             name = req.result_name(alt)
             cands = [d for d in devs if _selects(session, alt, d)]
             if alt.mode == "All":
+                # "All" means every selected device that can hold the capacity request; each of
+                # those must then be tolerated and free.
                 matching = [d for d in devs if all(session.cluster.backend.compile(e).evaluate(d) is True
                                                    for e in session.cluster.classes[alt.device_class].selectors + alt.selectors)]
-                if matching and len(matching) == len(cands) and not any(d.key in state.dedicated for d in cands):
-                    fitting = [d for d in cands if not d.allow_multiple_allocations or _fits_alone(d, alt, state)]
-                    if fitting:
-                        opts.append([(req.name, name, alt, d) for d in fitting])
+                fitting = [d for d in matching if _fits_alone(d, alt, state)]
+                if fitting and all(d in cands for d in fitting) and not any(d.key in state.dedicated for d in fitting):
+                    opts.append([(req.name, name, alt, d) for d in fitting])
                 continue
             cands = [d for d in cands if d.key not in state.dedicated]
             for combo in itertools.combinations(cands, alt.count):

@@ -245,3 +245,86 @@ def test_invalid_pod_is_unschedulable_with_its_error(tmp_path: pathlib.Path, cap
 def test_budget_flag_is_validated(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "--cluster", str(EXAMPLE_CLUSTER), "--workload", str(EXAMPLE_WORKLOAD), "--budget", "0")
     assert code == 2 and "--budget must be at least 1" in err
+
+
+# --- what the fuzzer found -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("apiVersion: v1\nkind: Node\nmetadata: {name: n9, labels: {built: 2024-02-30}}\n", "invalid YAML value: day is out of range"),
+    ("apiVersion: v1\nkind: Node\nmetadata: {name: n9, labels: {x: !!float x}}\n", "invalid YAML value: could not convert"),
+    ("apiVersion: v1\nkind: Node\nmetadata: {name: n9, namespace: [a]}\n", "metadata.namespace must be a non-empty string"),
+])
+def test_values_yaml_cannot_build_exit_2(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], text: str, message: str) -> None:
+    bad = tmp_path / "c.yaml"
+    bad.write_text(text)
+    code, _, err = run(capsys, "--cluster", str(bad), "--workload", str(bad))
+    assert code == 2 and f"{bad}: document index 0: " in err and message in err
+
+
+def test_yaml_alias_bomb_in_parameters_is_refused_quickly(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = small_cluster(tmp_path, 1)
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    params = "\n".join(f"          {ln}" for ln in levels)
+    workload = tmp_path / "w.yaml"
+    workload.write_text(f"""apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata: {{name: c}}
+spec:
+  devices:
+    requests: [{{name: g, exactly: {{deviceClassName: gpu}}}}]
+    config:
+    - opaque:
+        driver: gpu.example.com
+        parameters:
+{params}
+---
+{yaml.safe_dump(pod("p", {"g": "c"}))}""")
+    out = run_json(capsys, cluster, workload)
+    assert "is too large: more than 10240 values" in out["pods"][0]["reason"]
+
+
+def test_claim_with_unreadable_status_still_holds_its_device(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    busy = claim("busy", exact("g"), status={
+        "allocation": {"devices": {"results": [{"request": "g", "driver": "gpu.example.com", "pool": "n0", "device": "gpu-0"}]}},
+        "reservedFor": [{"resource": "pods", "name": "old", "uid": 5}]})
+    cluster = write(tmp_path, "c.yaml", [GPU_CLASS, node("n0"), rslice("s", gpus(1), node="n0"), busy])
+    out = run_json(capsys, cluster, write(tmp_path, "w.yaml", [claim("c", exact("g")), pod("p", {"g": "c"})]))
+    assert out["pods"][0]["node"] is None
+
+
+def test_conflicting_preallocated_claims_do_not_both_get_the_device(tmp_path: pathlib.Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    result = {"request": "g", "driver": "gpu.example.com", "pool": "n0", "device": "gpu-0"}
+    status = {"allocation": {"devices": {"results": [result]}}}
+    cluster = small_cluster(tmp_path, 1)
+    workload = write(tmp_path, "w.yaml", [claim("pre", exact("g"), status=status), claim("pre2", exact("g"), status=status),
+                                          pod("a", {"g": "pre"}), pod("b", {"g": "pre2"})])
+    code, out, _ = run(capsys, "--cluster", str(cluster), "--workload", str(workload), "--format", "json")
+    assert code == 0
+    pods = {p["name"]: p for p in json.loads(out)["pods"]}
+    assert pods["a"]["node"] == "n0" and pods["b"]["node"] is None
+    assert ("ResourceClaim default/pre2: status.allocation.devices.results[0]: device gpu.example.com/n0/gpu-0 is already "
+            "allocated to another claim") in pods["b"]["reason"]
+
+
+def test_share_of_a_device_that_cannot_be_shared_counts_as_dedicated(tmp_path: pathlib.Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    result = {"request": "g", "driver": "gpu.example.com", "pool": "n0", "device": "gpu-0", "shareID": "s-1"}
+    cluster = write(tmp_path, "c.yaml", [GPU_CLASS, node("n0"), rslice("s", gpus(1), node="n0"),
+                                         claim("busy", exact("g"), status={"allocation": {"devices": {"results": [result]}}})])
+    out = run_json(capsys, cluster, write(tmp_path, "w.yaml", [claim("c", exact("g")), pod("p", {"g": "c"})]))
+    assert out["pods"][0]["node"] is None
+
+
+def test_second_definition_of_an_object_is_ignored(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = small_cluster(tmp_path, 1)
+    workload = write(tmp_path, "w.yaml", [claim("c1", exact("g")), pod("a", {"g": "c1"}), claim("c1", exact("g")),
+                                          claim("c2", exact("g")), pod("b", {"g": "c2"})])
+    code, out, err = run(capsys, "--cluster", str(cluster), "--workload", str(workload), "--format", "json")
+    assert code == 0
+    result = json.loads(out)
+    claims = {c["name"]: c for c in result["claims"]}
+    assert claims["c1"]["allocation"] is not None and [r["name"] for r in claims["c1"]["reservedFor"]] == ["a"]
+    assert [p["node"] for p in result["pods"]] == ["n0", None]
+    assert "document index 2: ResourceClaim default/c1 is defined more than once; this definition is ignored" in err
