@@ -293,6 +293,7 @@ class Claim:
     allocation: Allocation | None = None
     reserved_for: tuple[ConsumerRef, ...] = ()
     error: str | None = None  # the spec failed validation; the claim cannot be allocated
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> ObjectKey:
@@ -309,6 +310,7 @@ class ClaimTemplate:
     name: str
     spec: ClaimSpec
     error: str | None = None
+    annotations: Mapping[str, str] = field(default_factory=dict)  # spec.metadata.annotations, for its claims
 
 
 @dataclass(frozen=True, slots=True)

@@ -842,16 +842,23 @@ def parse_claim(obj: Mapping[str, Any]) -> Claim:
     except SpecError as e:
         errors.append(e)
         spec = ClaimSpec()
+    try:
+        annotations = _labels(o, obj["metadata"], "annotations")
+    except SpecError as e:
+        errors.append(e)
+        annotations = {}
     return Claim(ns, name, object_uid(obj, "ResourceClaim"), spec, allocation, reserved,
-                 error=str(errors[0]) if errors else None)
+                 error=str(errors[0]) if errors else None, annotations=annotations)
 
 
 def parse_claim_template(obj: Mapping[str, Any]) -> ClaimTemplate:
     ns, name, o = _metadata(obj, "ResourceClaimTemplate", namespaced=True)
     try:
         outer = o.mapping(obj, "spec", "", required=True)
+        meta = o.mapping(outer, "metadata", "spec")
+        annotations = _string_map(o, o.mapping(meta, "annotations", "spec.metadata"), "spec.metadata.annotations")
         spec = parse_claim_spec(o, o.mapping(outer, "spec", "spec", required=True), "spec.spec")
     except SpecError as e:
         return ClaimTemplate(ns, name, ClaimSpec(), error=str(e))
-    return ClaimTemplate(ns, name, spec)
+    return ClaimTemplate(ns, name, spec, annotations=annotations)
 

@@ -14,11 +14,15 @@ the baseline the upstream scheduler behaves like.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
+
+from topology import Domain, TopologyConfig
+from topology.config import HOSTNAME
 
 from .cel import Backend, get_backend
 from .freecount import FreeIndex
@@ -31,19 +35,20 @@ from .model import (
     ClaimTemplate,
     ConsumerRef,
     DeviceClass,
+    DeviceKey,
     DeviceRequest,
     ExactRequest,
     Namespace,
     ObjectKey,
     Pod,
-    PodGroup,
     ResourceSlice,
 )
 from .nodeselector import Node, Taint, untolerated
 from .pools import PoolIndex
 from .results import build_allocation
-from .search import DEFAULT_BUDGET, ClaimRequestInput, NodeOutcome, Shortfall, allocate_on_node
+from .search import DEFAULT_BUDGET, ClaimRequestInput, NodeOutcome, Order, Shortfall, allocate_on_node
 from .selection import RequestError, Selector, make_selector, matches
+from .topology_view import TopologyView
 
 Policy = Literal["best-fit", "first-fit"]
 POLICIES: tuple[Policy, ...] = ("best-fit", "first-fit")
@@ -65,6 +70,7 @@ class Cluster:
     backend: Backend
     ledger: Ledger
     free: FreeIndex
+    topology: TopologyView
     node_by_name: dict[str, Node] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -72,12 +78,14 @@ class Cluster:
 
     @classmethod
     def build(cls, nodes: Iterable[Node], namespaces: Iterable[Namespace], classes: Iterable[DeviceClass],
-              slices: Iterable[ResourceSlice], backend: Backend | None = None) -> Cluster:
+              slices: Iterable[ResourceSlice], backend: Backend | None = None,
+              topology: TopologyConfig | None = None) -> Cluster:
         pools = PoolIndex(slices)
         ledger = Ledger(pools)
         ordered = sorted(nodes, key=lambda n: n.name)
+        view = TopologyView(topology or TopologyConfig(), ordered, pools)
         return cls(ordered, {n.name: n for n in namespaces}, {c.name: c for c in classes},
-                   pools, backend or get_backend(), ledger, FreeIndex(pools, ledger, ordered))
+                   pools, backend or get_backend(), ledger, FreeIndex(pools, ledger, ordered), view)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +136,79 @@ class _Group:
     admin: bool
     need: int = 0
     requests: int = 0
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A pod ready to place: its allocated claims (which pin it), its pending claims' inputs to
+    the search, and its needs per selector for counting free devices."""
+
+    allocated: list[Claim]
+    inputs: list[ClaimRequestInput]
+    needs: list[_Need]
+    check: _Check
+
+
+class _Domains:
+    """What placing a pod on a node does to the node's narrowest multi-node domain (an NVLink
+    domain, a rack): breaking a domain whose devices are all free is avoided while another
+    node will do, and among the rest fuller domains are filled first, so that whole domains
+    stay free for gangs."""
+
+    def __init__(self, cluster: Cluster, check: _Check) -> None:
+        self.cluster = cluster
+        self.check = check
+        self._state: dict[Domain, tuple[bool, int]] = {}
+
+    def _domain(self, name: str) -> Domain | None:
+        h = self.cluster.topology.hierarchy
+        path = h.path(name)
+        for i in range(len(path), 0, -1):
+            d = path[:i]
+            if d[-1][0] != HOSTNAME and len(h.members(d)) > 1:
+                return d
+        return None
+
+    def state(self, name: str) -> tuple[bool, int]:
+        """(whether the node's domain is wholly free, its free slots) for the pod's requests."""
+        d = self._domain(name)
+        if d is None:
+            return (False, 0)
+        hit = self._state.get(d)
+        if hit is None:
+            free = total = 0
+            for m in self.cluster.topology.hierarchy.members(d):
+                node = self.cluster.node_by_name.get(m)
+                if node is None:
+                    continue
+                for g in self.check.groups:
+                    f = self.cluster.free.free(g.selector, node, g.admin)
+                    free += f.slots(g.requests)
+                    total += f.total
+            hit = (total > 0 and free >= total, free)
+            self._state[d] = hit
+        return hit
+
+    def key(self, name: str, score: int) -> tuple[bool, int, int, str]:
+        intact, free = self.state(name)
+        return (intact, score, free, name)
+
+    def reorder(self, stream: Iterable[tuple[int, str]], allowed: Mapping[str, Node]) -> Iterator[str]:
+        """Best-fit candidates, nodes in wholly free domains last, fuller domains first on ties."""
+        deferred: list[tuple[int, int, str]] = []
+        for leftover, group in itertools.groupby(stream, key=lambda t: t[0]):
+            names = [name for _, name in group if name in allowed]
+            ready = []
+            for name in names:
+                intact, free = self.state(name)
+                if intact:
+                    deferred.append((leftover, free, name))
+                else:
+                    ready.append((free, name))
+            ready.sort()
+            yield from (name for _, name in ready)
+        deferred.sort()
+        yield from (name for *_, name in deferred)
 
 
 class _Check:
@@ -217,10 +298,16 @@ class Session:
         self.generated: dict[ObjectKey, tuple[ObjectKey, str]] = {}  # claim -> (pod, pod claim name)
         self._by_pod_claim: dict[tuple[ObjectKey, str], ObjectKey] = {}
         self._node_filter: dict[tuple[object, ...], tuple[list[Node], dict[str, Node], Counter[str]]] = {}
+        self._has_domains: bool | None = None
         for c in claims:
             self.add_claim(c)
         for t in templates:
             self.add_template(t)
+
+    @property
+    def _order(self) -> Order | None:
+        """Best fit keeps devices close within a node; first fit keeps upstream's device order."""
+        return self.cluster.topology.order if self.policy == "best-fit" else None
 
     # --- state ---------------------------------------------------------------------------
 
@@ -275,7 +362,7 @@ class Session:
             name = self.generated_claim_name(pod, ref.name)
             key = (pod.namespace, name)
             uid = str(uuid.uuid5(_CLAIM_NS, f"{pod.namespace}/{name}/{pod.uid}"))
-            claim = Claim(pod.namespace, name, uid, template.spec, error=template.error)
+            claim = Claim(pod.namespace, name, uid, template.spec, error=template.error, annotations=template.annotations)
             self.claims[key] = claim
             self.generated[key] = (pod.key, ref.name)
             self._by_pod_claim[(pod.key, ref.name)] = key
@@ -284,8 +371,39 @@ class Session:
 
     # --- deciding ------------------------------------------------------------------------
 
-    def decide(self, pod: Pod, only: Collection[str] | None = None) -> Decision:
-        """Where the pod can run and with which devices; `only` limits the nodes considered."""
+    def decide(self, pod: Pod, only: Collection[str] | None = None,
+               devices: Collection[DeviceKey] | None = None) -> Decision:
+        """Where the pod can run and with which devices; `only` limits the nodes considered and
+        `devices` the devices its new allocations may use."""
+        prep = self.prepare(pod)
+        if isinstance(prep, Unschedulable):
+            return prep
+        nodes, allowed, base_rejected = self._nodes_for(pod)
+        rejected = Counter(base_rejected)
+        if only is not None:
+            nodes = [n for n in nodes if n.name in only]
+        for c in prep.allocated:
+            sel = c.allocation.node_selector if c.allocation else None
+            if sel is None:
+                continue
+            keep = []
+            for n in nodes:
+                if sel.matches(n):
+                    keep.append(n)
+                else:
+                    rejected[f"node(s) not where claim {c.ref} is allocated"] += 1
+            nodes = keep
+        if len(nodes) != len(allowed):
+            allowed = {n.name: n for n in nodes}
+        total = len(self.cluster.nodes) if only is None else len(only)
+        if not prep.inputs:
+            if not nodes:
+                return Unschedulable(_summary(total, rejected, "no node can run the pod"))
+            return Placed(self._pick_plain(nodes).name, {})
+        return self._place(prep, nodes, allowed, rejected, total, devices)
+
+    def prepare(self, pod: Pod) -> Prepared | Unschedulable:
+        """The pod's claims resolved, its pending requests compiled, and what it needs where."""
         if pod.error:
             return Unschedulable(pod.error)
         pcs = self.resolve(pod)
@@ -310,29 +428,22 @@ class Session:
             inputs = [self._input(c, pod) for c in pending.values()]
         except RequestError as e:
             return Unschedulable(str(e))
-        nodes, allowed, base_rejected = self._nodes_for(pod)
-        rejected = Counter(base_rejected)
-        if only is not None:
-            nodes = [n for n in nodes if n.name in only]
-        for c in allocated.values():
-            sel = c.allocation.node_selector if c.allocation else None
-            if sel is None:
-                continue
-            keep = []
-            for n in nodes:
-                if sel.matches(n):
-                    keep.append(n)
-                else:
-                    rejected[f"node(s) not where claim {c.ref} is allocated"] += 1
-            nodes = keep
-        if len(nodes) != len(allowed):
-            allowed = {n.name: n for n in nodes}
-        total = len(self.cluster.nodes) if only is None else len(only)
-        if not inputs:
-            if not nodes:
-                return Unschedulable(_summary(total, rejected, "no node can run the pod"))
-            return Placed(self._pick_plain(nodes).name, {})
-        return self._place(inputs, nodes, allowed, rejected, total)
+        needs = [_Need(inp.claim, req, [(a, s, 1 if a.mode == "All" else a.count) for a, s in inp.alternatives[ri]])
+                 for inp in inputs for ri, req in enumerate(inp.claim.spec.requests)]
+        # Requests with one alternative and the same selector draw on the same devices.
+        groups: dict[tuple[object, ...], _Group] = {}
+        singles: list[_Need] = []
+        for nd in needs:
+            if len(nd.alts) == 1 and nd.alts[0][0].mode == "ExactCount":
+                alt, sel, need = nd.alts[0]
+                # adminAccess picks of different claims may share a device, so they never add up.
+                gk = (sel.key, alt.admin_access, nd.claim.key if alt.admin_access else None)
+                g = groups.setdefault(gk, _Group(nd, sel, alt.admin_access))
+                g.need += need
+                g.requests += 1
+            else:
+                singles.append(nd)
+        return Prepared(list(allocated.values()), inputs, needs, _Check(self.cluster.free, list(groups.values()), singles))
 
     def _input(self, claim: Claim, pod: Pod) -> ClaimRequestInput:
         ns = self.cluster.namespaces.get(claim.namespace)
@@ -381,37 +492,27 @@ class Session:
             self._node_filter[shape] = hit
         return hit
 
+    def allowed_nodes(self, pod: Pod) -> Mapping[str, Node]:
+        """Nodes the pod may run on whatever its devices (selector, affinity, taints)."""
+        return self._nodes_for(pod)[1]
+
     def _pick_plain(self, nodes: list[Node]) -> Node:
         if self.policy == "first-fit":
             return nodes[0]
         free = self.cluster.free
         return min(nodes, key=lambda n: (free.free_total(n), n.name))
 
-    def _place(self, inputs: list[ClaimRequestInput], nodes: list[Node], allowed: dict[str, Node], rejected: Counter[str],
-               total: int) -> Decision:
-        needs = [_Need(inp.claim, req, [(a, s, 1 if a.mode == "All" else a.count) for a, s in inp.alternatives[ri]])
-                 for inp in inputs for ri, req in enumerate(inp.claim.spec.requests)]
-        # Requests with one alternative and the same selector draw on the same devices.
-        groups: dict[tuple[object, ...], _Group] = {}
-        singles: list[_Need] = []
-        for nd in needs:
-            if len(nd.alts) == 1 and nd.alts[0][0].mode == "ExactCount":
-                alt, sel, need = nd.alts[0]
-                # adminAccess picks of different claims may share a device, so they never add up.
-                gk = (sel.key, alt.admin_access, nd.claim.key if alt.admin_access else None)
-                g = groups.setdefault(gk, _Group(nd, sel, alt.admin_access))
-                g.need += need
-                g.requests += 1
-            else:
-                singles.append(nd)
-        check = _Check(self.cluster.free, list(groups.values()), singles)
+    def _place(self, prep: Prepared, nodes: list[Node], allowed: dict[str, Node], rejected: Counter[str],
+               total: int, devices: Collection[DeviceKey] | None = None) -> Decision:
+        inputs, needs, check = prep.inputs, prep.needs, prep.check
         searched = 0
         failures: list[tuple[str, NodeOutcome]] = []
         shortfalls: list[tuple[Shortfall, str]] = []
         warnings: dict[str, None] = {}
         for n in self._candidates(check, nodes, allowed):
             searched += 1
-            out = allocate_on_node(inputs, self.cluster.pools.view(n), self.cluster.pools, self.cluster.ledger, self.budget)
+            out = allocate_on_node(inputs, self.cluster.pools.view(n), self.cluster.pools, self.cluster.ledger, self.budget,
+                                   self._order, devices)
             for w in out.warnings:
                 warnings[str(w)] = None
             if out.picks is not None:
@@ -455,22 +556,39 @@ class Session:
         exactly the policy's order, so the walk stops at the first node that works; otherwise
         every node that passes the counts is scored first."""
         best_fit = self.policy == "best-fit"
+        domains = _Domains(self.cluster, check) if best_fit and self._multi_node_domains else None
         if check.groups:
             primary = max(check.groups, key=lambda g: g.need)
             stream = self.cluster.free.candidates(primary.selector, primary.admin, primary.need, primary.requests, best_fit)
             if len(check.groups) == 1 and not check.singles:
-                for _, name in stream:
-                    n = allowed.get(name)
-                    if n is not None:
-                        yield n
+                if domains is None:
+                    for _, name in stream:
+                        n = allowed.get(name)
+                        if n is not None:
+                            yield n
+                    return
+                yield from (allowed[name] for name in domains.reorder(stream, allowed))
                 return
             scored = [(score if best_fit else 0, name) for _, name in stream
                       if name in allowed and (score := check.score(allowed[name])) is not None]
         else:
             scored = [(score if best_fit else 0, n.name) for n in nodes if (score := check.score(n)) is not None]
+        if domains is not None:
+            keyed = sorted((domains.key(name, score), name) for score, name in scored)
+            yield from (allowed[name] for _, name in keyed)
+            return
         scored.sort()
         for _, name in scored:
             yield allowed[name]
+
+    @property
+    def _multi_node_domains(self) -> bool:
+        """Whether any level groups several nodes (racks, NVLink domains, blocks)."""
+        if self._has_domains is None:
+            h = self.cluster.topology.hierarchy
+            self._has_domains = any(len(h.members(d)) > 1 for lvl in h.used_levels if lvl != HOSTNAME
+                                    for d in h.domains(lvl))
+        return self._has_domains
 
     def _nearest(self, check: _Check, nodes: list[Node], allowed: dict[str, Node]) -> list[str]:
         """The few nodes closest to holding the pod's largest request, to explain the refusal."""
@@ -554,33 +672,6 @@ class Session:
             self.commit(pod, d)
         return d
 
-    def schedule_gang(self, group: PodGroup, members: Sequence[Pod]) -> dict[ObjectKey, Decision]:
-        """All-or-nothing: at least `minMember` members placed, or none and nothing allocated."""
-        name = f"{group.namespace}/{group.name}"
-        if len(members) < group.min_member:
-            reason = f"gang {name} has {len(members)} pod(s), fewer than its minMember {group.min_member}"
-            return {p.key: Unschedulable(reason) for p in members}
-        decisions: dict[ObjectKey, Decision] = {}
-        commits: list[Commit] = []
-        for pod in members:
-            d = self.decide(pod)
-            if isinstance(d, Placed):
-                commits.append(self.commit(pod, d))
-            decisions[pod.key] = d
-        if len(commits) >= group.min_member:
-            return decisions
-        for c in reversed(commits):
-            self.rollback(c)
-        head = (f"gang {name}: only {len(commits)} of minMember {group.min_member} pods could be placed together, "
-                "so none was placed")
-        out: dict[ObjectKey, Decision] = {}
-        for pod in members:
-            d = decisions[pod.key]
-            if isinstance(d, Unschedulable):
-                out[pod.key] = Unschedulable(f"{head}; this pod: {d.reason}", d.warnings)
-            else:
-                out[pod.key] = Unschedulable(f"{head}; this pod fit on {d.node} but waits for the rest of its gang", d.warnings)
-        return out
 
 
 def _summary(total: int, rejected: Counter[str], headline: str) -> str:

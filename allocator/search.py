@@ -18,7 +18,7 @@ one plain DFS would find.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -109,7 +109,10 @@ class NodeOutcome:
         return self.picks is not None
 
 
-Order = Callable[[Plan, NodeView], Sequence[Device]]
+# How to order a plan's candidates when the search starts filling it: given the plan, the
+# devices this decision already picked, and the plans of the requests still to come. Any order
+# keeps the search complete; a good one makes its first solution a good one.
+Order = Callable[[Plan, Sequence[Device], Sequence[Plan]], Sequence[Device]]
 
 
 def _counter_fits(device: Device, pools: PoolIndex, ledger: Ledger,
@@ -142,7 +145,7 @@ def _capacity_fits(device: Device, charges: dict[str, Fraction], ledger: Ledger,
 
 
 def prepare(inputs: Sequence[ClaimRequestInput], view: NodeView, pools: PoolIndex, ledger: Ledger,
-            outcome: NodeOutcome, order: Order | None = None) -> list[list[list[Plan]]]:
+            outcome: NodeOutcome, allowed: Collection[DeviceKey] | None = None) -> list[list[list[Plan]]]:
     """Plans per claim, per request, per alternative; shortfalls and warnings go to `outcome`."""
     out: list[list[list[Plan]]] = []
     for ci, inp in enumerate(inputs):
@@ -153,8 +156,8 @@ def prepare(inputs: Sequence[ClaimRequestInput], view: NodeView, pools: PoolInde
             best: Shortfall | None = None
             for ai, (alt, selector) in enumerate(inp.alternatives[ri]):
                 plan = _plan(ci, inp, request, ai, alt, selector, view, pools, ledger, outcome, trackers)
-                if order is not None and not plan.all_mode and plan.problem is None:
-                    plan.candidates = tuple(order(plan, view))
+                if allowed is not None and plan.problem is None:
+                    _restrict(plan, allowed)
                 if plan.problem is None and len(plan.candidates) >= plan.count:
                     alts.append(plan)
                     continue
@@ -168,6 +171,17 @@ def prepare(inputs: Sequence[ClaimRequestInput], view: NodeView, pools: PoolInde
             claim_plans.append(alts)
         out.append(claim_plans)
     return out
+
+
+def _restrict(plan: Plan, allowed: Collection[DeviceKey]) -> None:
+    """Limits a plan to the devices a higher-level decision chose (a torus box, say)."""
+    if plan.all_mode:
+        if any(d.key not in allowed for d in plan.candidates):
+            plan.problem = "asks for all devices, but some lie outside the devices this placement may use"
+        return
+    plan.candidates = tuple(d for d in plan.candidates if d.key in allowed)
+    if len(plan.candidates) < plan.count:
+        plan.problem = "too few of its devices lie in the placement chosen for the pod"
 
 
 def _plan(ci: int, inp: ClaimRequestInput, request: DeviceRequest, ai: int, alt: ExactRequest, selector: Selector,
@@ -245,7 +259,8 @@ def _plan(ci: int, inp: ClaimRequestInput, request: DeviceRequest, ai: int, alt:
 
 class _Search:
     def __init__(self, inputs: Sequence[ClaimRequestInput], plans: list[list[list[Plan]]], pools: PoolIndex,
-                 ledger: Ledger, budget: int, outcome: NodeOutcome) -> None:
+                 ledger: Ledger, budget: int, outcome: NodeOutcome, order: Order | None = None) -> None:
+        self.order = order
         self.inputs = inputs
         self.plans = plans
         self.pools = pools
@@ -374,12 +389,12 @@ class _Search:
         if self.steps > self.budget:
             raise BudgetExhausted()
 
-    def enough(self, plan: Plan, start: int, need: int) -> bool:
+    def enough(self, plan: Plan, cands: tuple[Device, ...], start: int, need: int) -> bool:
         """Whether `need` candidates from `start` on are free and admitted by the plan's
         constraints now; one step, however many devices it looks at."""
         self.step()
         found = 0
-        for d in plan.candidates[start:]:
+        for d in cands[start:]:
             if self.taken(d, plan):
                 continue
             if all(t.admits(d) for t in plan.trackers):
@@ -399,9 +414,16 @@ class _Search:
             if plan.all_mode:
                 if self.take_all(pos, plan):
                     return True
-            elif self.fill(pos, plan, 0, 0):
+            elif self.fill(pos, plan, self.ordered(pos, plan), 0, 0):
                 return True
         return False
+
+    def ordered(self, pos: int, plan: Plan) -> tuple[Device, ...]:
+        if self.order is None or len(plan.candidates) <= plan.count:
+            return plan.candidates
+        held = [p.device for picks in self.picks for p in picks]
+        later = [alts[0] for ci, ri in self.positions[pos + 1:] if (alts := self.plans[ci][ri])]
+        return tuple(self.order(plan, held, later))
 
     def take_all(self, pos: int, plan: Plan) -> bool:
         added: list[Device] = []
@@ -420,10 +442,9 @@ class _Search:
             self.remove(d, plan)
         return False
 
-    def fill(self, pos: int, plan: Plan, slot: int, start: int) -> bool:
+    def fill(self, pos: int, plan: Plan, cands: tuple[Device, ...], slot: int, start: int) -> bool:
         if slot == plan.count:
             return self.solve(pos + 1)
-        cands = plan.candidates
         need = plan.count - slot
         failed: set[tuple[Any, ...]] = set()
         for i in range(start, len(cands) - need + 1):
@@ -440,10 +461,10 @@ class _Search:
                     if sig is not None:
                         failed.add(sig)
                 continue
-            if need > 1 and plan.trackers and not self.enough(plan, i + 1, need - 1):
+            if need > 1 and plan.trackers and not self.enough(plan, cands, i + 1, need - 1):
                 # Not enough later candidates are compatible with the constraints as they stand.
                 self.outcome.rejects[f"constraint {plan.trackers[0].describe()}"] += 1
-            elif self.fill(pos, plan, slot + 1, i + 1):
+            elif self.fill(pos, plan, cands, slot + 1, i + 1):
                 return True
             self.remove(d, plan)
             if sig is not None:
@@ -452,13 +473,14 @@ class _Search:
 
 
 def allocate_on_node(inputs: Sequence[ClaimRequestInput], view: NodeView, pools: PoolIndex, ledger: Ledger,
-                     budget: int = DEFAULT_BUDGET, order: Order | None = None) -> NodeOutcome:
+                     budget: int = DEFAULT_BUDGET, order: Order | None = None,
+                     allowed: Collection[DeviceKey] | None = None) -> NodeOutcome:
     """Allocates all `inputs` together on `view.node`, or explains why not."""
     outcome = NodeOutcome(problems=list(view.problems))
-    plans = prepare(inputs, view, pools, ledger, outcome, order)
+    plans = prepare(inputs, view, pools, ledger, outcome, allowed)
     if outcome.shortfalls:
         return outcome
-    search = _Search(inputs, plans, pools, ledger, budget, outcome)
+    search = _Search(inputs, plans, pools, ledger, budget, outcome, order)
     try:
         found = search.solve(0)
     except BudgetExhausted:

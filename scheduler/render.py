@@ -50,8 +50,8 @@ def render_table(result: SimResult, width: int = 120) -> str:
     ledger = result.session.cluster.ledger
     total = len(result.session.cluster.pools.devices)
     lines.append(f"Devices allocated: {ledger.used_count} of {total} (dedicated; shared devices and adminAccess not counted).")
-    for g, n in result.groups:
-        state = "placed" if n >= g.min_member else "not placed"
+    for g, n, where in result.groups:
+        state = f"placed in {where}" if n >= g.min_member and where else ("placed" if n >= g.min_member else "not placed")
         lines.append(f"Gang {g.namespace}/{g.name}: {n} pod(s) scheduled, minMember {g.min_member} ({state}).")
     if result.warnings:
         lines.append("")

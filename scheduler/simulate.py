@@ -30,6 +30,7 @@ from allocator.parse import (
     parse_pod_group,
     parse_resource_slice,
 )
+from allocator.gang import schedule_gang, schedule_pod
 from allocator.placement import Cluster, Decision, Placed, Policy, Session, Unschedulable
 from allocator.results import allocation_to_json
 from allocator.search import DEFAULT_BUDGET
@@ -53,7 +54,7 @@ class SimResult:
     session: Session
     pods: list[PodOutcome]
     claim_order: list[ObjectKey]
-    groups: list[tuple[PodGroup, int]]
+    groups: list[tuple[PodGroup, int, str | None]]  # group, pods scheduled, where it landed
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -74,7 +75,7 @@ class SimResult:
             "pods": [{"namespace": o.pod.namespace, "name": o.pod.name, "node": o.node, "reason": o.reason} for o in self.pods],
             "claims": claims,
             "podGroups": [{"namespace": g.namespace, "name": g.name, "minMember": g.min_member, "scheduled": n}
-                          for g, n in self.groups],
+                          for g, n, _ in self.groups],
         }
 
 
@@ -208,6 +209,7 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
     waiting = {g: len(ms) for g, ms in members.items()}
     group_present = set(scene.groups)
     decided: dict[ObjectKey, Decision] = {}
+    landed: dict[ObjectKey, str | None] = {}
     claim_order: dict[ObjectKey, None] = {}
 
     def maybe_place(gkey: ObjectKey) -> None:
@@ -219,7 +221,9 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
             for p in members[gkey]:
                 decided[p.key] = Unschedulable(f"PodGroup {gkey[0]}/{gkey[1]} is invalid: {g}")
         else:
-            decided.update(session.schedule_gang(g, members[gkey]))
+            out = schedule_gang(session, g, members[gkey])
+            decided.update(out.decisions)
+            landed[gkey] = out.where
 
     pod_iter = iter(pods)
     for doc in arrivals:
@@ -245,7 +249,7 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
                 waiting[member_of] -= 1
                 maybe_place(member_of)
             else:
-                decided[p.key] = session.schedule(p)
+                decided[p.key] = schedule_pod(session, p)
 
     outcomes = []
     seen_warnings = dict.fromkeys(warnings)
@@ -257,6 +261,6 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
         outcomes.append(PodOutcome(p, d.node, None) if isinstance(d, Placed) else PodOutcome(p, None, d.reason))
         seen_warnings.update(dict.fromkeys(d.warnings))
     placed = {o.pod.key for o in outcomes if o.node is not None}
-    group_rows = [(g, sum(1 for p in members.get(gkey, []) if p.key in placed))
+    group_rows = [(g, sum(1 for p in members.get(gkey, []) if p.key in placed), landed.get(gkey))
                   for gkey, g in scene.groups.items() if isinstance(g, PodGroup)]
     return SimResult(session, outcomes, list(claim_order), group_rows, list(seen_warnings))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import allocator as alloc
+from allocator.gang import schedule_gang
 from tests.builders import (
     GPU,
     GPU_CLASS,
@@ -132,7 +133,7 @@ def gang(world: World, name: str, size: int, min_member: int, gpus_each: int) ->
     world.add(template(f"{name}-t", exact("g", count=gpus_each)))
     group = alloc.PodGroup("default", name, min_member)
     members = [alloc.parse_pod(pod(f"{name}-{i}", templates={"g": f"{name}-t"}, group=name)) for i in range(size)]
-    return {k[1]: v for k, v in world.session.schedule_gang(group, members).items()}
+    return {k[1]: v for k, v in schedule_gang(world.session, group, members).decisions.items()}
 
 
 def test_gang_all_placed_when_it_fits() -> None:
@@ -145,7 +146,8 @@ def test_gang_none_placed_and_nothing_allocated_when_it_does_not_fit() -> None:
     w = World.of(*cluster(8, 8), template("one", exact("g")))
     out = gang(w, "job", 3, 3, 8)
     assert all(isinstance(d, alloc.Unschedulable) for d in out.values())
-    assert "gang default/job: only 2 of minMember 3 pods could be placed together, so none was placed" in refused(out["job-0"])
+    assert refused(out["job-0"]) == ("gang default/job: no placement holds all 3 pods in the cluster (cluster: 2 of 3 pods fit "
+                                     "by free devices (16 free of 24 needed))")
     assert w.session.cluster.ledger.used_count == 0
     assert all(w.claim(f"job-{i}-g").allocation is None for i in range(3))
     placed(w.schedule(pod("after", templates={"g": "one"})))  # everything is still free

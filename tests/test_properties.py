@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import allocator as alloc
+from allocator.gang import schedule_gang
 from allocator.constraints import elements
 from allocator.model import Claim, Device, DeviceKey, ExactRequest
 from allocator.nodeselector import untolerated
@@ -308,8 +309,8 @@ def test_random_streams_keep_every_invariant(stream: tuple[list[dict[str, Any]],
         elif g not in done:
             done.add(g)
             mm, members = groups[g]
-            res = w.session.schedule_gang(alloc.PodGroup("default", g, mm), [parsed[m] for m in members])
-            for (_, m), d in res.items():
+            res = schedule_gang(w.session, alloc.PodGroup("default", g, mm), [parsed[m] for m in members])
+            for (_, m), d in res.decisions.items():
                 outcome[m] = d.node if isinstance(d, alloc.Placed) else None
     result = [(parsed[n], outcome[n]) for n in parsed]
     gkeys = {("default", g): (mm, [("default", m) for m in ms]) for g, (mm, ms) in groups.items()}

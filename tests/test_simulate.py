@@ -91,7 +91,7 @@ def test_json_contract_on_the_example(capsys: pytest.CaptureFixture[str]) -> Non
 def test_example_keeps_every_invariant() -> None:
     result = simulate(read_documents(EXAMPLE_CLUSTER), read_documents(EXAMPLE_WORKLOAD))
     pods = [(o.pod, o.node) for o in result.pods]
-    groups = {(g.namespace, g.name): (g.min_member, [p.key for p, _ in pods if p.group == g.name]) for g, _ in result.groups}
+    groups = {(g.namespace, g.name): (g.min_member, [p.key for p, _ in pods if p.group == g.name]) for g, _, _ in result.groups}
     assert violations(result.session, pods, groups) == []
     assert sum(1 for _, n in pods if n) == 10
 
@@ -103,7 +103,7 @@ def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert lines[0].split() == ["POD", "NODE", "DEVICES", "REASON"]
     assert any(ln.startswith("ml/train-0") and "gpu.example.com/" in ln for ln in lines)
     assert "Placed 10 of 11 pods." in out
-    assert "Gang ml/train: 2 pod(s) scheduled, minMember 2 (placed)." in out
+    assert "Gang ml/train: 2 pod(s) scheduled, minMember 2 (placed in cluster)." in out
 
 
 def test_console_script_runs(tmp_path: pathlib.Path) -> None:
@@ -153,7 +153,9 @@ def test_gang_waits_for_its_last_member_and_pod_group_may_come_last(tmp_path: pa
     nodes = {p["name"]: p["node"] for p in out["pods"]}
     assert nodes["single"] is not None
     assert nodes["w0"] is None and nodes["w1"] is None
-    assert "only 1 of minMember 2" in next(p["reason"] for p in out["pods"] if p["name"] == "w0")
+    assert next(p["reason"] for p in out["pods"] if p["name"] == "w0") == (
+        "gang default/job: no placement holds all 2 pods in the cluster (cluster: 1 of 2 pods fit by free devices "
+        "(15 free of 16 needed))")
     assert out["podGroups"] == [{"namespace": "default", "name": "job", "minMember": 2, "scheduled": 0}]
     for c in out["claims"]:
         if c["pod"] in ("w0", "w1"):

@@ -1,0 +1,385 @@
+"""Placing a gang (a PodGroup's pods) in one decision: all-or-nothing and topology-aware.
+
+Best fit (the default policy):
+
+- A gang goes into the narrowest domain that can hold all of it (one node, one NVLink domain,
+  one block, ...), and among the domains of that level into the one it fills most tightly, so
+  that emptier domains stay whole for bigger gangs. The PodGroup annotation
+  `tessera.dev/topology-required: <node label>` keeps it inside one domain of that level or
+  places none of it; `tessera.dev/topology-preferred: <node label>` starts at that level and
+  widens level by level.
+- Chips in a torus are placed as one contiguous box: the shape in `tessera.dev/slice-shape`
+  (on the PodGroup, or on the claim of a single pod), in any rotation, or else the most compact
+  box that fits. A slice is never placed in pieces.
+- The search is bounded (a few real attempts per level) and explains a refusal per domain.
+
+First fit (the baseline) places the members one after another on the first nodes that fit,
+as the upstream scheduler's gang plugins do. Either way a gang ends with at least `minMember`
+pods placed, or none and nothing of theirs allocated.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from math import prod
+
+from topology.config import PREFERRED_ANNOTATION, REQUIRED_ANNOTATION, SLICE_SHAPE_ANNOTATION
+from topology.hierarchy import ROOT, Domain, describe
+from topology.torus import FreeGrid, ShapeError, compact_shapes, format_shape, parse_shape
+
+from .model import DeviceKey, ObjectKey, Pod, PodGroup
+from .placement import Commit, Decision, Placed, Prepared, Session, Unschedulable
+from .selection import Selector, matches
+
+MAX_DOMAIN_TRIES = 8  # real placements tried per level before widening
+MAX_BOX_TRIES = 24  # torus boxes tried per shape
+EXPLAINED_DOMAINS = 4
+
+
+@dataclass(slots=True)
+class GangOutcome:
+    decisions: dict[ObjectKey, Decision]
+    where: str | None = None  # the domain or torus box the gang landed in
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def placed(self) -> int:
+        return sum(isinstance(d, Placed) for d in self.decisions.values())
+
+
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    """What every member of a homogeneous gang needs on one node: per selector, devices."""
+
+    needs: tuple[tuple[Selector, bool, int, int], ...]  # (selector, admin, devices, requests)
+
+
+def schedule_pod(session: Session, pod: Pod) -> Decision:
+    """A single pod; a claim annotated `tessera.dev/slice-shape` gets a contiguous torus box."""
+    if session.policy == "best-fit":
+        prep = session.prepare(pod)
+        if isinstance(prep, Prepared):
+            shape = next((inp.claim.annotations[SLICE_SHAPE_ANNOTATION] for inp in prep.inputs
+                          if SLICE_SHAPE_ANNOTATION in inp.claim.annotations), None)
+            if shape is not None:
+                out = _torus(session, f"pod {pod.ref}", [pod], {pod.key: prep}, 1, shape)
+                if out is None:
+                    return Unschedulable(f"claim annotation {SLICE_SHAPE_ANNOTATION}={shape}: pod {pod.ref} does not ask "
+                                         "for chips of a torus")
+                return out.decisions[pod.key]
+    return session.schedule(pod)
+
+
+def schedule_gang(session: Session, group: PodGroup, members: Sequence[Pod]) -> GangOutcome:
+    name = f"gang {group.namespace}/{group.name}"
+    if len(members) < group.min_member:
+        reason = f"{name} has {len(members)} pod(s), fewer than its minMember {group.min_member}"
+        return GangOutcome({p.key: Unschedulable(reason) for p in members})
+    if session.policy == "first-fit":
+        return _sequential(session, name, group.min_member, members, None)
+    preps = {p.key: session.prepare(p) for p in members}
+    broken = {k: d for k, d in preps.items() if isinstance(d, Unschedulable)}
+    usable = [p for p in members if p.key not in broken]
+    if len(usable) < group.min_member:
+        head = f"{name}: only {len(usable)} of its pods can be scheduled at all, fewer than minMember {group.min_member}"
+        return _refuse(members, head, broken)
+    ready = {k: p for k, p in preps.items() if isinstance(p, Prepared)}
+    shape = group.annotations.get(SLICE_SHAPE_ANNOTATION)
+    out = _torus(session, name, usable, ready, group.min_member, shape)
+    if out is None:
+        if shape is not None:
+            return _refuse(members, f"{name}: annotation {SLICE_SHAPE_ANNOTATION}={shape} needs pods that ask for chips "
+                                    "of a torus", broken)
+        out = _domains(session, name, group, usable, ready)
+    for k, d in broken.items():
+        out.decisions[k] = d
+    return out
+
+
+# --- sequential (first fit, and the last resort) -----------------------------------------------
+
+def _sequential(session: Session, name: str, min_member: int, members: Sequence[Pod],
+                only: frozenset[str] | None) -> GangOutcome:
+    decisions: dict[ObjectKey, Decision] = {}
+    commits: list[Commit] = []
+    for pod in members:
+        d = session.decide(pod, only)
+        if isinstance(d, Placed):
+            commits.append(session.commit(pod, d))
+        decisions[pod.key] = d
+    if len(commits) >= min_member:
+        nodes = [d.node for d in decisions.values() if isinstance(d, Placed)]
+        where = describe(session.cluster.topology.hierarchy.smallest_domain(nodes)) if nodes else None
+        return GangOutcome(decisions, where)
+    _rollback(session, commits)
+    head = f"{name}: only {len(commits)} of minMember {min_member} pods could be placed together, so none was placed"
+    return _refuse(members, head, decisions)
+
+
+def _refuse(members: Sequence[Pod], head: str, decisions: Mapping[ObjectKey, Decision]) -> GangOutcome:
+    out: dict[ObjectKey, Decision] = {}
+    for pod in members:
+        d = decisions.get(pod.key)
+        if isinstance(d, Unschedulable):
+            out[pod.key] = Unschedulable(f"{head}; this pod: {d.reason}", d.warnings)
+        elif isinstance(d, Placed):
+            out[pod.key] = Unschedulable(f"{head}; this pod fit on {d.node} but waits for the rest of its gang", d.warnings)
+        else:
+            out[pod.key] = Unschedulable(head)
+    return GangOutcome(out)
+
+
+def _rollback(session: Session, commits: Sequence[Commit]) -> None:
+    for c in reversed(commits):
+        session.rollback(c)
+
+
+def _attempt(session: Session, members: Sequence[Pod], only: frozenset[str] | None,
+             devices: dict[ObjectKey, frozenset[DeviceKey]] | None = None) -> tuple[dict[ObjectKey, Decision], list[Commit]]:
+    """Places members one by one, committing as it goes; the caller keeps or rolls back."""
+    decisions: dict[ObjectKey, Decision] = {}
+    commits: list[Commit] = []
+    for pod in members:
+        d = session.decide(pod, only, devices.get(pod.key) if devices else None)
+        decisions[pod.key] = d
+        if isinstance(d, Placed):
+            commits.append(session.commit(pod, d))
+    return decisions, commits
+
+
+# --- domains ---------------------------------------------------------------------------------
+
+def _levels(session: Session, group: PodGroup) -> tuple[list[str | None], str | None]:
+    """Levels to try, narrowest first (None: the whole cluster), and an annotation problem."""
+    h = session.cluster.topology.hierarchy
+    used = list(h.used_levels)
+    required = group.annotations.get(REQUIRED_ANNOTATION)
+    preferred = group.annotations.get(PREFERRED_ANNOTATION)
+    if required is not None:
+        if required not in used:
+            return [], f"annotation {REQUIRED_ANNOTATION}={required}: no node carries that label"
+        return [required], None
+    narrow_first: list[str | None] = [*reversed(used), None]
+    if preferred is not None:
+        if preferred not in used:
+            return narrow_first[-1:], None  # nothing to prefer: anywhere
+        return narrow_first[narrow_first.index(preferred):], None
+    return narrow_first, None
+
+
+def _domain_need(ready: dict[ObjectKey, Prepared], members: Sequence[Pod]) -> Counter[tuple[object, bool]]:
+    need: Counter[tuple[object, bool]] = Counter()
+    for p in members:
+        for g in ready[p.key].check.groups:
+            need[(g.selector.key, g.admin)] += g.need
+    return need
+
+
+def _ask(ready: dict[ObjectKey, Prepared], members: Sequence[Pod]) -> _Ask | None:
+    """The members' common per-node needs, when they are alike and use no firstAvailable."""
+    asks = set()
+    for p in members:
+        check = ready[p.key].check
+        if check.singles:
+            return None
+        asks.add(tuple(sorted(((g.selector.key, g.admin, g.need, g.requests) for g in check.groups), key=repr)))
+    if len(asks) != 1:
+        return None
+    first = ready[members[0].key].check
+    return _Ask(tuple((g.selector, g.admin, g.need, g.requests) for g in first.groups))
+
+
+def _estimate(session: Session, nodes: frozenset[str], members: Sequence[Pod], ready: dict[ObjectKey, Prepared],
+              ask: _Ask | None) -> tuple[int, int, int]:
+    """(members that fit by free counts, free devices, devices needed) in a domain."""
+    free_ix = session.cluster.free
+    need = _domain_need(ready, members)
+    selectors = {(g.selector.key, g.admin): g for p in members for g in ready[p.key].check.groups}
+    have: Counter[tuple[object, bool]] = Counter()
+    slots = 0
+    allowed = session.allowed_nodes(members[0])
+    for name in nodes:
+        node = session.cluster.node_by_name.get(name)
+        if node is None or name not in allowed:
+            continue
+        per_node = None
+        for key, g in selectors.items():
+            f = free_ix.free(g.selector, node, g.admin)
+            have[key] += f.slots(g.requests)
+        if ask is not None:
+            for sel, admin, devices, requests in ask.needs:
+                f = free_ix.free(sel, node, admin)
+                fit = f.slots(requests) // devices if devices else len(members)
+                per_node = fit if per_node is None else min(per_node, fit)
+            slots += per_node or 0
+    if ask is None:
+        slots = len(members) if all(have[k] >= v for k, v in need.items()) else 0
+    total_have = sum(have.values())
+    total_need = sum(need.values())
+    return min(slots, len(members)), total_have, total_need
+
+
+def _domains(session: Session, name: str, group: PodGroup, members: Sequence[Pod],
+             ready: dict[ObjectKey, Prepared]) -> GangOutcome:
+    h = session.cluster.topology.hierarchy
+    levels, problem = _levels(session, group)
+    if problem is not None:
+        return _refuse(members, f"{name}: {problem}", {})
+    ask = _ask(ready, members)
+    order = sorted(members, key=lambda p: -sum(g.need for g in ready[p.key].check.groups))
+    notes: list[str] = []
+    explained_level: str | None = None
+    for level in levels:
+        doms: dict[Domain, frozenset[str]] = {ROOT: frozenset(session.cluster.node_by_name)} if level is None \
+            else h.domains(level)
+        scored = []
+        level_notes: list[tuple[int, str]] = []
+        for d, nodes in doms.items():
+            fit, have, need = _estimate(session, nodes, members, ready, ask)
+            if fit >= len(members) and have >= need:
+                scored.append((have - need, len(nodes), d, nodes))
+            else:
+                level_notes.append((-(fit * 1000 + have), f"{describe(d)}: {fit} of {len(members)} pods fit by free devices "
+                                                           f"({have} free of {need} needed)"))
+        scored.sort(key=lambda t: (t[0], t[1], t[2]))
+        tried_notes: list[str] = []
+        for _, _, d, nodes in scored[:MAX_DOMAIN_TRIES]:
+            decisions, commits = _attempt(session, order, None if level is None else nodes)
+            if len(commits) == len(members):
+                return GangOutcome(decisions, describe(d) if level is not None else _landed(session, decisions))
+            _rollback(session, commits)
+            why = next((d2.reason for d2 in decisions.values() if isinstance(d2, Unschedulable)), "")
+            tried_notes.append(f"{describe(d)}: {len(commits)} of {len(members)} pods fit ({_first_sentence(why)})")
+        if level == levels[0] or (explained_level is None and (tried_notes or level_notes)):
+            explained_level = level
+            notes = tried_notes + [n for _, n in sorted(level_notes)]
+    # Nowhere holds the whole gang; with minMember below its size, the pods that fit may go.
+    required = REQUIRED_ANNOTATION in group.annotations
+    if group.min_member < len(members) and not required:
+        out = _sequential(session, name, group.min_member, order, None)
+        if out.placed >= group.min_member:
+            return out
+    if required:
+        scope = f"one domain of {levels[0]}"
+    else:
+        scope = "the cluster" if levels == [None] else "any domain"
+    more = len(notes) - EXPLAINED_DOMAINS
+    detail = "; ".join(notes[:EXPLAINED_DOMAINS]) + (f"; and {more} more" if more > 0 else "")
+    head = f"{name}: no placement holds all {len(members)} pods in {scope}"
+    if detail:
+        head += f" ({detail})"
+    return _refuse(members, head, {})
+
+
+def _landed(session: Session, decisions: dict[ObjectKey, Decision]) -> str:
+    nodes = [d.node for d in decisions.values() if isinstance(d, Placed)]
+    return describe(session.cluster.topology.hierarchy.smallest_domain(nodes))
+
+
+def _first_sentence(text: str) -> str:
+    return text.split(". ", 1)[0]
+
+
+# --- tori --------------------------------------------------------------------------------------
+
+def _torus(session: Session, name: str, members: Sequence[Pod], ready: dict[ObjectKey, Prepared], min_member: int,
+           shape_text: str | None) -> GangOutcome | None:
+    """A contiguous box of chips for the members, or None when they do not ask for chips."""
+    ask = _ask(ready, members)
+    view = session.cluster.topology
+    if ask is None or len(ask.needs) != 1 or not view.chips:
+        return None
+    selector, admin, k, _ = ask.needs[0]
+    allowed = session.allowed_nodes(members[0])
+    tori = []
+    matching: dict[str, set[DeviceKey]] = {}
+    for tc in view.model.tori.values():
+        free: dict[tuple[int, ...], tuple[str, DeviceKey]] = {}
+        for coords, (node_name, dev_key) in tc.chips.items():
+            node = session.cluster.node_by_name.get(node_name)
+            if node is None or node_name not in allowed:
+                continue
+            if node_name not in matching:
+                matching[node_name] = {d.key for d in matches(selector, session.cluster.pools.view(node)).devices}
+            key = dev_key if isinstance(dev_key, tuple) else None
+            if key is None or key not in matching[node_name] or (not admin and session.cluster.ledger.in_use(key)):
+                continue
+            free[coords] = (node_name, key)
+        if free:
+            tori.append((tc, free))
+    if not tori:
+        return None
+    total = k * len(members)
+    shape: tuple[int, ...] | None = None
+    if shape_text is not None:
+        try:
+            shape = parse_shape(shape_text)
+        except ShapeError as e:
+            return _refuse(members, f"{name}: annotation {SLICE_SHAPE_ANNOTATION}: {e}", {})
+        if prod(shape) != total:
+            return _refuse(members, f"{name}: slice-shape {shape_text} holds {prod(shape)} chips, but the pods ask for {total} "
+                                    f"({len(members)} x {k})", {})
+    notes = []
+    for tc, free in sorted(tori, key=lambda t: t[0].name):
+        grid = FreeGrid(tc.torus, free)
+        shapes = [shape] if shape is not None else compact_shapes(tc.torus, total)
+        for sh in shapes:
+            tried = 0
+            for box in grid.placements(sh):
+                by_node: dict[str, list[DeviceKey]] = defaultdict(list)
+                for c in tc.torus.cells(box):
+                    node_name, dev_key = free[c]
+                    by_node[node_name].append(dev_key)
+                if any(len(devs) % k for devs in by_node.values()):
+                    continue  # the box cuts through what one pod would hold
+                tried += 1
+                if tried > MAX_BOX_TRIES:
+                    break
+                assignment: dict[ObjectKey, frozenset[DeviceKey]] = {}
+                only: dict[ObjectKey, frozenset[str]] = {}
+                slots = [(node_name, devs) for node_name in sorted(by_node) for devs in [by_node[node_name]]
+                         for _ in range(len(devs) // k)]
+                for pod, (node_name, devs) in zip(members, slots, strict=True):
+                    assignment[pod.key] = frozenset(devs)
+                    only[pod.key] = frozenset({node_name})
+                decisions, commits = _attempt_each(session, members, only, assignment)
+                if len(commits) == len(members):
+                    return GangOutcome(decisions, f"torus {tc.name} box {box}")
+                _rollback(session, commits)
+        largest = _largest_free_box(grid, tc.torus.shape)
+        notes.append(f"torus {tc.name}: no free {format_shape(shape) if shape else f'box of {total} chips'}"
+                     f"{f' (largest free box {largest})' if largest else ''}")
+    head = f"{name}: no contiguous slice of {total} chips is free ({'; '.join(notes)})"
+    if min_member < len(members):
+        head += "; a slice is never placed in pieces"
+    return _refuse(members, head, {})
+
+
+def _attempt_each(session: Session, members: Sequence[Pod], only: dict[ObjectKey, frozenset[str]],
+                  devices: dict[ObjectKey, frozenset[DeviceKey]]) -> tuple[dict[ObjectKey, Decision], list[Commit]]:
+    decisions: dict[ObjectKey, Decision] = {}
+    commits: list[Commit] = []
+    for pod in members:
+        d = session.decide(pod, only[pod.key], devices[pod.key])
+        decisions[pod.key] = d
+        if not isinstance(d, Placed):
+            break
+        commits.append(session.commit(pod, d))
+    return decisions, commits
+
+
+def _largest_free_box(grid: FreeGrid, shape: tuple[int, ...]) -> str | None:
+    """The largest cube-ish free box, for the refusal message (bounded: a few sizes only)."""
+    for volume in sorted({prod(s) for s in _candidate_shapes(shape)}, reverse=True):
+        for s in compact_shapes(grid.torus, volume):
+            if next(iter(grid.placements(s)), None) is not None:
+                return format_shape(s)
+    return None
+
+
+def _candidate_shapes(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    dims = [sorted({1, 2, 4, 8, 16} | {n}) for n in shape]
+    return [combo for combo in itertools.product(*dims) if all(c <= n for c, n in zip(combo, shape, strict=True))]
