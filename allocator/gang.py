@@ -262,10 +262,8 @@ def _domains(session: Session, name: str, group: PodGroup, members: Sequence[Pod
         out = _sequential(session, name, group.min_member, order, None)
         if out.placed >= group.min_member:
             return out
-    if required:
-        scope = f"one domain of {levels[0]}"
-    else:
-        scope = "the cluster" if levels == [None] else "any domain"
+    whole = "the cluster" if levels == [None] else "any domain"
+    scope = f"one domain of {levels[0]}" if required else whole
     more = len(notes) - EXPLAINED_DOMAINS
     detail = "; ".join(notes[:EXPLAINED_DOMAINS]) + (f"; and {more} more" if more > 0 else "")
     head = f"{name}: no placement holds all {len(members)} pods in {scope}"

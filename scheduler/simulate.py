@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from allocator.cel import Backend
 from allocator.errors import SpecError
+from allocator.gang import schedule_gang, schedule_pod
 from allocator.model import Claim, ClaimTemplate, DeviceClass, Namespace, ObjectKey, Pod, PodGroup, ResourceSlice
 from allocator.nodeselector import Node
 from allocator.parse import (
@@ -30,7 +31,6 @@ from allocator.parse import (
     parse_pod_group,
     parse_resource_slice,
 )
-from allocator.gang import schedule_gang, schedule_pod
 from allocator.placement import Cluster, Decision, Placed, Policy, Session, Unschedulable
 from allocator.results import allocation_to_json
 from allocator.search import DEFAULT_BUDGET

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import allocator as alloc
-from allocator.gang import schedule_gang
 from allocator.constraints import elements
+from allocator.gang import schedule_gang
 from allocator.model import Claim, Device, DeviceKey, ExactRequest
 from allocator.nodeselector import untolerated
 from tests.builders import GPU, GPU_CLASS, World, claim, device, exact, first, node, pod, rslice, sub, template

@@ -101,8 +101,8 @@ class Topology:
         node levels + locality levels (0 for the same narrowest locality group)."""
         if a.torus is not None and a.torus == b.torus and a.coords is not None and b.coords is not None:
             return self.tori[a.torus].torus.distance(a.coords, b.coords)
-        pa = self.hierarchy.path(a.node) + (("node", a.node),) + tuple(enumerate(a.locality))
-        pb = self.hierarchy.path(b.node) + (("node", b.node),) + tuple(enumerate(b.locality))
+        pa = (*self.hierarchy.path(a.node), ("node", a.node), *enumerate(a.locality))
+        pb = (*self.hierarchy.path(b.node), ("node", b.node), *enumerate(b.locality))
         if pa == pb:
             return 0
         common = 0
