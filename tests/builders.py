@@ -3,6 +3,7 @@ them through the public API the way `simulate` and the scheduler do."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -147,13 +148,14 @@ def template(name: str, *requests: dict[str, Any], namespace: str = "default",
 def allocated(name: str, results: Iterable[tuple[str, str, str, str]], node_name: str | None = None,
               namespace: str = "default", reserved: Iterable[str] = ("someone",), **result_extra: Any) -> dict[str, Any]:
     """A claim already allocated to (request, driver, pool, device) results."""
+    results = list(results)
     res = [{"request": r, "driver": d, "pool": p, "device": dv, **result_extra} for r, d, p, dv in results]
     alloc_: dict[str, Any] = {"devices": {"results": res}}
     if node_name:
         alloc_["nodeSelector"] = {"nodeSelectorTerms": [{"matchFields": [
             {"key": "metadata.name", "operator": "In", "values": [node_name]}]}]}
-    reqs = sorted({r for r, *_ in results})
-    return claim(name, *(exact(r) for r in reqs), namespace=namespace, status={
+    per_request = Counter(r for r, *_ in results)
+    return claim(name, *(exact(r, count=n) for r, n in sorted(per_request.items())), namespace=namespace, status={
         "allocation": alloc_, "reservedFor": [{"resource": "pods", "name": n, "uid": f"uid-{n}"} for n in reserved]})
 
 

@@ -45,13 +45,19 @@ def _order(items: list[int], paths: Sequence[Path], level: int, depth: int, need
         key = ("no-value", i) if value is None else value
         buckets.setdefault(key, []).append(i)
     held_here = held[level] if level < len(held) else set()
-    wanted_here = wanted[level] if level < len(wanted) else Counter()
+
+    def coverage(i: int) -> int:
+        # Later requests with a candidate sharing this device's group, at this level and below:
+        # a NUMA half whose PCIe root also has the NIC beats one that only shares the NUMA node.
+        return sum(wanted[lv].get(paths[i][lv], 0) for lv in range(level, min(len(wanted), len(paths[i])))
+                   if paths[i][lv] is not None)
 
     def rank(entry: tuple[Hashable, list[int]]) -> tuple[bool, int, bool, int, int]:
         value, members = entry
         size = len(members)
         fits = size >= need
-        return (value not in held_here, -wanted_here.get(value, 0), not fits, size if fits else -size, members[0])
+        best = max(coverage(i) for i in members) if wanted else 0
+        return (value not in held_here, -best, not fits, size if fits else -size, members[0])
 
     out: list[int] = []
     for _, members in sorted(buckets.items(), key=rank):
