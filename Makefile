@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit bench scenarios clean
+.PHONY: install demo test lint unit bench map clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ test: lint unit
 
 bench: install
 	$(BIN)/python -m bench.run
+
+map: install  # the README's picture
+	$(BIN)/tessera simulate --cluster examples/topology/cluster.yaml --workload examples/topology/workload.yaml \
+		--map docs/topology-map.svg > /dev/null
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -150,30 +150,28 @@ class Prepared:
 
 
 class _Domains:
-    """What placing a pod on a node does to the node's narrowest multi-node domain (an NVLink
-    domain, a rack): breaking a domain whose devices are all free is avoided while another
-    node will do, and among the rest fuller domains are filled first, so that whole domains
-    stay free for gangs."""
+    """What placing a pod on a node does to the multi-node domains it sits in (NVLink domains,
+    racks, zones): a node whose placement would break fewer wholly free domains comes first,
+    and among equals the fuller narrowest domain is filled first, so that whole domains stay
+    free for gangs."""
 
     def __init__(self, cluster: Cluster, check: _Check) -> None:
         self.cluster = cluster
         self.check = check
+        self._domains: dict[str, list[Domain]] = {}
         self._state: dict[Domain, tuple[bool, int]] = {}
 
-    def _domain(self, name: str) -> Domain | None:
-        h = self.cluster.topology.hierarchy
-        path = h.path(name)
-        for i in range(len(path), 0, -1):
-            d = path[:i]
-            if d[-1][0] != HOSTNAME and len(h.members(d)) > 1:
-                return d
-        return None
+    def _multi(self, name: str) -> list[Domain]:
+        """The node's multi-node domains, narrowest first."""
+        hit = self._domains.get(name)
+        if hit is None:
+            h = self.cluster.topology.hierarchy
+            path = h.path(name)
+            hit = [path[:i] for i in range(len(path), 0, -1) if path[i - 1][0] != HOSTNAME and len(h.members(path[:i])) > 1]
+            self._domains[name] = hit
+        return hit
 
-    def state(self, name: str) -> tuple[bool, int]:
-        """(whether the node's domain is wholly free, its free slots) for the pod's requests."""
-        d = self._domain(name)
-        if d is None:
-            return (False, 0)
+    def _domain_state(self, d: Domain) -> tuple[bool, int]:
         hit = self._state.get(d)
         if hit is None:
             free = total = 0
@@ -189,20 +187,30 @@ class _Domains:
             self._state[d] = hit
         return hit
 
-    def key(self, name: str, score: int) -> tuple[bool, int, int, str]:
-        intact, free = self.state(name)
-        return (intact, score, free, name)
+    def state(self, name: str) -> tuple[int, int]:
+        """(wholly free domains the pod would break, free slots in the narrowest domain)."""
+        domains = self._multi(name)
+        if not domains:
+            return (0, 0)
+        states = [self._domain_state(d) for d in domains]
+        return (sum(intact for intact, _ in states), states[0][1])
+
+    def key(self, name: str, score: int) -> tuple[int, int, int, str]:
+        breaks, free = self.state(name)
+        return (breaks, score, free, name)
 
     def reorder(self, stream: Iterable[tuple[int, str]], allowed: Mapping[str, Node]) -> Iterator[str]:
-        """Best-fit candidates, nodes in wholly free domains last, fuller domains first on ties."""
-        deferred: list[tuple[int, int, str]] = []
+        """Best-fit candidates, those breaking the fewest wholly free domains first; within a
+        best-fit bucket, fuller domains first."""
+        deferred: list[tuple[int, int, int, str]] = []
         for leftover, group in itertools.groupby(stream, key=lambda t: t[0]):
-            names = [name for _, name in group if name in allowed]
             ready = []
-            for name in names:
-                intact, free = self.state(name)
-                if intact:
-                    deferred.append((leftover, free, name))
+            for _, name in group:
+                if name not in allowed:
+                    continue
+                breaks, free = self.state(name)
+                if breaks:
+                    deferred.append((breaks, leftover, free, name))
                 else:
                     ready.append((free, name))
             ready.sort()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
 from collections.abc import Sequence
 
@@ -12,9 +13,10 @@ from allocator.cel import available_backends, get_backend
 from allocator.placement import POLICIES
 from allocator.search import DEFAULT_BUDGET
 
-from .loader import InputError, read_documents
+from .loader import InputError, load_config, read_documents
 from .render import render_table
 from .simulate import simulate
+from .svgmap import render_map
 
 EXIT_INPUT = 2
 
@@ -41,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="CEL runtime (default: cel-expr-python when installed, else cel-python; or $TESSERA_CEL_BACKEND)")
     sim.add_argument("--budget", type=int, default=DEFAULT_BUDGET, metavar="STEPS",
                      help=f"search steps allowed per node and pod before giving up (default: {DEFAULT_BUDGET})")
+    sim.add_argument("--config", metavar="FILE",
+                     help="Tessera config file; its topology: section sets node levels, locality attributes and tori")
+    sim.add_argument("--map", metavar="FILE.svg", help="also draw the cluster and where the workload landed, as SVG")
     return p
 
 
@@ -52,12 +57,20 @@ def _simulate(args: argparse.Namespace) -> int:
         print(f"tessera simulate: CEL backend {args.cel_backend} is not installed", file=sys.stderr)
         return EXIT_INPUT
     try:
+        topology = load_config(args.config) if args.config else None
         cluster = read_documents(args.cluster)
         workload = read_documents(args.workload)
     except InputError as e:
         print(f"tessera simulate: {e}", file=sys.stderr)
         return EXIT_INPUT
-    result = simulate(cluster, workload, policy=args.policy, backend=get_backend(args.cel_backend), budget=args.budget)
+    result = simulate(cluster, workload, policy=args.policy, backend=get_backend(args.cel_backend), budget=args.budget,
+                      topology=topology)
+    if args.map:
+        try:
+            pathlib.Path(args.map).write_text(render_map(result), encoding="utf-8")
+        except OSError as e:
+            print(f"tessera simulate: {args.map}: cannot write the map: {e.strerror or e}", file=sys.stderr)
+            return EXIT_INPUT
     if args.format == "json":
         sys.stdout.buffer.write(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
         for w in result.warnings:

@@ -14,6 +14,9 @@ from typing import Any
 
 import yaml
 
+from topology import TopologyConfig, parse_topology_config
+from topology.config import ConfigError
+
 try:
     from yaml import CSafeLoader as _Loader
 except ImportError:  # pragma: no cover - PyYAML without libyaml
@@ -33,6 +36,21 @@ KNOWN_KINDS = {
 
 class InputError(Exception):
     """Input that cannot be read at all: simulate exits 2 with this message."""
+
+
+def load_config(path: str | pathlib.Path) -> TopologyConfig:
+    """The topology section of a Tessera config file (YAML)."""
+    p = pathlib.Path(path)
+    try:
+        doc = yaml.load(p.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - a safe loader
+    except OSError as e:
+        raise InputError(f"{p}: cannot read: {e.strerror or e}") from None
+    except (yaml.YAMLError, ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"{p}: invalid YAML: {str(e).splitlines()[0]}") from None
+    try:
+        return parse_topology_config(doc)
+    except ConfigError as e:
+        raise InputError(f"{p}: {e}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ import textwrap
 from collections import Counter
 
 from allocator.model import ObjectKey
+from topology.config import HOSTNAME
 
 from .simulate import SimResult
 
@@ -25,12 +26,21 @@ def _devices(result: SimResult, pod_key: ObjectKey) -> str:
     return " ".join(out) or "-"
 
 
-def render_table(result: SimResult, width: int = 120) -> str:
+def _domains(result: SimResult, node: str) -> str:
+    """The node's domains above it, e.g. `zone=a gpu.clique=c.x`."""
+    path = result.session.cluster.topology.hierarchy.path(node)
+    return " ".join(f"{lv.rsplit('/', 1)[-1]}={v}" for lv, v in path if lv != HOSTNAME) or "-"
+
+
+def render_table(result: SimResult, width: int = 140) -> str:
     rows = []
     for o in result.pods:
-        rows.append((f"{o.pod.namespace}/{o.pod.name}", o.node or "-", _devices(result, o.pod.key) if o.node else "-",
+        node = o.node or "-"
+        if o.node and (where := _domains(result, o.node)) != "-":
+            node = f"{o.node} ({where})"
+        rows.append((f"{o.pod.namespace}/{o.pod.name}", node, _devices(result, o.pod.key) if o.node else "-",
                      o.reason or ""))
-    headers = ("POD", "NODE", "DEVICES", "REASON")
+    headers = ("POD", "NODE (DOMAINS)", "DEVICES", "REASON")
     w0 = max([len(headers[0])] + [len(r[0]) for r in rows])
     w1 = max([len(headers[1])] + [len(r[1]) for r in rows])
     w2 = max([len(headers[2])] + [min(len(r[2]), 60) for r in rows])
@@ -50,8 +60,8 @@ def render_table(result: SimResult, width: int = 120) -> str:
     ledger = result.session.cluster.ledger
     total = len(result.session.cluster.pools.devices)
     lines.append(f"Devices allocated: {ledger.used_count} of {total} (dedicated; shared devices and adminAccess not counted).")
-    for g, n, where in result.groups:
-        state = f"placed in {where}" if n >= g.min_member and where else ("placed" if n >= g.min_member else "not placed")
+    for g, n, landed in result.groups:
+        state = f"placed in {landed}" if n >= g.min_member and landed else ("placed" if n >= g.min_member else "not placed")
         lines.append(f"Gang {g.namespace}/{g.name}: {n} pod(s) scheduled, minMember {g.min_member} ({state}).")
     if result.warnings:
         lines.append("")

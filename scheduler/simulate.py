@@ -34,6 +34,7 @@ from allocator.parse import (
 from allocator.placement import Cluster, Decision, Placed, Policy, Session, Unschedulable
 from allocator.results import allocation_to_json
 from allocator.search import DEFAULT_BUDGET
+from topology import TopologyConfig
 
 from .loader import Doc
 
@@ -162,7 +163,7 @@ def _pod(doc: Doc) -> Pod:
 
 
 def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: Policy = "best-fit",
-             backend: Backend | None = None, budget: int = DEFAULT_BUDGET) -> SimResult:
+             backend: Backend | None = None, budget: int = DEFAULT_BUDGET, topology: TopologyConfig | None = None) -> SimResult:
     scene = _Scene()
     for doc in cluster_docs:
         k = doc.kind
@@ -189,9 +190,10 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
         elif scene.first(doc):
             arrivals.append(doc)
 
-    cluster = Cluster.build(scene.nodes, scene.namespaces, scene.classes, scene.slices, backend)
+    cluster = Cluster.build(scene.nodes, scene.namespaces, scene.classes, scene.slices, backend, topology)
     session = Session(cluster, scene.claims, scene.templates, policy=policy, budget=budget)
     warnings = scene.warnings
+    warnings.extend(cluster.topology.model.problems)
     warnings.extend(f"{c.error}; pods that use claim {c.ref} are unschedulable" for c in session.claims.values() if c.error)
 
     pods = [_pod(d) for d in arrivals if d.kind == "Pod"]

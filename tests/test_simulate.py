@@ -100,7 +100,7 @@ def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--cluster", str(EXAMPLE_CLUSTER), "--workload", str(EXAMPLE_WORKLOAD))
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["POD", "NODE", "DEVICES", "REASON"]
+    assert lines[0].split() == ["POD", "NODE", "(DOMAINS)", "DEVICES", "REASON"]
     assert any(ln.startswith("ml/train-0") and "gpu.example.com/" in ln for ln in lines)
     assert "Placed 10 of 11 pods." in out
     assert "Gang ml/train: 2 pod(s) scheduled, minMember 2 (placed in cluster)." in out
@@ -330,3 +330,44 @@ def test_second_definition_of_an_object_is_ignored(tmp_path: pathlib.Path, capsy
     assert claims["c1"]["allocation"] is not None and [r["name"] for r in claims["c1"]["reservedFor"]] == ["a"]
     assert [p["node"] for p in result["pods"]] == ["n0", None]
     assert "document index 2: ResourceClaim default/c1 is defined more than once; this definition is ignored" in err
+
+
+# --- topology in simulate --------------------------------------------------------------------
+
+TOPO_CLUSTER = ROOT / "examples" / "topology" / "cluster.yaml"
+TOPO_WORKLOAD = ROOT / "examples" / "topology" / "workload.yaml"
+
+
+def test_topology_example_places_gangs_in_domains_and_boxes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--cluster", str(TOPO_CLUSTER), "--workload", str(TOPO_WORKLOAD))
+    assert code == 0
+    assert "Gang ml/pretrain: 4 pod(s) scheduled, minMember 4 (placed in gpu.clique=cluster1.nvl-" in out
+    assert "Gang ml/tpu-slice: 4 pod(s) scheduled, minMember 4 (placed in torus tpu-v5p box 2x2x4 at" in out
+    assert "Gang ml/too-wide: 0 pod(s) scheduled, minMember 5 (not placed)." in out
+    assert "ml/notebook-0   hgx-0 (zone=z1)" in out
+
+
+def test_map_is_svg_with_every_node_and_the_torus(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "map.svg"
+    code, _, err = run(capsys, "--cluster", str(TOPO_CLUSTER), "--workload", str(TOPO_WORKLOAD), "--map", str(target))
+    assert code == 0, err
+    import xml.etree.ElementTree as ET  # noqa: PLC0415 - only this test reads XML
+
+    root = ET.parse(target).getroot()
+    texts = [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    for name in ("nvl-a-0", "hgx-1", "tpu-113", "gpu.clique=cluster1.nvl-b", "zone=z2"):
+        assert name in texts
+    assert any(t.startswith("torus tpu-v5p (4x4x4)") for t in texts)
+    assert any("Not placed: gang ml/too-wide (0 of minMember 5)" in t for t in texts)
+    titles = [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}title")]
+    assert any(t.endswith(": ml/pretrain") for t in titles)
+
+
+def test_config_file_sets_levels(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "tessera.yaml"
+    cfg.write_text("topology:\n  levels: [kubernetes.io/hostname]\n")
+    code, out, _ = run(capsys, "--cluster", str(TOPO_CLUSTER), "--workload", str(TOPO_WORKLOAD), "--config", str(cfg))
+    assert code == 0 and "gpu.clique=" not in out  # cliques are no longer a level
+    cfg.write_text("topology:\n  levels: []\n")
+    code, _, err = run(capsys, "--cluster", str(TOPO_CLUSTER), "--workload", str(TOPO_WORKLOAD), "--config", str(cfg))
+    assert code == 2 and f"{cfg}: topology.levels: must be a non-empty list of strings" in err
