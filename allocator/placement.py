@@ -667,6 +667,24 @@ class Session:
             done.previous.append((pc.key, old))
         return done
 
+    def release(self, pod: Pod) -> None:
+        """The pod is gone: its claims no longer list it in reservedFor, a claim nobody uses any
+        more is deallocated, and claims generated for it are deleted (as the ResourceClaim
+        controller does)."""
+        for pc in self.resolve(pod):
+            if pc.key is None or pc.key not in self.claims:
+                continue
+            c = self.claims[pc.key]
+            reserved = tuple(r for r in c.reserved_for if not (r.name == pod.name and r.uid == pod.uid))
+            if not reserved and c.allocation is not None:
+                self.cluster.ledger.remove(c.allocation)
+                c = replace(c, allocation=None)
+            self.claims[pc.key] = replace(c, reserved_for=reserved)
+            if self.generated.get(pc.key, (None, None))[0] == pod.key:
+                del self.claims[pc.key]
+                del self.generated[pc.key]
+                del self._by_pod_claim[(pod.key, pc.name)]
+
     def rollback(self, commit: Commit) -> None:
         for key, old in reversed(commit.previous):
             cur = self.claims[key]

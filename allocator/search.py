@@ -61,6 +61,7 @@ class Plan:
     count: int
     trackers: tuple[Tracker, ...] = ()
     problem: str | None = None  # set when this alternative cannot work on this node at all
+    selector_key: tuple[object, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +193,7 @@ def _plan(ci: int, inp: ClaimRequestInput, request: DeviceRequest, ai: int, alt:
     scoped = tuple(t for t in trackers if t.applies(request.name, name))
     admin = alt.admin_access
     charges: dict[DeviceKey, dict[str, Fraction]] = {}
-    plan = Plan(ci, request, alt, ai, name, (), charges, alt.mode == "All", alt.count, scoped)
+    plan = Plan(ci, request, alt, ai, name, (), charges, alt.mode == "All", alt.count, scoped, selector_key=selector.key)
     if alt.mode == "All":
         if view.problems:
             plan.problem = f"asks for all devices, but {view.problems[0]}"
@@ -259,8 +260,10 @@ def _plan(ci: int, inp: ClaimRequestInput, request: DeviceRequest, ai: int, alt:
 
 class _Search:
     def __init__(self, inputs: Sequence[ClaimRequestInput], plans: list[list[list[Plan]]], pools: PoolIndex,
-                 ledger: Ledger, budget: int, outcome: NodeOutcome, order: Order | None = None) -> None:
+                 ledger: Ledger, budget: int, outcome: NodeOutcome, order: Order | None = None,
+                 view: NodeView | None = None) -> None:
         self.order = order
+        self.view = view
         self.inputs = inputs
         self.plans = plans
         self.pools = pools
@@ -423,7 +426,18 @@ class _Search:
             return plan.candidates
         held = [p.device for picks in self.picks for p in picks]
         later = [alts[0] for ci, ri in self.positions[pos + 1:] if (alts := self.plans[ci][ri])]
-        return tuple(self.order(plan, held, later))
+        if held or later or self.view is None:
+            return tuple(self.order(plan, held, later))
+        # Alone, a request's order depends only on its candidates, which the request and the
+        # node's ledger version fix: remember it in the view.
+        alt = plan.alt
+        key = ("order", plan.selector_key, alt.count, alt.admin_access, tuple(sorted(alt.capacity_requests.items())),
+               self.ledger.version(self.view.node.name))
+        hit: tuple[Device, ...] | None = self.view.cache.get(key)
+        if hit is None:
+            hit = tuple(self.order(plan, held, later))
+            self.view.cache[key] = hit
+        return hit
 
     def take_all(self, pos: int, plan: Plan) -> bool:
         added: list[Device] = []
@@ -480,7 +494,8 @@ def allocate_on_node(inputs: Sequence[ClaimRequestInput], view: NodeView, pools:
     plans = prepare(inputs, view, pools, ledger, outcome, allowed)
     if outcome.shortfalls:
         return outcome
-    search = _Search(inputs, plans, pools, ledger, budget, outcome, order)
+    # A restricted search has its own candidates; only unrestricted orders are worth remembering.
+    search = _Search(inputs, plans, pools, ledger, budget, outcome, order, view if allowed is None else None)
     try:
         found = search.solve(0)
     except BudgetExhausted:

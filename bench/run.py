@@ -32,10 +32,13 @@ import yaml
 import allocator as alloc
 from allocator.cel import get_backend
 from allocator.model import Device
+from bench import quality
 from bench.workloads import GPU, cluster, gpu_class, gpu_node, mixed_pods
 
 HERE = pathlib.Path(__file__).resolve().parent
-TARGETS = {"alloc_p50_ms_8_devices": 1.0, "simulate_4000_pods_seconds": 20.0}
+TARGETS = {"alloc_p50_ms_8_devices": 1.0, "simulate_4000_pods_seconds": 20.0, "gang_16_pods_1000_nodes_p50_ms": 100.0,
+           "gangs_in_one_nvlink_domain_percent": 95.0, "utilisation_gain_over_first_fit_points": 15.0,
+           "torus_slices_contiguous_percent": 100.0, "packing_vs_optimum_mean_ratio": 0.95}
 SELECTOR = f'device.driver == "{GPU}" && device.attributes["{GPU}"].index >= 4'
 
 
@@ -163,6 +166,31 @@ def write_readme(results: dict[str, Any]) -> None:
         rows.append(f"| simulate {shape['nodes']} nodes x {shape['devices_per_node']} GPUs, {shape['pods']} pods, {policy} "
                     f"(CLI, YAML included) | {r['seconds']} s ({r['pods_per_s']} pods/s), {r['placed']} placed, "
                     f"{r['gpus_allocated']}/{r['gpus_total']} GPUs | <= 20 s (>= 200 pods/s) |")
+    q = results["quality"]
+    g, t = q["gpu"], q["tpu"]
+    bf, ff = g["best-fit"], g["first-fit"]
+    gain = bf["utilisation_at_first_refusal"] - ff["utilisation_at_first_refusal"]
+    rows.append(f"| GPU trace: utilisation when the first gang is refused (best fit / first fit) | "
+                f"{bf['utilisation_at_first_refusal']}% / {ff['utilisation_at_first_refusal']}% ({gain:+.1f} points) | "
+                f">= +15 points |")
+    rows.append(f"| GPU trace: gangs that fit one NVLink domain placed in one | {bf['share_in_one_nvlink_domain']}% / "
+                f"{ff['share_in_one_nvlink_domain']}% | >= 95% |")
+    rows.append(f"| GPU trace: NVLink domains spanned per gang (mean) | {bf['mean_domains_spanned']} / {ff['mean_domains_spanned']} | |")
+    rows.append(f"| GPU trace: jobs refused, mean utilisation (churn) | {bf['jobs_refused']}, {bf['mean_utilisation']}% / "
+                f"{ff['jobs_refused']}, {ff['mean_utilisation']}% | |")
+    rows.append(f"| GPU trace: gang decision p50 / p99 | {bf['gang_decision_ms_p50']} / {bf['gang_decision_ms_p99']} ms "
+                f"(first fit {ff['gang_decision_ms_p50']} / {ff['gang_decision_ms_p99']} ms) | |")
+    tb, tf = t["best-fit"], t["first-fit"]
+    rows.append(f"| TPU trace: placed slices that are one contiguous box | {tb['share_contiguous']}% / {tf['share_contiguous']}% | "
+                f"100% |")
+    rows.append(f"| TPU trace: jobs refused, mean utilisation (churn) | {tb['jobs_refused']}, {tb['mean_utilisation']}% / "
+                f"{tf['jobs_refused']}, {tf['mean_utilisation']}% | |")
+    rows.append(f"| TPU trace: slice decision p50 / p99 | {tb['gang_decision_ms_p50']} / {tb['gang_decision_ms_p99']} ms | |")
+    ex, gd = q["exhaustive"], q["gang_decision"]
+    rows.append(f"| {ex['instances']} small instances: GPUs packed vs exhaustive optimum, mean / worst | "
+                f"{ex['mean_ratio_to_optimum']} / {ex['min_ratio_to_optimum']} | mean >= 0.95 |")
+    rows.append(f"| gang of {gd['pods']} pods x 4 GPUs on {gd['nodes']} nodes: decision p50 / p99 | "
+                f"{gd['p50_ms']} / {gd['p99_ms']} ms | p50 <= 100 ms |")
     table = "\n".join(rows)
     readme = HERE / "README.md"
     text = readme.read_text() if readme.exists() else ""
@@ -187,6 +215,7 @@ def main() -> None:
         "allocation": bench_allocation(iterations),
         "cel": bench_cel(cel_devices),
         "simulate": bench_simulate(1000 if not args.quick else 100, 8, pods),
+        "quality": quality.run(quick=args.quick),
         "targets": TARGETS,
     }
     print(json.dumps(results, indent=2))

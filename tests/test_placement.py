@@ -163,3 +163,20 @@ def test_gang_with_too_few_pods_is_refused() -> None:
     w = World.of(*cluster(8))
     out = gang(w, "job", 1, 2, 1)
     assert "gang default/job has 1 pod(s), fewer than its minMember 2" in refused(out["job-0"])
+
+
+def test_release_frees_devices_and_deletes_generated_claims() -> None:
+    w = World.of(*cluster(4), template("t", exact("g", count=2)), claim("shared", exact("g")))
+    a = alloc.parse_pod(pod("a", templates={"g": "t"}))
+    placed(w.session.schedule(a))
+    b, c = alloc.parse_pod(pod("b", {"g": "shared"})), alloc.parse_pod(pod("c", {"g": "shared"}))
+    placed(w.session.schedule(b))
+    placed(w.session.schedule(c))
+    refused(w.schedule(pod("x", templates={"g": "t"})))
+    w.session.release(a)
+    assert ("default", "a-g") not in w.session.claims
+    w.session.release(b)
+    assert w.claim("shared").allocation is not None and [r.name for r in w.claim("shared").reserved_for] == ["c"]
+    w.session.release(c)
+    assert w.claim("shared").allocation is None and w.session.cluster.ledger.used_count == 0
+    placed(w.schedule(pod("x", templates={"g": "t"})))

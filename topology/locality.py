@@ -32,7 +32,17 @@ def locality_order(paths: Sequence[Path], need: int, held: Sequence[set[Hashable
     device lacks the attribute) never groups devices together.
     """
     depth = max((len(p) for p in paths), default=0)
-    return _order(list(range(len(paths))), paths, 0, depth, max(need, 1), held, wanted)
+    # Levels no candidate carries (a driver that publishes no NUMA node, say) say nothing.
+    used = [lv for lv in range(depth) if any(lv < len(p) and p[lv] is not None for p in paths)]
+    if not used:
+        return list(range(len(paths)))
+    if len(used) < depth:
+        paths = [tuple(p[lv] if lv < len(p) else None for lv in used) for p in paths]
+        held = [held[lv] if lv < len(held) else set() for lv in used]
+        wanted = [wanted[lv] if lv < len(wanted) else Counter() for lv in used]
+    if not any(wanted):
+        wanted = ()
+    return _order(list(range(len(paths))), paths, 0, len(used), max(need, 1), held, wanted)
 
 
 def _order(items: list[int], paths: Sequence[Path], level: int, depth: int, need: int,
