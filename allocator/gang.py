@@ -58,18 +58,20 @@ class _Ask:
 
 
 def schedule_pod(session: Session, pod: Pod) -> Decision:
-    """A single pod; a claim annotated `tessera.dev/slice-shape` gets a contiguous torus box."""
-    if session.policy == "best-fit":
+    """A single pod. Under best fit, a pod that asks for chips of a torus gets a contiguous box
+    of them (the shape in its claim's `tessera.dev/slice-shape`, or the most compact), placed to
+    keep free space in large boxes."""
+    if session.policy == "best-fit" and session.cluster.topology.chips:
         prep = session.prepare(pod)
         if isinstance(prep, Prepared):
             shape = next((inp.claim.annotations[SLICE_SHAPE_ANNOTATION] for inp in prep.inputs
                           if SLICE_SHAPE_ANNOTATION in inp.claim.annotations), None)
-            if shape is not None:
-                out = _torus(session, f"pod {pod.ref}", [pod], {pod.key: prep}, 1, shape)
-                if out is None:
-                    return Unschedulable(f"claim annotation {SLICE_SHAPE_ANNOTATION}={shape}: pod {pod.ref} does not ask "
-                                         "for chips of a torus")
+            out = _torus(session, f"pod {pod.ref}", [pod], {pod.key: prep}, 1, shape)
+            if out is not None:
                 return out.decisions[pod.key]
+            if shape is not None:
+                return Unschedulable(f"claim annotation {SLICE_SHAPE_ANNOTATION}={shape}: pod {pod.ref} does not ask "
+                                     "for chips of a torus")
     return session.schedule(pod)
 
 

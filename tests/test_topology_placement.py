@@ -233,3 +233,18 @@ def test_placed_gangs_are_complete_and_placed_slices_contiguous(gangs: list[tupl
             box = w.session.cluster.topology.model.tori["pool-a"].torus.as_box(chip_coords(w, out))
             assert box is not None and box.volume == 4 * size
     assert violations(w.session) == []
+
+
+def test_single_tpu_pods_pack_against_used_hosts() -> None:
+    # Without a shape, single-host pods still take hosts so that free space stays in large boxes:
+    # the second pod goes next to the first, not to the far corner.
+    w = World.of(*tpu_cluster((4, 4, 4)), template("host", exact("g", cls="tpu", count=4)))
+    coords: set[tuple[int, ...]] = set()
+    for name in ("a", "b"):
+        placed(schedule_pod(w.session, alloc.parse_pod(pod(name, templates={"g": "host"}))))
+        for k in w.device_keys(f"{name}-g"):
+            dev = w.session.cluster.pools.device(k)
+            assert dev is not None
+            coords.add(tuple(dev.attributes[f"{TPU}/coords"].value))
+    box = w.session.cluster.topology.model.tori["pool-a"].torus.as_box(coords)
+    assert box is not None and box.volume == 8
