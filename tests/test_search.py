@@ -37,26 +37,25 @@ def test_homogeneous_no_solution_finishes_without_spending_the_budget() -> None:
     assert "budget" not in reason
 
 
-def test_budget_exhaustion_is_reported_not_hung() -> None:
-    # 20 distinct devices share a counter with room for 5; asking for 10 has no solution, and
-    # because every device is distinct (distinctAttribute on index) nothing can be pruned.
+def distinct_devices_sharing_five_slots(count: int) -> World:
+    """20 distinct devices share a counter with room for 5; every device differs (distinctAttribute
+    on index), so nothing can be pruned as interchangeable."""
     counters = rslice("counters", pool="n1", count=2, nodeName="n1",
                       sharedCounters=[{"name": "set", "counters": {"slots": {"value": "5"}}}])
     devs = [device(f"d{i}", {"index": i}, consumesCounters=[{"counterSet": "set", "counters": {"slots": {"value": "1"}}}])
             for i in range(20)]
-    w = World.of(node("n1"), GPU_CLASS, counters, rslice("devs", devs, node="n1", pool="n1", count=2),
-                 claim("c", exact("g", count=10), constraints=[{"distinctAttribute": f"{GPU}/index"}]), budget=1_000)
+    return World.of(node("n1"), GPU_CLASS, counters, rslice("devs", devs, node="n1", pool="n1", count=2),
+                    claim("c", exact("g", count=count), constraints=[{"distinctAttribute": f"{GPU}/index"}]), budget=1_000)
+
+
+def test_budget_exhaustion_is_reported_not_hung() -> None:
+    w = distinct_devices_sharing_five_slots(10)  # no solution, and a large space to rule out
     reason = refused(w.schedule(pod("p", {"g": "c"})))
     assert "unschedulable: search budget exhausted on node n1 after 1001 steps" in reason
     assert "1 node(s) where the search budget was exhausted" in reason
 
 
 def test_budget_large_enough_finds_the_answer() -> None:
-    counters = rslice("counters", pool="n1", count=2, nodeName="n1",
-                      sharedCounters=[{"name": "set", "counters": {"slots": {"value": "5"}}}])
-    devs = [device(f"d{i}", {"index": i}, consumesCounters=[{"counterSet": "set", "counters": {"slots": {"value": "1"}}}])
-            for i in range(20)]
-    w = World.of(node("n1"), GPU_CLASS, counters, rslice("devs", devs, node="n1", pool="n1", count=2),
-                 claim("c", exact("g", count=5), constraints=[{"distinctAttribute": f"{GPU}/index"}]), budget=1_000)
+    w = distinct_devices_sharing_five_slots(5)
     placed(w.schedule(pod("p", {"g": "c"})))
     assert w.devices("c") == [f"g={GPU}/n1/d{i}" for i in range(5)]
