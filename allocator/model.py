@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Literal
 
 from .nodeselector import Node, NodeSelector, Taint, Toleration
@@ -333,6 +334,14 @@ class Pod:
     claims: tuple[PodClaimRef, ...] = ()
     scheduler_name: str = "default-scheduler"
     error: str | None = None
+    # What the live scheduler needs beyond simulate:
+    requests: Mapping[str, Fraction] = field(default_factory=dict)  # cpu, memory: containers + max(init) + overhead
+    priority: int = 0
+    created: str = ""  # metadata.creationTimestamp (RFC 3339 sorts as text)
+    gated: bool = False  # spec.schedulingGates is not empty
+    deleting: bool = False  # metadata.deletionTimestamp is set
+    finished: bool = False  # status.phase is Succeeded or Failed
+    claim_statuses: Mapping[str, str | None] | None = None  # status.resourceClaimStatuses, when present
 
     @property
     def key(self) -> ObjectKey:

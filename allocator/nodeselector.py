@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 NODE_NAME_FIELD = "metadata.name"
 
@@ -138,3 +139,4 @@ class Node:
     labels: Mapping[str, str] = field(default_factory=dict)
     unschedulable: bool = False
     taints: tuple[Taint, ...] = ()
+    allocatable: Mapping[str, Fraction] = field(default_factory=dict)  # status.allocatable: cpu, memory, pods

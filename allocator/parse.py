@@ -12,6 +12,7 @@ import math
 import re
 import uuid
 from collections.abc import Mapping
+from fractions import Fraction
 from itertools import pairwise
 from typing import Any
 
@@ -258,7 +259,32 @@ def parse_node(obj: Mapping[str, Any]) -> Node:
             raise o.fail(p, "must be an object")
         taints.append(Taint(o.text(t, "key", p, required=True), o.text(t, "value", p),
                             o.text(t, "effect", p, required=True)))
-    return Node(name, labels, o.flag(spec, "unschedulable", "spec"), tuple(taints))
+    allocatable = {str(k): o.quantity(v, f"status.allocatable[{k}]").value
+                   for k, v in o.mapping(o.mapping(obj, "status", ""), "allocatable", "status").items()}
+    return Node(name, labels, o.flag(spec, "unschedulable", "spec"), tuple(taints), allocatable)
+
+
+def _container_requests(o: _Obj, containers: list[Any], path: str) -> dict[str, Fraction]:
+    total: dict[str, Fraction] = {}
+    for i, c in enumerate(containers):
+        cp = f"{path}[{i}]"
+        if not isinstance(c, Mapping):
+            raise o.fail(cp, "must be an object")
+        for k, v in o.mapping(o.mapping(c, "resources", cp), "requests", f"{cp}.resources").items():
+            total[str(k)] = total.get(str(k), Fraction(0)) + o.quantity(v, f"{cp}.resources.requests[{k}]").value
+    return total
+
+
+def pod_requests(o: _Obj, spec: Mapping[str, Any]) -> dict[str, Fraction]:
+    """What a pod asks of its node: its containers' requests, or more if an init container asks
+    for more, plus the pod overhead (as kube-scheduler's NodeResourcesFit counts it)."""
+    total = _container_requests(o, o.items(spec, "containers", "spec"), "spec.containers")
+    for i, c in enumerate(o.items(spec, "initContainers", "spec")):
+        for k, v in _container_requests(o, [c], f"spec.initContainers[{i}]").items():
+            total[k] = max(total.get(k, Fraction(0)), v)
+    for k, v in o.mapping(spec, "overhead", "spec").items():
+        total[str(k)] = total.get(str(k), Fraction(0)) + o.quantity(v, f"spec.overhead[{k}]").value
+    return total
 
 
 def parse_namespace(obj: Mapping[str, Any]) -> Namespace:
@@ -314,11 +340,24 @@ def parse_pod(obj: Mapping[str, Any]) -> Pod:
         if (claim_name is None) == (template is None):
             raise o.fail(p, "must set exactly one of resourceClaimName or resourceClaimTemplateName")
         claims.append(PodClaimRef(rc_name, claim_name, template))
+    status = o.mapping(obj, "status", "")
+    claim_statuses: dict[str, str | None] | None = None
+    if "resourceClaimStatuses" in status:
+        claim_statuses = {}
+        for i, cs in enumerate(o.items(status, "resourceClaimStatuses", "status")):
+            sp = f"status.resourceClaimStatuses[{i}]"
+            if not isinstance(cs, Mapping):
+                raise o.fail(sp, "must be an object")
+            claim_statuses[o.text(cs, "name", sp, required=True)] = o.text(cs, "resourceClaimName", sp) or None
     return Pod(
         namespace=ns, name=name, uid=object_uid(obj, "Pod"), labels=labels,
         node_selector=node_selector, required_affinity=req_sel, tolerations=tolerations,
         node_name=o.text(spec, "nodeName", "spec") or None, claims=tuple(claims),
         scheduler_name=o.text(spec, "schedulerName", "spec") or "default-scheduler",
+        requests=pod_requests(o, spec), priority=o.integer(spec, "priority", "spec", 0) or 0,
+        created=str(meta.get("creationTimestamp") or ""), gated=bool(spec.get("schedulingGates")),
+        deleting=bool(meta.get("deletionTimestamp")), finished=status.get("phase") in ("Succeeded", "Failed"),
+        claim_statuses=claim_statuses,
     )
 
 
@@ -862,3 +901,24 @@ def parse_claim_template(obj: Mapping[str, Any]) -> ClaimTemplate:
         return ClaimTemplate(ns, name, ClaimSpec(), error=str(e))
     return ClaimTemplate(ns, name, spec, annotations=annotations)
 
+
+
+def parse_pod_or_error(obj: Mapping[str, Any]) -> Pod:
+    """A pod that fails validation is kept, with its error as its reason (its name must parse)."""
+    try:
+        return parse_pod(obj)
+    except SpecError as e:
+        meta = obj.get("metadata") or {}
+        raw_labels = meta.get("labels")
+        labels = ({k: v for k, v in raw_labels.items() if isinstance(k, str) and isinstance(v, str)}
+                  if isinstance(raw_labels, Mapping) else {})
+        return Pod(str(meta.get("namespace") or "default"), str(meta.get("name")), object_uid(obj, "Pod"),
+                   labels=labels, error=str(e))
+
+
+def parse_device_class_or_error(obj: Mapping[str, Any]) -> DeviceClass:
+    """A class that fails validation is kept with its error, so claims naming it say why."""
+    try:
+        return parse_device_class(obj)
+    except SpecError as e:
+        return DeviceClass(str((obj.get("metadata") or {}).get("name")), error=str(e))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -94,6 +94,7 @@ class PodClaim:
     key: ObjectKey | None
     claim: Claim | None
     error: str | None = None
+    waiting: bool = False  # the claim does not exist yet but is expected to (a controller will create it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,7 @@ class Placed:
 class Unschedulable:
     reason: str
     warnings: tuple[str, ...] = ()
+    waiting: bool = False  # only waiting for something expected (a generated claim): retry soon, report nothing
 
 
 Decision = Placed | Unschedulable
@@ -295,12 +297,18 @@ class Session:
     """Scheduling state: the cluster, every known claim and template, and what was decided."""
 
     def __init__(self, cluster: Cluster, claims: Iterable[Claim] = (), templates: Iterable[ClaimTemplate] = (),
-                 policy: Policy = "best-fit", budget: int = DEFAULT_BUDGET) -> None:
+                 policy: Policy = "best-fit", budget: int = DEFAULT_BUDGET, generate_claims: bool = True,
+                 node_check: Callable[[Pod, Node], str | None] | None = None) -> None:
+        """`generate_claims`: make template claims here (simulate), or read them from the pod's
+        status.resourceClaimStatuses as the ResourceClaim controller records them (a cluster).
+        `node_check`: a changing per-node condition (resource fit) asked at every decision."""
         if policy not in POLICIES:
             raise ValueError(f"unknown policy {policy!r}: expected one of {', '.join(POLICIES)}")
         self.cluster = cluster
         self.policy = policy
         self.budget = budget
+        self.generate_claims = generate_claims
+        self.node_check = node_check
         self.claims: dict[ObjectKey, Claim] = {}
         self.templates: dict[ObjectKey, ClaimTemplate] = {}
         self.generated: dict[ObjectKey, tuple[ObjectKey, str]] = {}  # claim -> (pod, pod claim name)
@@ -357,6 +365,9 @@ class Session:
                 out.append(PodClaim(ref.name, key, claim, err))
                 continue
             assert ref.template_name is not None
+            if not self.generate_claims:
+                out.append(self._generated_by_controller(pod, ref.name, ref.template_name))
+                continue
             existing = self._by_pod_claim.get((pod.key, ref.name))
             if existing is not None:
                 out.append(PodClaim(ref.name, existing, self.claims[existing]))
@@ -377,6 +388,29 @@ class Session:
             out.append(PodClaim(ref.name, key, claim))
         return out
 
+    def _generated_by_controller(self, pod: Pod, pod_claim: str, template: str) -> PodClaim:
+        statuses = pod.claim_statuses or {}
+        if pod_claim not in statuses:
+            return PodClaim(pod_claim, None, None, f"waiting for the ResourceClaim controller to create the claim for pod "
+                                                   f"claim {pod_claim!r} (template {pod.namespace}/{template})", waiting=True)
+        name = statuses[pod_claim]
+        if name is None:
+            return PodClaim(pod_claim, None, None)  # the controller decided no claim is needed
+        key = (pod.namespace, name)
+        claim = self.claims.get(key)
+        if claim is None:
+            return PodClaim(pod_claim, key, None, f"waiting for claim {pod.namespace}/{name} (pod claim {pod_claim!r})",
+                            waiting=True)
+        return PodClaim(pod_claim, key, claim)
+
+    def remove_claim(self, key: ObjectKey) -> None:
+        old = self.claims.pop(key, None)
+        if old is not None and old.allocation is not None:
+            self.cluster.ledger.remove(old.allocation)
+
+    def remove_template(self, key: ObjectKey) -> None:
+        self.templates.pop(key, None)
+
     # --- deciding ------------------------------------------------------------------------
 
     def decide(self, pod: Pod, only: Collection[str] | None = None,
@@ -390,6 +424,15 @@ class Session:
         rejected = Counter(base_rejected)
         if only is not None:
             nodes = [n for n in nodes if n.name in only]
+        if self.node_check is not None:
+            keep = []
+            for n in nodes:
+                why = self.node_check(pod, n)
+                if why is None:
+                    keep.append(n)
+                else:
+                    rejected[why] += 1
+            nodes = keep
         for c in prep.allocated:
             sel = c.allocation.node_selector if c.allocation else None
             if sel is None:
@@ -417,14 +460,17 @@ class Session:
         pcs = self.resolve(pod)
         errors = [pc.error for pc in pcs if pc.error]
         # Validation errors name their own object (the claim, or the template it came from).
-        errors += [pc.claim.error for pc in pcs if pc.claim is not None and pc.claim.error]
-        if errors:
-            return Unschedulable("; ".join(errors))
+        invalid = [pc.claim.error for pc in pcs if pc.claim is not None and pc.claim.error]
+        if errors or invalid:
+            waiting = not invalid and all(pc.waiting for pc in pcs if pc.error)
+            return Unschedulable("; ".join(errors + invalid), waiting=waiting)
         ref = ConsumerRef("pods", pod.name, pod.uid)
         allocated: dict[ObjectKey, Claim] = {}
         pending: dict[ObjectKey, Claim] = {}
         for pc in pcs:
-            assert pc.claim is not None and pc.key is not None
+            if pc.claim is None:
+                continue  # a pod claim for which no claim is needed
+            assert pc.key is not None
             c = pc.claim
             if c.allocation is not None:
                 if len(c.reserved_for) >= MAX_RESERVED_FOR and ref not in c.reserved_for:
@@ -499,6 +545,91 @@ class Session:
             hit = (ok, {n.name: n for n in ok}, rejected)
             self._node_filter[shape] = hit
         return hit
+
+    def filter(self, pod: Pod, names: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+        """Of `names`, the nodes where the pod's claims can be allocated (or are, already), and
+        why each other node cannot serve them: what the extender's filter answers.
+
+        Exact per node: when the pod needs one kind of device and the node's matching devices
+        share no counters or capacity, enough free matching devices is the whole answer;
+        otherwise the allocator searches the node."""
+        prep = self.prepare(pod)
+        if isinstance(prep, Unschedulable):
+            return [], {n: prep.reason for n in names}
+        ok: list[str] = []
+        failed: dict[str, str] = {}
+        simple = len(prep.check.groups) == 1 and not prep.check.singles and not any(
+            inp.claim.spec.constraints or any(a.capacity_requests for alts in inp.alternatives for a, _ in alts)
+            for inp in prep.inputs)
+        for name in names:
+            node = self.cluster.node_by_name.get(name)
+            if node is None:
+                failed[name] = f"node {name} is not in Tessera's cache (yet)"
+                continue
+            why = next((f"node {name} is not where claim {c.ref} is allocated" for c in prep.allocated
+                        if c.allocation is not None and c.allocation.node_selector is not None
+                        and not c.allocation.node_selector.matches(node)), None)
+            if why is None and prep.inputs:
+                why = self._fits(prep, node, simple)
+            if why is None:
+                ok.append(name)
+            else:
+                failed[name] = why
+        return ok, failed
+
+    def _fits(self, prep: Prepared, node: Node, simple: bool) -> str | None:
+        if prep.check.score(node) is None:
+            short = prep.check.shortfall(node)
+            return short.describe(node.name, best=False) if short is not None else f"node {node.name} lacks free devices"
+        if simple:
+            g = prep.check.groups[0]
+            if not self._tricky(g.selector, node):
+                return None
+        out = allocate_on_node(prep.inputs, self.cluster.pools.view(node), self.cluster.pools, self.cluster.ledger,
+                               self.budget, self._order)
+        if out.picks is not None:
+            return None
+        if out.shortfalls:
+            return out.shortfalls[0].describe(node.name, best=False)
+        if out.budget_exhausted:
+            return f"search budget exhausted on node {node.name} after {out.steps} steps"
+        top = out.rejects.most_common(1)
+        return f"on node {node.name} no set of devices satisfies all requests ({top[0][0] if top else 'no combination works'})"
+
+    def _tricky(self, selector: Selector, node: Node) -> bool:
+        """Whether counting free devices could mislead: shared counters or shared devices."""
+        view = self.cluster.pools.view(node)
+        key = ("tricky", selector.key)
+        hit: bool | None = view.cache.get(key)
+        if hit is None:
+            hit = any(d.consumes_counters or d.allow_multiple_allocations for d in matches(selector, view).devices)
+            view.cache[key] = hit
+        return hit
+
+    def rank(self, pod: Pod, names: Sequence[str]) -> dict[str, int]:
+        """Scores 0-10 for the extender's prioritize: 10 for the node best fit would pick, then
+        down in its order; pods without claims prefer nodes with the fewest free devices."""
+        prep = self.prepare(pod)
+        nodes = [n for name in names if (n := self.cluster.node_by_name.get(name)) is not None]
+        if isinstance(prep, Unschedulable) or not nodes:
+            return dict.fromkeys(names, 0)
+        keyed: list[tuple[tuple[int, ...], str]]
+        if not prep.inputs:
+            keyed = sorted(((self.cluster.free.free_total(n),), n.name) for n in nodes)
+        else:
+            domains = _Domains(self.cluster, prep.check) if self._multi_node_domains else None
+            keyed = []
+            for n in nodes:
+                s = prep.check.score(n)
+                if s is not None:
+                    keyed.append((domains.key(n.name, s)[:3] if domains else (s,), n.name))
+            keyed.sort()
+        out = dict.fromkeys(names, 0)
+        distinct = sorted({k for k, _ in keyed})
+        for k, name in keyed:
+            pos = distinct.index(k)
+            out[name] = max(1, 10 - (10 * pos) // max(1, len(distinct)))
+        return out
 
     def allowed_nodes(self, pod: Pod) -> Mapping[str, Node]:
         """Nodes the pod may run on whatever its devices (selector, affinity, taints)."""

@@ -87,12 +87,13 @@ class Shortfall:
     selector: Selector | None = None
     all_mode: bool = False
 
-    def describe(self, node: str) -> str:
+    def describe(self, node: str, best: bool = True) -> str:
         head = f"claim {self.claim.ref} request {self.request}: "
+        where = f"best node {node}" if best else f"node {node}"
         if self.all_mode:
-            return head + f"asks for all devices of class {self.device_class}; best node {node} has none usable"
+            return head + f"asks for all devices of class {self.device_class}; {where} has none usable"
         plural = "s" if self.need != 1 else ""
-        return head + f"needs {self.need} device{plural} of class {self.device_class}; best node {node} has {self.have}"
+        return head + f"needs {self.need} device{plural} of class {self.device_class}; {where} has {self.have}"
 
 
 @dataclass(slots=True)

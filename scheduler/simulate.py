@@ -21,14 +21,13 @@ from allocator.gang import schedule_gang, schedule_pod
 from allocator.model import Claim, ClaimTemplate, DeviceClass, Namespace, ObjectKey, Pod, PodGroup, ResourceSlice
 from allocator.nodeselector import Node
 from allocator.parse import (
-    object_uid,
     parse_claim,
     parse_claim_template,
-    parse_device_class,
+    parse_device_class_or_error,
     parse_namespace,
     parse_node,
-    parse_pod,
     parse_pod_group,
+    parse_pod_or_error,
     parse_resource_slice,
 )
 from allocator.placement import Cluster, Decision, Placed, Policy, Session, Unschedulable
@@ -122,7 +121,7 @@ class _Scene:
             if (ns := self.parse(doc, parse_namespace)) is not None:
                 self.namespaces.append(ns)
         elif k == "DeviceClass":
-            self.classes.append(_device_class(doc))
+            self.classes.append(parse_device_class_or_error(doc.obj))
         elif k == "ResourceSlice":
             if (s := self.parse(doc, parse_resource_slice)) is not None:
                 self.slices.append(s)
@@ -141,25 +140,8 @@ def _key(doc: Doc) -> ObjectKey:
     return (str(meta.get("namespace") or "default"), str(meta.get("name")))
 
 
-def _device_class(doc: Doc) -> DeviceClass:
-    """A class that fails validation is kept with its error, so claims naming it say why."""
-    try:
-        return parse_device_class(doc.obj)
-    except SpecError as e:
-        return DeviceClass(str((doc.obj.get("metadata") or {}).get("name")), error=str(e))
-
-
 def _pod(doc: Doc) -> Pod:
-    """A pod that fails validation is kept, with its error as its reason."""
-    try:
-        return parse_pod(doc.obj)
-    except SpecError as e:
-        meta = doc.obj.get("metadata") or {}
-        raw_labels = meta.get("labels")
-        labels = ({k: v for k, v in raw_labels.items() if isinstance(k, str) and isinstance(v, str)}
-                  if isinstance(raw_labels, Mapping) else {})
-        ns, name = _key(doc)
-        return Pod(ns, name, object_uid(doc.obj, "Pod"), labels=labels, error=str(e))
+    return parse_pod_or_error(doc.obj)
 
 
 def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: Policy = "best-fit",

@@ -1,0 +1,487 @@
+"""A Kubernetes API server subset, over real HTTP, for testing Tessera with the real client.
+
+It serves what Tessera uses, with the semantics that matter:
+
+- list and watch with resourceVersions, BOOKMARK events, `timeoutSeconds`, and a bounded event
+  history: a watch from a version older than the history gets a 410 Expired ERROR event;
+- create (with `generateName`), update with resourceVersion preconditions (409 Conflict when
+  stale), merge and strategic-merge PATCH, DELETE that waits for finalizers;
+- status subresources (an update of `/status` changes only status, of the object only the rest);
+- `pods/{name}/binding`, which refuses pods already bound;
+- `events.k8s.io/v1` events and `coordination.k8s.io/v1` leases like any other resource;
+- fault hooks: fail the next N matching requests, add latency, drop every open watch, compact
+  the history;
+- optionally the ResourceClaim controller's part: a pod that names a ResourceClaimTemplate gets
+  a generated claim and `status.resourceClaimStatuses`, as kube-controller-manager would do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import secrets
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+    status: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def prefix(self) -> str:
+        return f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+
+
+RESOURCES = [
+    Resource("", "v1", "nodes", "Node", False),
+    Resource("", "v1", "namespaces", "Namespace", False),
+    Resource("", "v1", "pods", "Pod", True),
+    Resource("resource.k8s.io", "v1", "deviceclasses", "DeviceClass", False, status=False),
+    Resource("resource.k8s.io", "v1", "resourceslices", "ResourceSlice", False, status=False),
+    Resource("resource.k8s.io", "v1", "resourceclaims", "ResourceClaim", True),
+    Resource("resource.k8s.io", "v1", "resourceclaimtemplates", "ResourceClaimTemplate", True, status=False),
+    Resource("scheduling.x-k8s.io", "v1alpha1", "podgroups", "PodGroup", True),
+    Resource("events.k8s.io", "v1", "events", "Event", True, status=False),
+    Resource("coordination.k8s.io", "v1", "leases", "Lease", True, status=False),
+]
+BY_KIND = {r.kind: r for r in RESOURCES}
+STRATEGIC_KEYS = {"conditions": "type", "containers": "name", "resourceClaimStatuses": "name", "reservedFor": "uid"}
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status(code: int, reason: str, message: str) -> web.Response:
+    body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+            "reason": reason, "code": code}
+    return web.Response(status=code, body=orjson.dumps(body), content_type="application/json")
+
+
+@dataclass(slots=True)
+class Fault:
+    status: int
+    count: int
+    method: str | None = None
+    path: str | None = None  # substring of the request path
+
+    def matches(self, request: web.Request) -> bool:
+        return (self.method is None or request.method == self.method) and (self.path is None or self.path in request.path)
+
+
+@dataclass(slots=True)
+class Watcher:
+    resource: Resource
+    namespace: str | None
+    queue: asyncio.Queue[tuple[str, Obj] | None] = field(default_factory=asyncio.Queue)
+
+
+class FakeApiServer:
+    def __init__(self, history: int = 10_000, bookmark_interval: float = 0.5, claim_controller: bool = False,
+                 hidden: tuple[str, ...] = ()) -> None:
+        self.rv = itertools.count(1)
+        self.current = 0
+        self.objects: dict[tuple[str, str, str], Obj] = {}  # (plural, namespace, name)
+        self.history: deque[tuple[int, str, str, str, Obj]] = deque(maxlen=history)  # (rv, plural, ns, type, obj)
+        self.oldest = 0  # watches from before this get 410
+        self.watchers: list[Watcher] = []
+        self.faults: list[Fault] = []
+        self.latency = 0.0
+        self.bookmark_interval = bookmark_interval
+        self.claim_controller = claim_controller
+        self.hidden = set(hidden)  # plurals the server pretends not to serve (a missing CRD)
+        self.requests: list[tuple[str, str]] = []
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> str:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self.url
+
+    async def stop(self) -> None:
+        self.drop_watches()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # --- fault hooks ----------------------------------------------------------------------------
+
+    def fail_next(self, status: int, count: int = 1, method: str | None = None, path: str | None = None) -> None:
+        self.faults.append(Fault(status, count, method, path))
+
+    def drop_watches(self) -> None:
+        for w in self.watchers:
+            w.queue.put_nowait(None)
+        self.watchers.clear()
+
+    def compact(self) -> None:
+        """Forget the event history: watches resuming from an older version get 410."""
+        self.history.clear()
+        self.oldest = self.current
+
+    # --- direct access for tests ----------------------------------------------------------------
+
+    def create(self, obj: Obj) -> Obj:
+        r = BY_KIND[obj["kind"]]
+        ns = (obj.get("metadata") or {}).get("namespace", "default") if r.namespaced else ""
+        created = self._create(r, ns, copy.deepcopy(obj))
+        if isinstance(created, web.Response):
+            raise RuntimeError(f"create failed: {created.text}")
+        return created
+
+    def get(self, kind: str, name: str, namespace: str = "") -> Obj | None:
+        r = BY_KIND[kind]
+        return self.objects.get((r.plural, namespace if r.namespaced else "", name))
+
+    def all(self, kind: str) -> list[Obj]:
+        r = BY_KIND[kind]
+        return [o for (plural, _, _), o in sorted(self.objects.items()) if plural == r.plural]
+
+    def put(self, obj: Obj) -> Obj:
+        """Replaces an object as a controller would (no precondition)."""
+        r = BY_KIND[obj["kind"]]
+        meta = obj["metadata"]
+        key = (r.plural, meta.get("namespace", "default") if r.namespaced else "", meta["name"])
+        old = self.objects[key]
+        new = copy.deepcopy(obj)
+        new["metadata"] = {**old["metadata"], **{k: v for k, v in new["metadata"].items() if k != "resourceVersion"}}
+        return self._store(r, key, new, "MODIFIED")
+
+    def delete(self, kind: str, name: str, namespace: str = "") -> None:
+        r = BY_KIND[kind]
+        key = (r.plural, namespace if r.namespaced else "", name)
+        obj = self.objects.pop(key)
+        self._emit(r, key, "DELETED", obj)
+
+    # --- storage --------------------------------------------------------------------------------
+
+    def _store(self, r: Resource, key: tuple[str, str, str], obj: Obj, event: str) -> Obj:
+        rv = next(self.rv)
+        self.current = rv
+        obj["metadata"]["resourceVersion"] = str(rv)
+        self.objects[key] = obj
+        self._emit(r, key, event, obj)
+        return obj
+
+    def _emit(self, r: Resource, key: tuple[str, str, str], event: str, obj: Obj) -> None:
+        if event == "DELETED":
+            rv = next(self.rv)
+            self.current = rv
+            obj = copy.deepcopy(obj)
+            obj["metadata"]["resourceVersion"] = str(rv)
+        else:
+            rv = int(obj["metadata"]["resourceVersion"])
+        self.history.append((rv, r.plural, key[1], event, obj))
+        for w in self.watchers:
+            if w.resource.plural == r.plural and (w.namespace is None or w.namespace == key[1]):
+                w.queue.put_nowait((event, obj))
+
+    def _create(self, r: Resource, ns: str, obj: Obj) -> Obj | web.Response:
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name"):
+            if not meta.get("generateName"):
+                return status(422, "Invalid", "metadata.name: Required value: name or generateName is required")
+            meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
+        if r.namespaced:
+            meta["namespace"] = ns
+        key = (r.plural, ns, meta["name"])
+        if key in self.objects:
+            return status(409, "AlreadyExists", f'{r.plural} "{meta["name"]}" already exists')
+        meta["uid"] = meta.get("uid") or f"uid-{secrets.token_hex(8)}"
+        meta["creationTimestamp"] = now()
+        meta["generation"] = 1
+        obj["apiVersion"], obj["kind"] = r.api_version, r.kind
+        stored = self._store(r, key, obj, "ADDED")
+        if r.plural == "pods" and self.claim_controller:
+            asyncio.get_running_loop().call_soon(self._generate_claims, key)
+        return stored
+
+    def _generate_claims(self, pod_key: tuple[str, str, str]) -> None:
+        """The ResourceClaim controller: one claim per template reference, then pod status."""
+        pod = self.objects.get(pod_key)
+        if pod is None:
+            return
+        statuses = []
+        for rc in pod["spec"].get("resourceClaims") or []:
+            tname = rc.get("resourceClaimTemplateName")
+            if not tname:
+                continue
+            template = self.objects.get(("resourceclaimtemplates", pod_key[1], tname))
+            if template is None:
+                continue
+            claim = {
+                "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+                "metadata": {"generateName": f"{pod['metadata']['name']}-{rc['name']}-", "namespace": pod_key[1],
+                             "annotations": {"resource.kubernetes.io/pod-claim-name": rc["name"]},
+                             "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": pod["metadata"]["name"],
+                                                  "uid": pod["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]},
+                "spec": copy.deepcopy(template["spec"]["spec"]),
+            }
+            created = self._create(BY_KIND["ResourceClaim"], pod_key[1], claim)
+            assert not isinstance(created, web.Response)
+            statuses.append({"name": rc["name"], "resourceClaimName": created["metadata"]["name"]})
+        if statuses:
+            pod = copy.deepcopy(self.objects[pod_key])
+            pod.setdefault("status", {})["resourceClaimStatuses"] = statuses
+            self._store(BY_KIND["Pod"], pod_key, pod, "MODIFIED")
+
+    # --- HTTP -------------------------------------------------------------------------------------
+
+    def _route(self, path: str) -> tuple[Resource, str | None, str | None, str | None] | None:
+        """(resource, namespace, name, subresource) for a request path."""
+        parts = [p for p in path.split("/") if p]
+        if parts[:1] == ["api"] and len(parts) >= 2:
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) >= 3:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            return None
+        ns = None
+        if len(rest) >= 2 and rest[0] == "namespaces" and len(rest) != 2:
+            ns, rest = rest[1], rest[2:]
+        if not rest:
+            return None
+        plural = rest[0]
+        r = next((x for x in RESOURCES if x.group == group and x.version == version and x.plural == plural), None)
+        if r is None or plural in self.hidden:
+            return None
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else None
+        if r.namespaced is False:
+            ns = ""
+        return r, ns, name, sub
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append((request.method, request.path))
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        for f in self.faults:
+            if f.count > 0 and f.matches(request):
+                f.count -= 1
+                return status(f.status, "InternalError" if f.status >= 500 else "Conflict" if f.status == 409 else "Injected",
+                              f"injected fault {f.status} for {request.method} {request.path}")
+        self.faults = [f for f in self.faults if f.count > 0]
+        route = self._route(request.path)
+        if route is None:
+            return status(404, "NotFound", f"the server could not find the requested resource ({request.path})")
+        r, ns, name, sub = route
+        m = request.method
+        if name is None:
+            if m == "GET":
+                if request.query.get("watch") in ("1", "true"):
+                    return await self._watch(request, r, ns)
+                return self._list(r, ns)
+            if m == "POST":
+                if not r.namespaced or ns:
+                    created = self._create(r, ns or "", await self._body(request))
+                    if isinstance(created, web.Response):
+                        return created
+                    return web.Response(status=201, body=orjson.dumps(created), content_type="application/json")
+            return status(405, "MethodNotAllowed", f"{m} is not allowed on {request.path}")
+        key = (r.plural, ns or "", name)
+        if m == "POST" and r.plural == "pods" and sub == "binding":
+            return self._bind(key, await self._body(request))
+        obj = self.objects.get(key)
+        if obj is None:
+            return status(404, "NotFound", f'{r.plural} "{name}" not found')
+        if m == "GET":
+            return web.json_response(obj, dumps=lambda o: orjson.dumps(o).decode())
+        if m == "PUT":
+            return self._update(r, key, obj, await self._body(request), sub)
+        if m == "PATCH":
+            return self._patch(r, key, obj, await self._body(request), request.content_type, sub)
+        if m == "DELETE":
+            return self._delete(r, key, obj)
+        return status(405, "MethodNotAllowed", f"{m} is not allowed on {request.path}")
+
+    async def _body(self, request: web.Request) -> Obj:
+        raw = await request.read()
+        return orjson.loads(raw) if raw else {}
+
+    def _list(self, r: Resource, ns: str | None) -> web.Response:
+        items = [o for (plural, ons, _), o in sorted(self.objects.items()) if plural == r.plural and (not ns or ons == ns)]
+        body = {"kind": f"{r.kind}List", "apiVersion": r.api_version, "metadata": {"resourceVersion": str(self.current)},
+                "items": items}
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    async def _watch(self, request: web.Request, r: Resource, ns: str | None) -> web.StreamResponse:
+        since = int(request.query.get("resourceVersion") or self.current)
+        bookmarks = request.query.get("allowWatchBookmarks") in ("1", "true")
+        timeout = float(request.query.get("timeoutSeconds") or 3600)
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        if since < self.oldest:
+            err = {"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                               "message": f"too old resource version: {since} ({self.oldest})",
+                                               "reason": "Expired", "code": 410}}
+            await resp.write(orjson.dumps(err) + b"\n")
+            return resp
+        watcher = Watcher(r, ns or None)
+        for rv, plural, ons, event, obj in list(self.history):
+            if rv > since and plural == r.plural and (not ns or ons == ns):
+                watcher.queue.put_nowait((event, obj))
+        self.watchers.append(watcher)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while True:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(watcher.queue.get(), min(left, self.bookmark_interval))
+                except TimeoutError:
+                    if bookmarks:
+                        mark = {"type": "BOOKMARK", "object": {"kind": r.kind, "apiVersion": r.api_version,
+                                                               "metadata": {"resourceVersion": str(self.current)}}}
+                        await resp.write(orjson.dumps(mark) + b"\n")
+                    continue
+                if item is None:  # dropped: end the stream without a goodbye, as a broken connection would
+                    break
+                event, obj = item
+                await resp.write(orjson.dumps({"type": event, "object": obj}) + b"\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            if watcher in self.watchers:
+                self.watchers.remove(watcher)
+        return resp
+
+    def _precondition(self, obj: Obj, body: Obj) -> web.Response | None:
+        want = (body.get("metadata") or {}).get("resourceVersion")
+        if want and want != obj["metadata"]["resourceVersion"]:
+            kind = obj.get("kind", "object")
+            return status(409, "Conflict", f'Operation cannot be fulfilled on {kind.lower()}s "{obj["metadata"]["name"]}": '
+                                          "the object has been modified; please apply your changes to the latest version "
+                                          "and try again")
+        return None
+
+    def _update(self, r: Resource, key: tuple[str, str, str], obj: Obj, body: Obj, sub: str | None) -> web.Response:
+        conflict = self._precondition(obj, body)
+        if conflict is not None:
+            return conflict
+        new = copy.deepcopy(obj)
+        if sub == "status":
+            new["status"] = body.get("status") or {}
+        else:
+            for k, v in body.items():
+                if k not in ("status", "metadata", "apiVersion", "kind"):
+                    new[k] = v
+            meta = body.get("metadata") or {}
+            for k in ("labels", "annotations", "finalizers", "ownerReferences"):
+                if k in meta:
+                    new["metadata"][k] = meta[k]
+            if not r.status and "status" in body:
+                new["status"] = body["status"]
+        return self._commit(r, key, new)
+
+    def _commit(self, r: Resource, key: tuple[str, str, str], new: Obj) -> web.Response:
+        meta = new["metadata"]
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            del self.objects[key]
+            self._emit(r, key, "DELETED", new)
+            return web.Response(body=orjson.dumps(new), content_type="application/json")
+        stored = self._store(r, key, new, "MODIFIED")
+        return web.Response(body=orjson.dumps(stored), content_type="application/json")
+
+    def _patch(self, r: Resource, key: tuple[str, str, str], obj: Obj, body: Obj, content_type: str,
+               sub: str | None) -> web.Response:
+        conflict = self._precondition(obj, body)
+        if conflict is not None:
+            return conflict
+        strategic = "strategic" in content_type
+        patched = _merge(copy.deepcopy(obj), body, strategic)
+        if sub == "status":
+            new = copy.deepcopy(obj)
+            new["status"] = patched.get("status") or {}
+        else:
+            new = patched
+            if r.status:
+                new["status"] = copy.deepcopy(obj.get("status") or {})
+        new["metadata"]["resourceVersion"] = obj["metadata"]["resourceVersion"]
+        return self._commit(r, key, new)
+
+    def _delete(self, r: Resource, key: tuple[str, str, str], obj: Obj) -> web.Response:
+        if obj["metadata"].get("finalizers"):
+            new = copy.deepcopy(obj)
+            new["metadata"]["deletionTimestamp"] = now()
+            return self._commit(r, key, new)
+        del self.objects[key]
+        self._emit(r, key, "DELETED", obj)
+        return web.Response(body=orjson.dumps({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+                            content_type="application/json")
+
+    def _bind(self, key: tuple[str, str, str], body: Obj) -> web.Response:
+        pod = self.objects.get(key)
+        if pod is None:
+            return status(404, "NotFound", f'pods "{key[2]}" not found')
+        if (body.get("metadata") or {}).get("uid") not in (None, pod["metadata"]["uid"]):
+            return status(409, "Conflict", f"Precondition failed: UID in precondition: {body['metadata']['uid']}, "
+                                          f"UID in object meta: {pod['metadata']['uid']}")
+        if pod["spec"].get("nodeName"):
+            return status(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{key[2]}": pod {key[2]} is '
+                                          f'already assigned to node "{pod["spec"]["nodeName"]}"')
+        if pod["spec"].get("schedulingGates"):
+            return status(422, "Invalid", f'pods "{key[2]}" has scheduling gates')
+        node = (body.get("target") or {}).get("name")
+        if not node:
+            return status(422, "Invalid", "target.name: Required value")
+        new = copy.deepcopy(pod)
+        new["spec"]["nodeName"] = node
+        conds = [c for c in (new.setdefault("status", {}).get("conditions") or []) if c.get("type") != "PodScheduled"]
+        conds.append({"type": "PodScheduled", "status": "True", "lastTransitionTime": now()})
+        new["status"]["conditions"] = conds
+        self._store(BY_KIND["Pod"], key, new, "MODIFIED")
+        return web.Response(status=201, body=orjson.dumps({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201}),
+                            content_type="application/json")
+
+
+def _merge(target: Any, patch: Any, strategic: bool, key: str = "") -> Any:
+    """RFC 7386 merge patch; with `strategic`, lists of objects with a known merge key merge by it."""
+    if not isinstance(patch, dict):
+        if strategic and isinstance(patch, list) and isinstance(target, list) and key in STRATEGIC_KEYS:
+            mk = STRATEGIC_KEYS[key]
+            out = list(target)
+            for item in patch:
+                idx = next((i for i, t in enumerate(out) if isinstance(t, dict) and t.get(mk) == item.get(mk)), None)
+                if idx is None:
+                    out.append(item)
+                else:
+                    out[idx] = _merge(out[idx], item, strategic)
+            return out
+        return patch
+    if not isinstance(target, dict):
+        target = {}
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        else:
+            target[k] = _merge(target.get(k), v, strategic, k)
+    return target
+
