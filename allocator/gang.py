@@ -40,10 +40,14 @@ EXPLAINED_DOMAINS = 4
 
 
 @dataclass(slots=True)
-class GangOutcome:
+class Outcome:
+    """Per pod, what was decided; for the pods placed, what `Session.commit` changed (so that a
+    caller that fails to write the result can roll the session back exactly)."""
+
     decisions: dict[ObjectKey, Decision]
     where: str | None = None  # the domain or torus box the gang landed in
     notes: list[str] = field(default_factory=list)
+    commits: dict[ObjectKey, Commit] = field(default_factory=dict)
 
     @property
     def placed(self) -> int:
@@ -57,7 +61,7 @@ class _Ask:
     needs: tuple[tuple[Selector, bool, int, int], ...]  # (selector, admin, devices, requests)
 
 
-def schedule_pod(session: Session, pod: Pod) -> Decision:
+def schedule_pod(session: Session, pod: Pod) -> Outcome:
     """A single pod. Under best fit, a pod that asks for chips of a torus gets a contiguous box
     of them (the shape in its claim's `tessera.dev/slice-shape`, or the most compact), placed to
     keep free space in large boxes."""
@@ -68,18 +72,21 @@ def schedule_pod(session: Session, pod: Pod) -> Decision:
                           if SLICE_SHAPE_ANNOTATION in inp.claim.annotations), None)
             out = _torus(session, f"pod {pod.ref}", [pod], {pod.key: prep}, 1, shape)
             if out is not None:
-                return out.decisions[pod.key]
+                return out
             if shape is not None:
-                return Unschedulable(f"claim annotation {SLICE_SHAPE_ANNOTATION}={shape}: pod {pod.ref} does not ask "
-                                     "for chips of a torus")
-    return session.schedule(pod)
+                return Outcome({pod.key: Unschedulable(f"claim annotation {SLICE_SHAPE_ANNOTATION}={shape}: pod {pod.ref} "
+                                                       "does not ask for chips of a torus")})
+    d = session.decide(pod)
+    if isinstance(d, Placed):
+        return Outcome({pod.key: d}, d.node, commits={pod.key: session.commit(pod, d)})
+    return Outcome({pod.key: d})
 
 
-def schedule_gang(session: Session, group: PodGroup, members: Sequence[Pod]) -> GangOutcome:
+def schedule_gang(session: Session, group: PodGroup, members: Sequence[Pod]) -> Outcome:
     name = f"gang {group.namespace}/{group.name}"
     if len(members) < group.min_member:
         reason = f"{name} has {len(members)} pod(s), fewer than its minMember {group.min_member}"
-        return GangOutcome({p.key: Unschedulable(reason) for p in members})
+        return Outcome({p.key: Unschedulable(reason) for p in members})
     if session.policy == "first-fit":
         return _sequential(session, name, group.min_member, members, None)
     preps = {p.key: session.prepare(p) for p in members}
@@ -104,24 +111,18 @@ def schedule_gang(session: Session, group: PodGroup, members: Sequence[Pod]) -> 
 # --- sequential (first fit, and the last resort) -----------------------------------------------
 
 def _sequential(session: Session, name: str, min_member: int, members: Sequence[Pod],
-                only: frozenset[str] | None) -> GangOutcome:
-    decisions: dict[ObjectKey, Decision] = {}
-    commits: list[Commit] = []
-    for pod in members:
-        d = session.decide(pod, only)
-        if isinstance(d, Placed):
-            commits.append(session.commit(pod, d))
-        decisions[pod.key] = d
+                only: frozenset[str] | None) -> Outcome:
+    decisions, commits = _attempt(session, members, only)
     if len(commits) >= min_member:
         nodes = [d.node for d in decisions.values() if isinstance(d, Placed)]
         where = describe(session.cluster.topology.hierarchy.smallest_domain(nodes)) if nodes else None
-        return GangOutcome(decisions, where)
+        return Outcome(decisions, where, commits=_by_pod(commits))
     _rollback(session, commits)
     head = f"{name}: only {len(commits)} of minMember {min_member} pods could be placed together, so none was placed"
     return _refuse(members, head, decisions)
 
 
-def _refuse(members: Sequence[Pod], head: str, decisions: Mapping[ObjectKey, Decision]) -> GangOutcome:
+def _refuse(members: Sequence[Pod], head: str, decisions: Mapping[ObjectKey, Decision]) -> Outcome:
     out: dict[ObjectKey, Decision] = {}
     for pod in members:
         d = decisions.get(pod.key)
@@ -131,12 +132,16 @@ def _refuse(members: Sequence[Pod], head: str, decisions: Mapping[ObjectKey, Dec
             out[pod.key] = Unschedulable(f"{head}; this pod fit on {d.node} but waits for the rest of its gang", d.warnings)
         else:
             out[pod.key] = Unschedulable(head)
-    return GangOutcome(out)
+    return Outcome(out)
 
 
 def _rollback(session: Session, commits: Sequence[Commit]) -> None:
     for c in reversed(commits):
         session.rollback(c)
+
+
+def _by_pod(commits: Sequence[Commit]) -> dict[ObjectKey, Commit]:
+    return {c.pod: c for c in commits}
 
 
 def _attempt(session: Session, members: Sequence[Pod], only: frozenset[str] | None,
@@ -225,7 +230,7 @@ def _estimate(session: Session, nodes: frozenset[str], members: Sequence[Pod], r
 
 
 def _domains(session: Session, name: str, group: PodGroup, members: Sequence[Pod],
-             ready: dict[ObjectKey, Prepared]) -> GangOutcome:
+             ready: dict[ObjectKey, Prepared]) -> Outcome:
     h = session.cluster.topology.hierarchy
     levels, problem = _levels(session, group)
     if problem is not None:
@@ -251,7 +256,8 @@ def _domains(session: Session, name: str, group: PodGroup, members: Sequence[Pod
         for _, _, d, nodes in scored[:MAX_DOMAIN_TRIES]:
             decisions, commits = _attempt(session, order, None if level is None else nodes)
             if len(commits) == len(members):
-                return GangOutcome(decisions, describe(d) if level is not None else _landed(session, decisions))
+                where = describe(d) if level is not None else _landed(session, decisions)
+                return Outcome(decisions, where, commits=_by_pod(commits))
             _rollback(session, commits)
             why = next((d2.reason for d2 in decisions.values() if isinstance(d2, Unschedulable)), "")
             tried_notes.append(f"{describe(d)}: {len(commits)} of {len(members)} pods fit ({_first_sentence(why)})")
@@ -286,7 +292,7 @@ def _first_sentence(text: str) -> str:
 # --- tori --------------------------------------------------------------------------------------
 
 def _torus(session: Session, name: str, members: Sequence[Pod], ready: dict[ObjectKey, Prepared], min_member: int,
-           shape_text: str | None) -> GangOutcome | None:
+           shape_text: str | None) -> Outcome | None:
     """A contiguous box of chips for the members, or None when they do not ask for chips."""
     ask = _ask(ready, members)
     view = session.cluster.topology
@@ -347,7 +353,7 @@ def _torus(session: Session, name: str, members: Sequence[Pod], ready: dict[Obje
                     only[pod.key] = frozenset({node_name})
                 decisions, commits = _attempt_each(session, members, only, assignment)
                 if len(commits) == len(members):
-                    return GangOutcome(decisions, f"torus {tc.name} box {box}")
+                    return Outcome(decisions, f"torus {tc.name} box {box}", commits=_by_pod(commits))
                 _rollback(session, commits)
         largest = _largest_free_box(grid, tc.torus.shape)
         notes.append(f"torus {tc.name}: no free {format_shape(shape) if shape else f'box of {total} chips'}"

@@ -233,7 +233,7 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
                 waiting[member_of] -= 1
                 maybe_place(member_of)
             else:
-                decided[p.key] = schedule_pod(session, p)
+                decided[p.key] = schedule_pod(session, p).decisions[p.key]
 
     outcomes = []
     seen_warnings = dict.fromkeys(warnings)

@@ -209,8 +209,10 @@ def test_slice_shape_on_a_single_claim() -> None:
     t = template("s24", exact("g", cls="tpu", count=4))
     t["spec"]["metadata"] = {"annotations": {"tessera.dev/slice-shape": "1x4"}}
     w.add(t)
-    d = schedule_pod(w.session, alloc.parse_pod(pod("p", templates={"g": "s24"})))
-    placed(d)
+    p = alloc.parse_pod(pod("p", templates={"g": "s24"}))
+    out = schedule_pod(w.session, p)
+    placed(out.decisions[p.key])
+    assert set(out.commits) == {p.key}
     coords = {tuple(dev.attributes[f"{TPU}/coords"].value) for k in w.device_keys("p-g")
               if (dev := w.session.cluster.pools.device(k)) is not None}
     box = w.session.cluster.topology.model.tori["pool-a"].torus.as_box(coords)
@@ -241,7 +243,8 @@ def test_single_tpu_pods_pack_against_used_hosts() -> None:
     w = World.of(*tpu_cluster((4, 4, 4)), template("host", exact("g", cls="tpu", count=4)))
     coords: set[tuple[int, ...]] = set()
     for name in ("a", "b"):
-        placed(schedule_pod(w.session, alloc.parse_pod(pod(name, templates={"g": "host"}))))
+        p = alloc.parse_pod(pod(name, templates={"g": "host"}))
+        placed(schedule_pod(w.session, p).decisions[p.key])
         for k in w.device_keys(f"{name}-g"):
             dev = w.session.cluster.pools.device(k)
             assert dev is not None
