@@ -108,7 +108,7 @@ class FakeApiServer:
         self.bookmark_interval = bookmark_interval
         self.claim_controller = claim_controller
         self.hidden = set(hidden)  # plurals the server pretends not to serve (a missing CRD)
-        self.requests: list[tuple[str, str]] = []
+        self.requests: list[tuple[str, str]] = []  # (method, path with query)
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -278,7 +278,7 @@ class FakeApiServer:
         return r, ns, name, sub
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        self.requests.append((request.method, request.path))
+        self.requests.append((request.method, request.path_qs))
         if self.latency:
             await asyncio.sleep(self.latency)
         for f in self.faults:

@@ -1,0 +1,129 @@
+"""Informers: list, then watch, forever, delivering each object change exactly once.
+
+A reflector lists a resource, hands the full set to its store (which turns it into adds,
+updates and deletes against what it held), then watches from the list's resourceVersion with
+bookmarks, resuming from the last version it saw whenever a stream ends. A 410 Gone (history
+compacted) or a failed request starts over with a fresh list, after a backoff that doubles up to
+a limit. The store ignores events that are not newer than what it holds, so a relist or a
+replayed event never applies a change twice. An optional resource (a CRD) that the server does
+not serve is skipped with one warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .kube import Kube, KubeError
+from .metrics import Metrics
+from .resources import Resource
+
+log = logging.getLogger("tessera.informer")
+Obj = dict[str, Any]
+Handler = Callable[[str, str, Obj, Obj | None], None]  # (kind, ADDED|MODIFIED|DELETED, object, previous)
+
+
+def object_key(obj: Obj) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def rv_int(obj: Obj) -> int:
+    rv = (obj.get("metadata") or {}).get("resourceVersion") or "0"
+    return int(rv) if str(rv).isdigit() else 0
+
+
+class Store:
+    """The objects of one resource, by (namespace, name), newest version wins."""
+
+    def __init__(self, resource: Resource, handler: Handler) -> None:
+        self.resource = resource
+        self.handler = handler
+        self.objects: dict[tuple[str, str], Obj] = {}
+
+    def replace(self, items: list[Obj]) -> None:
+        """A fresh list: what is gone was deleted, what is new or newer was added or changed."""
+        fresh = {object_key(o): o for o in items}
+        for key in [k for k in self.objects if k not in fresh]:
+            old = self.objects.pop(key)
+            self.handler(self.resource.kind, "DELETED", old, old)
+        for obj in fresh.values():
+            self.apply("ADDED", obj)
+
+    def apply(self, event: str, obj: Obj) -> None:
+        key = object_key(obj)
+        old = self.objects.get(key)
+        if event == "DELETED":
+            if old is None:
+                return
+            del self.objects[key]
+            self.handler(self.resource.kind, "DELETED", obj, old)
+            return
+        if old is not None and rv_int(old) >= rv_int(obj) and rv_int(obj):
+            return  # already seen (a replay after a resume or relist)
+        self.objects[key] = obj
+        self.handler(self.resource.kind, "ADDED" if old is None else "MODIFIED", obj, old)
+
+
+class Reflector:
+    def __init__(self, kube: Kube, resource: Resource, handler: Handler, metrics: Metrics,
+                 watch_timeout: int = 300, max_backoff: float = 30.0) -> None:
+        self.kube = kube
+        self.resource = resource
+        self.store = Store(resource, handler)
+        self.metrics = metrics
+        self.watch_timeout = watch_timeout
+        self.max_backoff = max_backoff
+        self.synced = asyncio.Event()
+        self.absent = False  # an optional resource the server does not serve
+        self.resource_version = ""
+
+    async def run(self) -> None:
+        backoff = 0.2
+        kind = self.resource.kind
+        while True:
+            try:
+                await self._list()
+                backoff = 0.2
+                await self._watch()
+            except KubeError as e:
+                if e.not_found and self.resource.optional and not self.synced.is_set():
+                    log.warning("resource=%s event=absent msg=%r", kind, "not served by the API server; skipping it")
+                    self.absent = True
+                    self.synced.set()
+                    return
+                self.metrics.relists.labels(kind).inc()
+                if e.gone:
+                    log.info("resource=%s event=relist reason=gone", kind)
+                    continue  # history compacted: relist at once
+                log.warning("resource=%s event=relist reason=%r backoff=%.1f", kind, e.message, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+
+    async def _list(self) -> None:
+        body = await self.kube.list(self.resource.list_path)
+        self.resource_version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        self.store.replace(list(body.get("items") or []))
+        self.metrics.informer_events.labels(self.resource.kind, "LIST").inc()
+        self.synced.set()
+
+    async def _watch(self) -> None:
+        while True:
+            async for ev in self.kube.watch(self.resource.list_path, self.resource_version, self.watch_timeout):
+                kind = ev.get("type")
+                obj = ev.get("object") or {}
+                if kind == "ERROR":
+                    code = int(obj.get("code") or 0)
+                    raise KubeError(code or 500, str(obj.get("message") or "watch error"), str(obj.get("reason") or ""))
+                rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+                if kind == "BOOKMARK":
+                    self.resource_version = rv or self.resource_version
+                    continue
+                if kind in ("ADDED", "MODIFIED", "DELETED"):
+                    self.store.apply(kind, obj)
+                    self.metrics.informer_events.labels(self.resource.kind, kind).inc()
+                if rv:
+                    self.resource_version = rv
+            # The server ended the stream (its timeout, or a dropped connection): resume.

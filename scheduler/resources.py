@@ -1,0 +1,38 @@
+"""The Kubernetes resources Tessera watches and writes, with their REST paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .kube import path_for
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    kind: str
+    api_version: str
+    plural: str
+    namespaced: bool
+    optional: bool = False  # a CRD that may not be installed
+
+    @property
+    def list_path(self) -> str:
+        """All objects, across namespaces."""
+        return path_for(self.api_version, self.plural)
+
+    def path(self, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:
+        return path_for(self.api_version, self.plural, namespace if self.namespaced else None, name, sub)
+
+
+NODES = Resource("Node", "v1", "nodes", False)
+NAMESPACES = Resource("Namespace", "v1", "namespaces", False)
+PODS = Resource("Pod", "v1", "pods", True)
+DEVICE_CLASSES = Resource("DeviceClass", "resource.k8s.io/v1", "deviceclasses", False)
+RESOURCE_SLICES = Resource("ResourceSlice", "resource.k8s.io/v1", "resourceslices", False)
+RESOURCE_CLAIMS = Resource("ResourceClaim", "resource.k8s.io/v1", "resourceclaims", True)
+CLAIM_TEMPLATES = Resource("ResourceClaimTemplate", "resource.k8s.io/v1", "resourceclaimtemplates", True)
+POD_GROUPS = Resource("PodGroup", "scheduling.x-k8s.io/v1alpha1", "podgroups", True, optional=True)
+EVENTS = Resource("Event", "events.k8s.io/v1", "events", True)
+LEASES = Resource("Lease", "coordination.k8s.io/v1", "leases", True)
+
+WATCHED = (NODES, NAMESPACES, PODS, DEVICE_CLASSES, RESOURCE_SLICES, RESOURCE_CLAIMS, CLAIM_TEMPLATES, POD_GROUPS)

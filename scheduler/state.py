@@ -1,0 +1,332 @@
+"""What the informers have seen, parsed once into the allocator's model, plus what Tessera has
+decided but not yet seen back from the API (the assume cache).
+
+- Nodes, namespaces and slices are the static part: a change marks the allocator's Cluster
+  stale and the next decision rebuilds it (CEL results stay cached on unchanged devices).
+  DeviceClasses, claims and templates update the current Session in place.
+- A decision is *assumed* the moment it is made: its claims' new allocations and reservations
+  and its pod's node count at once, so a decision made a millisecond later never hands out the
+  same device. The assumption holds until the informer delivers the claim at or after the
+  resourceVersion our write produced; an informer event older than that (a stale view) does not
+  undo it. A failed write forgets the assumption and restores what the informer last said.
+- Node resource usage (CPU, memory, pod count) is summed from bound pods and assumed bindings.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from allocator.cel import Backend
+from allocator.errors import SpecError
+from allocator.model import Claim, ClaimTemplate, DeviceClass, Namespace, ObjectKey, Pod, PodGroup, ResourceSlice
+from allocator.nodeselector import Node
+from allocator.parse import (
+    parse_claim,
+    parse_claim_template,
+    parse_device_class_or_error,
+    parse_namespace,
+    parse_node,
+    parse_pod_group,
+    parse_pod_or_error,
+    parse_resource_slice,
+)
+from allocator.placement import Cluster, Commit, Placed, Policy, Session
+from allocator.search import DEFAULT_BUDGET
+from topology import TopologyConfig
+
+from .informer import rv_int
+
+log = logging.getLogger("tessera.state")
+Obj = dict[str, Any]
+Listener = Callable[[str, str, Obj, Obj | None], None]  # (kind, event, object, previous)
+
+
+@dataclass(slots=True)
+class Assumed:
+    claim: Claim
+    written_rv: int | None = None  # the resourceVersion our write produced, once it has
+
+
+def _key(obj: Obj) -> ObjectKey:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+class ClusterState:
+    def __init__(self, topology: TopologyConfig | None = None, policy: Policy = "best-fit",
+                 budget: int = DEFAULT_BUDGET, backend: Backend | None = None) -> None:
+        self.topology = topology or TopologyConfig()
+        self.policy: Policy = policy
+        self.budget = budget
+        self.backend = backend
+        self.nodes: dict[str, Node] = {}
+        self.namespaces: dict[str, Namespace] = {}
+        self.classes: dict[str, DeviceClass] = {}
+        self.slices: dict[str, ResourceSlice] = {}
+        self.claims: dict[ObjectKey, tuple[Claim, Obj]] = {}  # as the informer last saw them
+        self.assumed: dict[ObjectKey, Assumed] = {}
+        self.templates: dict[ObjectKey, ClaimTemplate] = {}
+        self.groups: dict[ObjectKey, PodGroup] = {}
+        self.pods: dict[ObjectKey, tuple[Pod, Obj]] = {}
+        self.assumed_pods: dict[ObjectKey, tuple[str, Pod]] = {}
+        self.group_pods: dict[ObjectKey, set[ObjectKey]] = defaultdict(set)  # PodGroup -> its pods
+        self.pod_by_uid: dict[str, ObjectKey] = {}
+        self._bound: dict[str, dict[str, Fraction]] = defaultdict(lambda: defaultdict(Fraction))
+        self._assumed_usage: dict[str, dict[str, Fraction]] = defaultdict(lambda: defaultdict(Fraction))
+        self._session: Session | None = None
+        self._stale = True
+        self.listeners: list[Listener] = []
+        self.rebuilds = 0
+
+    # --- the allocator's view --------------------------------------------------------------
+
+    def session(self) -> Session:
+        """The Session for the next decision, rebuilt if nodes, namespaces or slices changed."""
+        if self._stale or self._session is None:
+            cluster = Cluster.build(self.nodes.values(), self.namespaces.values(), self.classes.values(),
+                                    self.slices.values(), self.backend, self.topology)
+            self._session = Session(cluster, (self.effective(k) for k in self._claim_keys()), self.templates.values(),
+                                    policy=self.policy, budget=self.budget, generate_claims=False, node_check=self.node_check)
+            self._stale = False
+            self.rebuilds += 1
+        return self._session
+
+    def _claim_keys(self) -> list[ObjectKey]:
+        return sorted(set(self.claims) | set(self.assumed))
+
+    def effective(self, key: ObjectKey) -> Claim:
+        a = self.assumed.get(key)
+        return a.claim if a is not None else self.claims[key][0]
+
+    def raw_claim(self, key: ObjectKey) -> Obj | None:
+        hit = self.claims.get(key)
+        return hit[1] if hit is not None else None
+
+    def node_check(self, pod: Pod, node: Node) -> str | None:
+        """CPU, memory and pod count against the node's allocatable, as kube-scheduler checks them."""
+        alloc = node.allocatable
+        if not alloc:
+            return None
+        bound, assumed = self._bound.get(node.name, {}), self._assumed_usage.get(node.name, {})
+        for res in ("cpu", "memory"):
+            want = pod.requests.get(res, Fraction(0))
+            cap = alloc.get(res)
+            if want and cap is not None and bound.get(res, Fraction(0)) + assumed.get(res, Fraction(0)) + want > cap:
+                return f"node(s) had insufficient {res}"
+        cap = alloc.get("pods")
+        if cap is not None and bound.get("pods", Fraction(0)) + assumed.get("pods", Fraction(0)) + 1 > cap:
+            return "node(s) had too many pods"
+        return None
+
+    # --- informer events -------------------------------------------------------------------
+
+    def on_event(self, kind: str, event: str, obj: Obj, old: Obj | None) -> None:
+        handler = getattr(self, f"_on_{kind.lower()}", None)
+        if handler is not None:
+            handler(event, obj, old)
+        for listener in self.listeners:
+            listener(kind, event, obj, old)
+
+    def _on_node(self, event: str, obj: Obj, old: Obj | None) -> None:
+        name = _key(obj)[1]
+        if event == "DELETED":
+            if self.nodes.pop(name, None) is not None:
+                self._stale = True
+            return
+        try:
+            node = parse_node(obj)
+        except SpecError as e:
+            log.warning("event=invalid kind=Node name=%s error=%r", name, str(e))
+            self._stale = self._stale or self.nodes.pop(name, None) is not None
+            return
+        if self.nodes.get(name) != node:
+            self.nodes[name] = node
+            self._stale = True
+
+    def _on_namespace(self, event: str, obj: Obj, old: Obj | None) -> None:
+        name = _key(obj)[1]
+        if event == "DELETED":
+            self.namespaces.pop(name, None)
+        else:
+            try:
+                ns = parse_namespace(obj)
+            except SpecError as e:
+                log.warning("event=invalid kind=Namespace name=%s error=%r", name, str(e))
+                return
+            if self.namespaces.get(name) == ns:
+                return
+            self.namespaces[name] = ns
+        if self._session is not None:
+            self._session.cluster.namespaces = dict(self.namespaces)
+
+    def _on_deviceclass(self, event: str, obj: Obj, old: Obj | None) -> None:
+        name = _key(obj)[1]
+        if event == "DELETED":
+            self.classes.pop(name, None)
+        else:
+            self.classes[name] = parse_device_class_or_error(obj)
+        if self._session is not None:
+            self._session.cluster.classes = dict(self.classes)
+
+    def _on_resourceslice(self, event: str, obj: Obj, old: Obj | None) -> None:
+        name = _key(obj)[1]
+        if event == "DELETED":
+            self.slices.pop(name, None)
+        else:
+            try:
+                sl = self.slices[name] = parse_resource_slice(obj)
+                if sl.error:
+                    log.warning("event=invalid kind=ResourceSlice name=%s error=%r", name, sl.error)
+            except SpecError as e:
+                log.warning("event=invalid kind=ResourceSlice name=%s error=%r", name, str(e))
+                self.slices.pop(name, None)
+        self._stale = True
+
+    def _on_resourceclaim(self, event: str, obj: Obj, old: Obj | None) -> None:
+        key = _key(obj)
+        if event == "DELETED":
+            self.claims.pop(key, None)
+            self.assumed.pop(key, None)
+            if self._session is not None:
+                self._session.remove_claim(key)
+            return
+        try:
+            claim = parse_claim(obj)
+        except SpecError as e:
+            log.warning("event=invalid kind=ResourceClaim name=%s/%s error=%r", *key, str(e))
+            return
+        self.claims[key] = (claim, obj)
+        a = self.assumed.get(key)
+        if a is not None:
+            if a.written_rv is None or rv_int(obj) < a.written_rv:
+                return  # older than our own write: the assumption stands
+            del self.assumed[key]
+        if self._session is not None:
+            self._session.add_claim(claim)
+
+    def _on_resourceclaimtemplate(self, event: str, obj: Obj, old: Obj | None) -> None:
+        key = _key(obj)
+        if event == "DELETED":
+            self.templates.pop(key, None)
+            if self._session is not None:
+                self._session.remove_template(key)
+            return
+        try:
+            t = parse_claim_template(obj)
+        except SpecError as e:
+            log.warning("event=invalid kind=ResourceClaimTemplate name=%s/%s error=%r", *key, str(e))
+            return
+        self.templates[key] = t
+        if self._session is not None:
+            self._session.add_template(t)
+
+    def _on_podgroup(self, event: str, obj: Obj, old: Obj | None) -> None:
+        key = _key(obj)
+        if event == "DELETED":
+            self.groups.pop(key, None)
+            return
+        try:
+            self.groups[key] = parse_pod_group(obj)
+        except SpecError as e:
+            log.warning("event=invalid kind=PodGroup name=%s/%s error=%r", *key, str(e))
+            self.groups.pop(key, None)
+
+    def _on_pod(self, event: str, obj: Obj, old: Obj | None) -> None:
+        key = _key(obj)
+        previous = self.pods.pop(key, None)
+        if previous is not None:
+            self._count(previous[0], -1)
+            self._group_index(previous[0], remove=True)
+            self.pod_by_uid.pop(previous[0].uid, None)
+        if event == "DELETED":
+            self._unassume_pod(key)
+            return
+        pod = parse_pod_or_error(obj)
+        self.pods[key] = (pod, obj)
+        self._count(pod, +1)
+        self._group_index(pod)
+        if pod.uid:
+            self.pod_by_uid[pod.uid] = key
+        if pod.node_name is not None:
+            self._unassume_pod(key)
+
+    def _group_index(self, pod: Pod, remove: bool = False) -> None:
+        if pod.group is None:
+            return
+        gkey = (pod.namespace, pod.group)
+        if not remove:
+            self.group_pods[gkey].add(pod.key)
+            return
+        members = self.group_pods.get(gkey)
+        if members is not None:
+            members.discard(pod.key)
+            if not members:
+                del self.group_pods[gkey]
+
+    def members(self, group: ObjectKey) -> list[Pod]:
+        """The pods labelled with this PodGroup, by name."""
+        return [self.pods[k][0] for k in sorted(self.group_pods.get(group, ()))]
+
+    def _count(self, pod: Pod, sign: int) -> None:
+        if pod.node_name is None or pod.finished:
+            return
+        usage = self._bound[pod.node_name]
+        for res, v in pod.requests.items():
+            usage[res] += sign * v
+        usage["pods"] += sign
+
+    # --- the assume cache --------------------------------------------------------------------
+
+    def assume(self, pod: Pod, decision: Placed, commit: Commit) -> None:
+        """Records a decision the session has committed, before it is written."""
+        session = self.session()
+        for key, _ in commit.previous:
+            self.assumed[key] = Assumed(session.claims[key])
+        self.assumed_pods[pod.key] = (decision.node, pod)
+        usage = self._assumed_usage[decision.node]
+        for res, v in pod.requests.items():
+            usage[res] += v
+        usage["pods"] += 1
+
+    def written(self, key: ObjectKey, resource_version: int) -> None:
+        """Our write of the claim succeeded, producing `resource_version`."""
+        a = self.assumed.get(key)
+        if a is None:
+            return
+        a.written_rv = resource_version
+        seen = self.claims.get(key)
+        if seen is not None and rv_int(seen[1]) >= resource_version:
+            del self.assumed[key]
+            if self._session is not None:
+                self._session.add_claim(seen[0])
+
+    def forget(self, pod: Pod, commit: Commit) -> None:
+        """The decision could not be written: drop it and go back to what the informer says."""
+        for key, _ in commit.previous:
+            self.assumed.pop(key, None)
+            if self._session is None:
+                continue
+            seen = self.claims.get(key)
+            if seen is not None:
+                self._session.add_claim(seen[0])
+            else:
+                self._session.remove_claim(key)
+        self._unassume_pod(pod.key)
+
+    def _unassume_pod(self, key: ObjectKey) -> None:
+        hit = self.assumed_pods.pop(key, None)
+        if hit is None:
+            return
+        node, pod = hit
+        usage = self._assumed_usage[node]
+        for res, v in pod.requests.items():
+            usage[res] -= v
+        usage["pods"] -= 1
+
+    def is_assumed(self, key: ObjectKey) -> bool:
+        return key in self.assumed_pods
