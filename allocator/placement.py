@@ -18,6 +18,7 @@ import itertools
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -112,6 +113,13 @@ class Unschedulable:
 
 
 Decision = Placed | Unschedulable
+
+
+@dataclass(slots=True)
+class FilterResult:
+    ok: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # node -> why (freeing devices could help)
+    unresolvable: dict[str, str] = field(default_factory=dict)  # node -> why (nothing on the node could help)
 
 
 @dataclass(slots=True)
@@ -546,36 +554,40 @@ class Session:
             self._node_filter[shape] = hit
         return hit
 
-    def filter(self, pod: Pod, names: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    def filter(self, pod: Pod, names: Sequence[str]) -> FilterResult:
         """Of `names`, the nodes where the pod's claims can be allocated (or are, already), and
-        why each other node cannot serve them: what the extender's filter answers.
+        why each other node cannot serve them: what the extender's filter answers. A node is
+        *unresolvable* when no preemption could change the answer (the pod's claims are
+        invalid, or already allocated elsewhere).
 
         Exact per node: when the pod needs one kind of device and the node's matching devices
         share no counters or capacity, enough free matching devices is the whole answer;
         otherwise the allocator searches the node."""
+        out = FilterResult()
         prep = self.prepare(pod)
         if isinstance(prep, Unschedulable):
-            return [], {n: prep.reason for n in names}
-        ok: list[str] = []
-        failed: dict[str, str] = {}
+            out.unresolvable = dict.fromkeys(names, prep.reason)
+            return out
         simple = len(prep.check.groups) == 1 and not prep.check.singles and not any(
             inp.claim.spec.constraints or any(a.capacity_requests for alts in inp.alternatives for a, _ in alts)
             for inp in prep.inputs)
         for name in names:
             node = self.cluster.node_by_name.get(name)
             if node is None:
-                failed[name] = f"node {name} is not in Tessera's cache (yet)"
+                out.failed[name] = f"node {name} is not in Tessera's cache (yet)"
                 continue
-            why = next((f"node {name} is not where claim {c.ref} is allocated" for c in prep.allocated
-                        if c.allocation is not None and c.allocation.node_selector is not None
-                        and not c.allocation.node_selector.matches(node)), None)
-            if why is None and prep.inputs:
-                why = self._fits(prep, node, simple)
+            pinned = next((f"node {name} is not where claim {c.ref} is allocated" for c in prep.allocated
+                           if c.allocation is not None and c.allocation.node_selector is not None
+                           and not c.allocation.node_selector.matches(node)), None)
+            if pinned is not None:
+                out.unresolvable[name] = pinned
+                continue
+            why = self._fits(prep, node, simple) if prep.inputs else None
             if why is None:
-                ok.append(name)
+                out.ok.append(name)
             else:
-                failed[name] = why
-        return ok, failed
+                out.failed[name] = why
+        return out
 
     def _fits(self, prep: Prepared, node: Node, simple: bool) -> str | None:
         if prep.check.score(node) is None:
@@ -815,6 +827,19 @@ class Session:
                 del self.claims[pc.key]
                 del self.generated[pc.key]
                 del self._by_pod_claim[(pod.key, pc.name)]
+
+    @contextmanager
+    def freed(self, keys: Iterable[ObjectKey]) -> Iterator[None]:
+        """While inside, the devices of these claims count as free: a what-if for preemption."""
+        allocations = [c.allocation for k in dict.fromkeys(keys) if (c := self.claims.get(k)) is not None
+                       and c.allocation is not None]
+        for a in allocations:
+            self.cluster.ledger.remove(a)
+        try:
+            yield
+        finally:
+            for a in reversed(allocations):
+                self.cluster.ledger.add(a)
 
     def rollback(self, commit: Commit) -> None:
         for key, old in reversed(commit.previous):

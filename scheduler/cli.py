@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
 import pathlib
+import secrets
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -46,7 +51,44 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--config", metavar="FILE",
                      help="Tessera config file; its topology: section sets node levels, locality attributes and tori")
     sim.add_argument("--map", metavar="FILE.svg", help="also draw the cluster and where the workload landed, as SVG")
+    _serve_parser(sub)
     return p
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    srv = sub.add_parser(
+        "serve",
+        help="run against a Kubernetes cluster: extender webhooks and a secondary scheduler",
+        description=(
+            "Watches the cluster and serves two ways at once: the kube-scheduler extender webhooks (/filter, /prioritize, "
+            "/bind, /preempt) and a secondary scheduler for pods whose spec.schedulerName is --scheduler-name. Also "
+            "serves /healthz, /readyz (ready once every informer has synced) and /metrics. Stops cleanly on SIGTERM."
+        ),
+    )
+    srv.add_argument("--kubeconfig", metavar="PATH",
+                     help="kubeconfig file (default: $KUBECONFIG, else the in-cluster service account)")
+    srv.add_argument("--scheduler-name", default="tessera", metavar="NAME",
+                     help="schedule pods whose spec.schedulerName is NAME (default: tessera)")
+    srv.add_argument("--port", type=int, default=8888, help="port of the extender webhooks (default: 8888)")
+    srv.add_argument("--metrics-port", type=int, default=9090, help="port of /metrics, /healthz, /readyz (default: 9090)")
+    srv.add_argument("--bind-address", default="0.0.0.0", metavar="ADDR", help="address to listen on (default: 0.0.0.0)")
+    srv.add_argument("--leader-elect", action="store_true",
+                     help="elect a leader with a coordination.k8s.io/v1 Lease; only the leader schedules and binds, "
+                          "every replica answers filter and prioritize")
+    srv.add_argument("--lease-namespace", metavar="NS",
+                     help="namespace of the Lease (default: $POD_NAMESPACE, the service account's namespace, or kube-system)")
+    srv.add_argument("--lease-name", default="tessera", metavar="NAME", help="name of the Lease (default: tessera)")
+    srv.add_argument("--identity", metavar="ID",
+                     help="this replica's identity in the Lease and in events (default: $POD_NAME or the host name, "
+                          "plus a random suffix)")
+    srv.add_argument("--config", metavar="FILE",
+                     help="Tessera config file; its topology: section sets node levels, locality attributes and tori")
+    srv.add_argument("--policy", choices=POLICIES, default="best-fit",
+                     help="node choice: best-fit (default) or first-fit")
+    srv.add_argument("--log-format", choices=("text", "json"), default="text",
+                     help="text: key=value lines (default); json: one object per line")
+    srv.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO",
+                     help="log level (default: INFO)")
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -80,10 +122,55 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+SERVICE_ACCOUNT_NAMESPACE = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _lease_namespace(given: str | None) -> str:
+    if given:
+        return given
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text(encoding="utf-8").strip() or "kube-system"
+    except OSError:
+        return "kube-system"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .logs import setup_logging
+    from .serve import run
+    from .service import Options
+
+    for flag, port in (("--port", args.port), ("--metrics-port", args.metrics_port)):
+        if not 0 <= port <= 65535:
+            print(f"tessera serve: {flag} must be between 0 and 65535, got {port}", file=sys.stderr)
+            return EXIT_INPUT
+    try:
+        topology = load_config(args.config) if args.config else None
+    except InputError as e:
+        print(f"tessera serve: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    setup_logging(args.log_format, args.log_level)
+    identity = args.identity or f"{os.environ.get('POD_NAME') or socket.gethostname()}_{secrets.token_hex(4)}"
+    options = Options(scheduler_name=args.scheduler_name, leader_elect=args.leader_elect,
+                      lease_namespace=_lease_namespace(args.lease_namespace), lease_name=args.lease_name,
+                      identity=identity, topology=topology, policy=args.policy)
+    try:
+        return asyncio.run(run(options, args.kubeconfig, args.bind_address, args.port, args.metrics_port))
+    except KeyboardInterrupt:  # pragma: no cover
+        return 130
+    except Exception:
+        # Usually a kubeconfig or connection problem; the traceback says which.
+        logging.getLogger("tessera").exception("event=fatal")
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "simulate":
         return _simulate(args)
+    if args.command == "serve":
+        return _serve(args)
     return EXIT_INPUT  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -1,0 +1,296 @@
+"""The kube-scheduler extender webhooks (k8s.io/kube-scheduler/extender/v1).
+
+kube-scheduler encodes the extender types with Go's field names (`Pod`, `NodeNames`, ...) and
+decodes our answers case-insensitively; we read request keys case-insensitively and answer with
+the exact Go names. Bodies are parsed with orjson straight from the raw bytes (no pydantic
+models on the hot path). A request that cannot be understood gets HTTP 400 naming the field;
+a pod Tessera cannot place gets a normal answer saying why, per node.
+
+- filter: the nodes where the pod's claims can be allocated (or already are); every other node
+  in `FailedNodes` (freeing devices could help) or `FailedAndUnresolvableNodes` (nothing
+  could). Pods without claims pass untouched, so the extender can front every pod.
+- prioritize: 0-10 per node from the best-fit and topology order.
+- bind: decides the pod's devices on the chosen node, writes claim status, creates the Binding;
+  any failure answers `Error` with nothing left half-written. Only the leader binds.
+- preempt: for a pod with claims, keeps the candidate nodes whose victims free the devices the
+  pod needs (or where it needs none freed) and drops the others; otherwise echoes the candidates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from allocator.errors import SpecError
+from allocator.model import ObjectKey, Pod
+from allocator.parse import parse_pod, parse_pod_or_error
+from allocator.placement import Commit, Placed, Unschedulable
+
+from .kube import Kube, KubeError
+from .metrics import Metrics
+from .resources import PODS
+from .state import ClusterState
+from .writer import Writer
+
+log = logging.getLogger("tessera.extender")
+Obj = dict[str, Any]
+
+
+class BadRequest(Exception):
+    """The request is not a well-formed extender call: HTTP 400 with this message."""
+
+
+def lower_keys(body: Any, what: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest(f"{what}: expected a JSON object, got {type(body).__name__}")
+    return {str(k).lower(): v for k, v in body.items()}
+
+
+def decode(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(f"{what}: request body is not valid JSON ({e})") from None
+    return lower_keys(body, what)
+
+
+def _pod(args: Mapping[str, Any], what: str) -> Pod:
+    raw = args.get("pod")
+    if not isinstance(raw, dict):
+        raise BadRequest(f"{what}.Pod: required, a Pod object")
+    try:
+        return parse_pod(raw)
+    except SpecError as e:
+        raise BadRequest(f"{what}.Pod: {e}") from None
+
+
+@dataclass(slots=True)
+class _Nodes:
+    names: list[str]
+    objects: dict[str, Obj] | None  # the full Node objects, when kube-scheduler sent them (nodeCacheCapable false)
+
+
+def _nodes(args: Mapping[str, Any]) -> _Nodes:
+    names = args.get("nodenames")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise BadRequest("ExtenderArgs.NodeNames: expected a list of node names")
+        return _Nodes(names, None)
+    nodes = args.get("nodes")
+    if nodes is None:
+        raise BadRequest("ExtenderArgs: expected NodeNames (nodeCacheCapable: true) or Nodes (a NodeList)")
+    items = nodes.get("items") if isinstance(nodes, dict) else None
+    if not isinstance(items, list):
+        raise BadRequest("ExtenderArgs.Nodes.items: expected a list of Node objects")
+    objects: dict[str, Obj] = {}
+    for i, n in enumerate(items):
+        name = ((n.get("metadata") or {}).get("name") if isinstance(n, dict) else None)
+        if not isinstance(name, str) or not name:
+            raise BadRequest(f"ExtenderArgs.Nodes.items[{i}].metadata.name: required")
+        objects[name] = n
+    return _Nodes(list(objects), objects)
+
+
+def _text(args: Mapping[str, Any], key: str, what: str) -> str:
+    v = args.get(key.lower())
+    if not isinstance(v, str) or not v:
+        raise BadRequest(f"{what}.{key}: required, a non-empty string")
+    return v
+
+
+@dataclass(slots=True)
+class Extender:
+    state: ClusterState
+    writer: Writer
+    metrics: Metrics
+    kube: Kube
+    ready: Callable[[], bool]
+    leading: Callable[[], bool]
+    _binding: set[ObjectKey] = field(default_factory=set)
+
+    # --- filter ----------------------------------------------------------------------------
+
+    def filter(self, raw: bytes) -> Obj:
+        args = decode(raw, "ExtenderArgs")
+        pod = _pod(args, "ExtenderArgs")
+        nodes = _nodes(args)
+        if not pod.claims:
+            return self._filter_result(nodes, nodes.names, {}, {})
+        if not self.ready():
+            return {"Nodes": None, "NodeNames": None, "FailedNodes": {}, "FailedAndUnresolvableNodes": {},
+                    "Error": "Tessera's informer cache has not synced yet"}
+        res = self.state.session().filter(pod, nodes.names)
+        return self._filter_result(nodes, res.ok, res.failed, res.unresolvable)
+
+    @staticmethod
+    def _filter_result(nodes: _Nodes, ok: list[str], failed: dict[str, str], unresolvable: dict[str, str]) -> Obj:
+        if nodes.objects is None:
+            return {"Nodes": None, "NodeNames": ok, "FailedNodes": failed, "FailedAndUnresolvableNodes": unresolvable,
+                    "Error": ""}
+        node_list = {"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": [nodes.objects[n] for n in ok]}
+        return {"Nodes": node_list, "NodeNames": None, "FailedNodes": failed, "FailedAndUnresolvableNodes": unresolvable,
+                "Error": ""}
+
+    # --- prioritize ------------------------------------------------------------------------
+
+    def prioritize(self, raw: bytes) -> list[Obj]:
+        args = decode(raw, "ExtenderArgs")
+        pod = _pod(args, "ExtenderArgs")
+        names = _nodes(args).names
+        scores = self.state.session().rank(pod, names) if self.ready() else dict.fromkeys(names, 0)
+        return [{"Host": n, "Score": scores.get(n, 0)} for n in names]
+
+    # --- bind ------------------------------------------------------------------------------
+
+    async def bind(self, raw: bytes) -> Obj:
+        args = decode(raw, "ExtenderBindingArgs")
+        name = _text(args, "PodName", "ExtenderBindingArgs")
+        namespace = _text(args, "PodNamespace", "ExtenderBindingArgs")
+        uid = _text(args, "PodUID", "ExtenderBindingArgs")
+        node = _text(args, "Node", "ExtenderBindingArgs")
+        return {"Error": await self._bind(namespace, name, uid, node) or ""}
+
+    async def _bind(self, namespace: str, name: str, uid: str, node: str) -> str | None:
+        ref = f"{namespace}/{name}"
+        if not self.leading():
+            return f"cannot bind pod {ref}: this Tessera replica is not the leader"
+        if not self.ready():
+            return f"cannot bind pod {ref}: Tessera's informer cache has not synced yet"
+        key = (namespace, name)
+        if key in self._binding or self.state.is_assumed(key):
+            return f"pod {ref} is already being bound"
+        self._binding.add(key)
+        try:
+            pod = await self._fresh_pod(key, uid)
+            if isinstance(pod, str):
+                return pod
+            if pod.node_name is not None:
+                return f"pod {ref} is already bound to node {pod.node_name}"
+            if not pod.claims:
+                decision = Placed(node, {})
+                commit = Commit(pod.key)
+            else:
+                session = self.state.session()
+                t0 = time.perf_counter()
+                d = session.decide(pod, (node,))
+                self.metrics.allocator.labels("bind").observe(time.perf_counter() - t0)
+                if isinstance(d, Unschedulable):
+                    return f"cannot bind pod {ref} to node {node}: {d.reason}"
+                decision, commit = d, session.commit(pod, d)
+            self.state.assume(pod, decision, commit)
+            result = await self.writer.place([(pod, decision, commit)], announce=False)
+            why = result.get(pod.key)
+            if why is None:
+                log.info("event=bound pod=%s node=%s via=extender", ref, node)
+            return why
+        finally:
+            self._binding.discard(key)
+
+    async def _fresh_pod(self, key: ObjectKey, uid: str) -> Pod | str:
+        """The pod from the cache, or from the API when the cache lags behind kube-scheduler."""
+        hit = self.state.pods.get(key)
+        if hit is not None and hit[0].uid == uid:
+            return hit[0]
+        try:
+            obj = await self.kube.get(PODS.path(key[0], key[1]))
+        except KubeError as e:
+            return f"pod {key[0]}/{key[1]}: {e.message}"
+        pod = parse_pod_or_error(obj)
+        if pod.uid != uid:
+            return f"pod {key[0]}/{key[1]} has UID {pod.uid}, not {uid}: it was recreated"
+        if pod.error:
+            return pod.error
+        return pod
+
+    # --- preempt ---------------------------------------------------------------------------
+
+    def preempt(self, raw: bytes) -> Obj:
+        args = decode(raw, "ExtenderPreemptionArgs")
+        pod = _pod(args, "ExtenderPreemptionArgs")
+        candidates = self._candidates(args)
+        if pod.claims and self.ready():
+            candidates = self._useful(pod, candidates)
+        return {"NodeNameToMetaVictims": {node: {"Pods": [{"UID": u} for u in uids], "NumPDBViolations": pdb}
+                                          for node, (uids, pdb) in candidates.items()}}
+
+    @staticmethod
+    def _candidates(args: Mapping[str, Any]) -> dict[str, tuple[list[str], int]]:
+        """node -> (victim UIDs, PDB violations), from either form kube-scheduler sends."""
+        meta = args.get("nodenametometavictims")
+        source = meta if meta is not None else args.get("nodenametovictims")
+
+        def uid_of(p: Obj) -> Any:
+            if meta is not None:
+                return lower_keys(p, "victim").get("uid")
+            return (p.get("metadata") or {}).get("uid")
+
+        if source is None:
+            return {}
+        if not isinstance(source, dict):
+            raise BadRequest("ExtenderPreemptionArgs.NodeNameToMetaVictims: expected a map of node name to victims")
+        out: dict[str, tuple[list[str], int]] = {}
+        for node, victims in source.items():
+            v = lower_keys(victims, f"ExtenderPreemptionArgs victims of node {node}")
+            pods = v.get("pods") or []
+            if not isinstance(pods, list) or not all(isinstance(p, dict) for p in pods):
+                raise BadRequest(f"ExtenderPreemptionArgs victims of node {node}: Pods must be a list of objects")
+            uids = [str(uid_of(p) or "") for p in pods]
+            if not all(uids):
+                raise BadRequest(f"ExtenderPreemptionArgs victims of node {node}: every victim needs a UID")
+            pdb = v.get("numpdbviolations") or 0
+            out[str(node)] = (uids, int(pdb) if isinstance(pdb, int) else 0)
+        return out
+
+    def _useful(self, pod: Pod, candidates: dict[str, tuple[list[str], int]]) -> dict[str, tuple[list[str], int]]:
+        session = self.state.session()
+        out = {}
+        for node, (uids, pdb) in candidates.items():
+            victims = [self.state.pods[k][0] for u in uids if (k := self.state.pod_by_uid.get(u)) in self.state.pods]
+            if len(victims) != len(uids):
+                out[node] = (uids, pdb)  # victims Tessera does not know: it cannot judge, so it does not object
+                continue
+            with session.freed(self._freed_claims(victims)):
+                res = session.filter(pod, [node])
+            if res.ok:
+                out[node] = (uids, pdb)
+            else:
+                log.info("event=preempt-dropped pod=%s node=%s reason=%r", pod.ref, node,
+                         next(iter({**res.failed, **res.unresolvable}.values()), ""))
+        return out
+
+    def _freed_claims(self, victims: Iterable[Pod]) -> list[ObjectKey]:
+        """Claims no one but the victims holds: evicting the victims frees their devices."""
+        session = self.state.session()
+        uids = {v.uid for v in victims}
+        keys = []
+        for v in victims:
+            for pc in session.resolve(v):
+                claim = pc.claim
+                if claim is not None and pc.key is not None and claim.allocation is not None \
+                        and all(r.uid in uids for r in claim.reserved_for):
+                    keys.append(pc.key)
+        return keys
+
+
+async def run_verb(verb: str, metrics: Metrics, work: Callable[[], Any]) -> tuple[int, bytes]:
+    """Runs one webhook: (status, body), 400 for a bad request, 500 (logged) for a bug."""
+    t0 = time.perf_counter()
+    try:
+        result = work()
+        if asyncio.iscoroutine(result):
+            result = await result
+        return 200, orjson.dumps(result)
+    except BadRequest as e:
+        log.warning("event=bad-request verb=%s error=%r", verb, str(e))
+        return 400, orjson.dumps({"Error": str(e)})
+    except Exception as e:
+        log.exception("event=extender-crashed verb=%s", verb)
+        return 500, orjson.dumps({"Error": f"internal error in Tessera's {verb}: {type(e).__name__}"})
+    finally:
+        metrics.extender.labels(verb).observe(time.perf_counter() - t0)

@@ -1,0 +1,71 @@
+"""`tessera serve`: the service on two ports until SIGTERM (extender + health on one, health and
+metrics on the other), shutting down cleanly: the lease is handed back and writes in flight end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+from fastapi import FastAPI
+
+from .app import extender_app, health_app
+from .kube import Kube
+from .service import Options, Service
+
+log = logging.getLogger("tessera.serve")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service owns SIGTERM and stops both servers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def start_http(app: FastAPI, host: str, port: int) -> tuple[_Server, asyncio.Task[None], int]:
+    """Serves `app` in the running loop; returns the server, its task and the bound port."""
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off"))
+    task = asyncio.get_running_loop().create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # raises why it could not start (port in use, ...)
+            raise RuntimeError(f"HTTP server on {host}:{port} stopped at startup")
+        await asyncio.sleep(0.01)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    return server, task, int(bound)
+
+
+async def run(options: Options, kubeconfig: str | None, host: str, port: int, metrics_port: int) -> int:
+    kube = await Kube.connect(kubeconfig)
+    service = Service(kube, options)
+    await service.start()
+    main_app = extender_app(service.extender, service.metrics, service.unsynced, service.problems)
+    main, main_task, bound = await start_http(main_app, host, port)
+    tasks = [main_task]
+    servers = [main]
+    if metrics_port != port:
+        side, side_task, side_bound = await start_http(health_app(service.metrics, service.unsynced, service.problems),
+                                                       host, metrics_port)
+        tasks.append(side_task)
+        servers.append(side)
+        log.info("event=listening what=metrics address=%s:%d", host, side_bound)
+    log.info("event=listening what=extender address=%s:%d", host, bound)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    stopper = loop.create_task(stop.wait())
+    await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    log.info("event=stopping")
+    for s in servers:
+        s.should_exit = True
+    await asyncio.gather(*tasks, return_exceptions=True)
+    stopper.cancel()
+    await service.stop()
+    await kube.close()
+    return 0

@@ -1,0 +1,116 @@
+"""One Tessera process: informers, the cluster state, the writer, the secondary scheduler, the
+extender and (optionally) leader election, wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass, field
+
+from allocator.cel import Backend
+from allocator.placement import Policy
+from topology import TopologyConfig
+
+from .extender import Extender
+from .informer import Reflector
+from .kube import Kube
+from .leader import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, LeaderElector
+from .loop import SecondaryScheduler
+from .metrics import Metrics
+from .resources import WATCHED
+from .state import ClusterState
+from .writer import Writer
+
+log = logging.getLogger("tessera.service")
+
+
+@dataclass(slots=True)
+class Options:
+    scheduler_name: str = "tessera"
+    leader_elect: bool = False
+    lease_namespace: str = "kube-system"
+    lease_name: str = "tessera"
+    identity: str = field(default_factory=lambda: f"tessera-{secrets.token_hex(4)}")
+    topology: TopologyConfig | None = None
+    policy: Policy = "best-fit"
+    backend: Backend | None = None
+    watch_timeout: int = 300
+    lease_duration: float = LEASE_DURATION
+    renew_deadline: float = RENEW_DEADLINE
+    retry_period: float = RETRY_PERIOD
+
+
+class Service:
+    def __init__(self, kube: Kube, options: Options) -> None:
+        self.kube = kube
+        self.options = options
+        self.metrics = Metrics()
+        self.state = ClusterState(options.topology, options.policy, backend=options.backend)
+        self.writer = Writer(kube, self.state, self.metrics, options.scheduler_name, options.identity)
+        self.scheduler = SecondaryScheduler(self.state, self.writer, self.metrics, options.scheduler_name)
+        self.reflectors = [Reflector(kube, r, self.state.on_event, self.metrics, watch_timeout=options.watch_timeout)
+                           for r in WATCHED]
+        self.extender = Extender(self.state, self.writer, self.metrics, kube, self.ready, self.scheduler.leading.is_set)
+        self.elector: LeaderElector | None = None
+        if options.leader_elect:
+            self.elector = LeaderElector(kube, options.lease_namespace, options.lease_name, options.identity, self.metrics,
+                                         self.scheduler.leading.set, self.scheduler.leading.clear, options.lease_duration,
+                                         options.renew_deadline, options.retry_period)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for r in self.reflectors:
+            self._tasks[f"informer/{r.resource.kind}"] = loop.create_task(r.run())
+        self._tasks["scheduler"] = loop.create_task(self._schedule())
+        log.info("event=started identity=%s scheduler_name=%s leader_elect=%s", self.options.identity,
+                 self.options.scheduler_name, self.options.leader_elect)
+
+    async def _schedule(self) -> None:
+        """Schedules only once every informer has synced: deciding on a partial view could hand
+        out devices whose claims are not loaded yet."""
+        await self.synced()
+        log.info("event=synced rebuild=%d", self.state.rebuilds)
+        if self.elector is not None:
+            self._tasks["leader"] = asyncio.get_running_loop().create_task(self.elector.run())
+        else:
+            self.scheduler.leading.set()
+        await self.scheduler.run()
+
+    async def synced(self) -> None:
+        await asyncio.gather(*(r.synced.wait() for r in self.reflectors))
+
+    def ready(self) -> bool:
+        return all(r.synced.is_set() for r in self.reflectors)
+
+    def unsynced(self) -> list[str]:
+        return [r.resource.kind for r in self.reflectors if not r.synced.is_set()]
+
+    def problems(self) -> list[str]:
+        """Core tasks that ended: the process is broken and should be restarted."""
+        out = []
+        for name, t in self._tasks.items():
+            if t.done() and not t.cancelled():
+                err = t.exception()
+                if err is not None or not name.startswith("informer/"):
+                    out.append(f"{name} stopped" + (f": {type(err).__name__}: {err}" if err else ""))
+        return out
+
+    async def stop(self) -> None:
+        if self.elector is not None:
+            # Stop campaigning first, or the elector would take the released lease right back.
+            campaign = self._tasks.pop("leader", None)
+            if campaign is not None:
+                campaign.cancel()
+                await asyncio.gather(campaign, return_exceptions=True)
+            await self.elector.release()
+        self.scheduler.leading.clear()
+        for t in self._tasks.values():
+            t.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+        await self.scheduler.drain()
+        log.info("event=stopped identity=%s", self.options.identity)

@@ -1,0 +1,122 @@
+"""`tessera serve` as a process: flags, kubeconfig, readiness, scheduling, clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+
+import aiohttp
+import orjson
+import pytest
+
+from tests.apiserver import FakeApiServer
+from tests.builders import exact, pod, template
+from tests.live import bound, eventually, gpu_cluster
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def kubeconfig(path: pathlib.Path, url: str) -> pathlib.Path:
+    path.write_text(f"""apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster:
+    server: {url}
+users:
+- name: test
+  user:
+    token: not-checked
+contexts:
+- name: test
+  context:
+    cluster: test
+    user: test
+current-context: test
+""", encoding="utf-8")
+    return path
+
+
+def tessera(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "scheduler.cli", *args], capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+def test_serve_help_explains_every_flag() -> None:
+    out = tessera("serve", "--help")
+    assert out.returncode == 0
+    for flag in ("--kubeconfig", "--scheduler-name", "--port", "--metrics-port", "--leader-elect", "--lease-namespace",
+                 "--lease-name", "--config", "--log-format"):
+        assert flag in out.stdout
+
+
+def test_serve_rejects_a_bad_config_file(tmp_path: pathlib.Path) -> None:
+    bad = tmp_path / "config.yaml"
+    bad.write_text("topology:\n  levels: 7\n", encoding="utf-8")
+    out = tessera("serve", "--config", str(bad))
+    assert out.returncode == 2 and "topology.levels" in out.stderr
+
+
+def test_serve_says_why_it_cannot_reach_the_cluster(tmp_path: pathlib.Path) -> None:
+    out = tessera("serve", "--kubeconfig", str(tmp_path / "missing"), "--port", str(free_port()),
+                  "--metrics-port", str(free_port()))
+    assert out.returncode == 1 and "missing" in out.stderr
+
+
+@pytest.mark.asyncio
+async def test_serve_schedules_against_an_api_server_and_stops_on_sigterm(tmp_path: pathlib.Path) -> None:
+    api = FakeApiServer(claim_controller=True)
+    url = await api.start()
+    for o in [*gpu_cluster(2), template("one", exact("g"))]:
+        api.create(o)
+    port, metrics_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "scheduler.cli", "serve", "--kubeconfig", str(kubeconfig(tmp_path / "kubeconfig", url)),
+        "--port", str(port), "--metrics-port", str(metrics_port), "--bind-address", "127.0.0.1", "--log-format", "json",
+        "--leader-elect", "--lease-namespace", "tessera-system", stderr=asyncio.subprocess.PIPE, env=env)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def ready() -> bool:
+                try:
+                    async with http.get(f"http://127.0.0.1:{metrics_port}/readyz") as r:
+                        return r.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            for _ in range(300):
+                if await ready():
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("tessera serve never became ready")
+            api.create(pod("p", templates={"g": "one"}))
+            await eventually(lambda: bound(api, "p"), timeout=15)
+            async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as r:
+                assert 'tessera_scheduling_attempts_total{result="scheduled"} 1.0' in await r.text()
+            async with http.post(f"http://127.0.0.1:{port}/filter", data=b"{}") as r:
+                assert r.status == 400
+        lease = api.get("Lease", "tessera", "tessera-system")
+        assert lease is not None and lease["spec"]["holderIdentity"]
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+        assert proc.stderr is not None
+        lines = [orjson.loads(line) for line in (await proc.stderr.read()).splitlines() if line.strip()]
+        assert lines and all({"ts", "level", "logger", "msg"} <= set(x) for x in lines)
+        assert any("event=bound pod=default/p" in x["msg"] for x in lines)
+        lease = api.get("Lease", "tessera", "tessera-system")
+        assert lease is not None and not lease["spec"]["holderIdentity"], "the lease is handed back on shutdown"
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await api.stop()
