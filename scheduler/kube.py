@@ -42,6 +42,11 @@ class KubeError(Exception):
     def not_found(self) -> bool:
         return self.status == 404
 
+    @property
+    def transient(self) -> bool:
+        """The server or the network hiccupped; the same request may well succeed if repeated."""
+        return self.status in (0, 429) or self.status >= 500
+
 
 def _error(status: int, raw: bytes) -> KubeError:
     try:

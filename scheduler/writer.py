@@ -37,6 +37,8 @@ log = logging.getLogger("tessera.writer")
 Obj = dict[str, Any]
 FINALIZER = "resource.kubernetes.io/delete-protection"
 MAX_CONFLICT_RETRIES = 5
+GANG_BIND_ATTEMPTS = 4
+GANG_BIND_BACKOFF = 0.05  # seconds, doubled per attempt
 MAX_NOTE = 1024
 MAX_REMEMBERED = 10_000
 
@@ -80,8 +82,10 @@ class Writer:
 
         The claims are all-or-nothing: if any pod's claims cannot be written, what was written
         for all of them is undone and every assumption forgotten (a gang never half-lands).
-        A binding that fails afterwards undoes only that pod's claims. `announce` sends the
-        Scheduled event (kube-scheduler sends its own for pods it binds through the extender)."""
+        A binding that fails afterwards undoes only that pod's claims; a gang member's binding is
+        first retried while the error looks transient, since its siblings may already be bound
+        and giving it up leaves the gang short until the member is placed again. `announce` sends
+        the Scheduled event (kube-scheduler sends its own for pods it binds through the extender)."""
         refs = {pod.key: ConsumerRef("pods", pod.name, pod.uid) for pod, _, _ in items}
         done: dict[ObjectKey, list[_Written]] = {pod.key: [] for pod, _, _ in items}
         current = items[0][0]
@@ -100,7 +104,9 @@ class Writer:
                 pod.key: why if pod is current else f"the claims of gang member {current.ref} could not be written: {why}"
                 for pod, _, _ in items}
             return failed
-        results = await asyncio.gather(*(self._bind(pod, d.node) for pod, d, _ in items), return_exceptions=True)
+        attempts = GANG_BIND_ATTEMPTS if len(items) > 1 else 1
+        results = await asyncio.gather(*(self._bind(pod, d.node, attempts) for pod, d, _ in items),
+                                       return_exceptions=True)
         out: dict[ObjectKey, str | None] = {}
         for (pod, decision, commit), res in zip(items, results, strict=True):
             if isinstance(res, BaseException):
@@ -202,11 +208,29 @@ class Writer:
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
-    async def _bind(self, pod: Pod, node: str) -> None:
+    async def _bind(self, pod: Pod, node: str, attempts: int = 1) -> None:
         body = {"apiVersion": "v1", "kind": "Binding",
                 "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
                 "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
-        await self.kube.create(PODS.path(pod.namespace, pod.name, "binding"), body)
+        for attempt in range(attempts):
+            try:
+                await self.kube.create(PODS.path(pod.namespace, pod.name, "binding"), body)
+                return
+            except KubeError as e:
+                if e.conflict and await self._bound_to(pod, node):
+                    return  # an earlier attempt landed although its answer was lost
+                if not e.transient or attempt + 1 == attempts:
+                    raise
+                self.metrics.writes.labels("binding", "retry").inc()
+                await asyncio.sleep(GANG_BIND_BACKOFF * 2 ** attempt)
+
+    async def _bound_to(self, pod: Pod, node: str) -> bool:
+        try:
+            raw = await self.kube.get(PODS.path(pod.namespace, pod.name))
+        except KubeError:
+            return False
+        meta = raw.get("metadata") or {}
+        return meta.get("uid") == pod.uid and (raw.get("spec") or {}).get("nodeName") == node
 
     async def _undo(self, done: list[_Written], ref: ConsumerRef) -> None:
         """Best effort, newest first: take back what this decision wrote and nothing else (an

@@ -274,6 +274,23 @@ async def test_a_failed_binding_undoes_the_claim_writes() -> None:
         assert_consistent(api)
 
 
+async def test_a_gang_members_failed_binding_is_retried_not_given_up() -> None:
+    """Once the claims of a gang are written its members bind one by one; a server hiccup on one
+    binding must not leave the gang short, so it is retried with the claims kept."""
+    async with live([*gpu_cluster(2, per_node=4), template("two", exact("g", count=2)), pod_group("job", 4)]) as (api, svc):
+        api.fail_next(503, count=2, method="POST", path="/binding")
+        for i in range(4):
+            api.create(pod(f"w{i}", templates={"g": "two"}, group="job"))
+        await eventually(lambda: all(bound(api, f"w{i}") for i in range(4)), what="the whole gang")
+        bindings = [r for r in api.requests if r[0] == "POST" and r[1].endswith("/binding")]
+        assert len(bindings) == 6, bindings
+        assert svc.metrics.writes.labels("binding", "retry")._value.get() == 2
+        assert svc.metrics.attempts.labels("error")._value.get() == 0, "no member may be sent back to the queue"
+        writes = [r for r in api.requests if r[0] == "PUT" and "resourceclaims" in r[1]]
+        assert len(writes) == 2 * 4, "each claim is written once (finalizer, status) and never undone"
+        assert_consistent(api)
+
+
 async def test_invalid_claims_are_reported_on_the_pod_not_crashed_on() -> None:
     bad = claim("bad", exact("g", selectors=["device.attributes['x'].y +"]))
     async with live([*gpu_cluster(1), bad, node("spare")]) as (api, svc):
