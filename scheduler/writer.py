@@ -282,7 +282,7 @@ class Writer:
     async def event(self, pod: Pod, type_: str, reason: str, action: str, note: str) -> None:
         body = {
             "apiVersion": "events.k8s.io/v1", "kind": "Event",
-            "metadata": {"name": f"{pod.name}.{secrets.token_hex(8)}", "namespace": pod.namespace},
+            "metadata": {"name": f"{pod.name[:236]}.{secrets.token_hex(8)}", "namespace": pod.namespace},  # names: <= 253
             "eventTime": micro_time(), "reportingController": f"tessera.dev/{self.scheduler_name}",
             "reportingInstance": self.identity, "action": action, "reason": reason, "type": type_,
             "regarding": {"apiVersion": "v1", "kind": "Pod", "name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
