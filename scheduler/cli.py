@@ -19,6 +19,7 @@ from allocator.placement import POLICIES
 from allocator.search import DEFAULT_BUDGET
 
 from .loader import InputError, load_config, read_documents
+from .readiness import DEFAULT_BIND_WAIT, DEFAULT_BINDING_TIMEOUT
 from .render import render_table
 from .simulate import simulate
 from .svgmap import render_map
@@ -85,6 +86,13 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                      help="Tessera config file; its topology: section sets node levels, locality attributes and tori")
     srv.add_argument("--policy", choices=POLICIES, default="best-fit",
                      help="node choice: best-fit (default) or first-fit")
+    srv.add_argument("--binding-timeout", type=float, default=DEFAULT_BINDING_TIMEOUT, metavar="SECONDS",
+                     help="how long devices with bindingConditions may take to become ready before their claim is "
+                          "deallocated and the pod decided again (default: 600, as kube-scheduler)")
+    srv.add_argument("--bind-wait", type=float, default=DEFAULT_BIND_WAIT, metavar="SECONDS",
+                     help="how long one extender /bind call waits for such devices before answering with an Error "
+                          "(the claims stay allocated for the next call); keep it under the extender's httpTimeout "
+                          "(default: 3)")
     srv.add_argument("--log-format", choices=("text", "json"), default="text",
                      help="text: key=value lines (default); json: one object per line")
     srv.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO",
@@ -145,6 +153,10 @@ def _serve(args: argparse.Namespace) -> int:
         if not 0 <= port <= 65535:
             print(f"tessera serve: {flag} must be between 0 and 65535, got {port}", file=sys.stderr)
             return EXIT_INPUT
+    if not args.binding_timeout > 0 or not 0 <= args.bind_wait < 3600:
+        print(f"tessera serve: --binding-timeout must be positive (got {args.binding_timeout}) and --bind-wait "
+              f"between 0 and 3600 seconds (got {args.bind_wait})", file=sys.stderr)
+        return EXIT_INPUT
     try:
         topology = load_config(args.config) if args.config else None
     except InputError as e:
@@ -154,7 +166,8 @@ def _serve(args: argparse.Namespace) -> int:
     identity = args.identity or f"{os.environ.get('POD_NAME') or socket.gethostname()}_{secrets.token_hex(4)}"
     options = Options(scheduler_name=args.scheduler_name, leader_elect=args.leader_elect,
                       lease_namespace=_lease_namespace(args.lease_namespace), lease_name=args.lease_name,
-                      identity=identity, topology=topology, policy=args.policy)
+                      identity=identity, topology=topology, policy=args.policy,
+                      binding_timeout=args.binding_timeout, bind_wait=args.bind_wait)
     try:
         return asyncio.run(run(options, args.kubeconfig, args.bind_address, args.port, args.metrics_port))
     except KeyboardInterrupt:  # pragma: no cover

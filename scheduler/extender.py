@@ -34,6 +34,7 @@ from allocator.placement import Commit, Placed, Unschedulable
 
 from .kube import Kube, KubeError
 from .metrics import Metrics
+from .readiness import DEFAULT_BIND_WAIT
 from .resources import PODS
 from .state import ClusterState
 from .writer import Writer
@@ -112,6 +113,7 @@ class Extender:
     kube: Kube
     ready: Callable[[], bool]
     leading: Callable[[], bool]
+    bind_wait: float = DEFAULT_BIND_WAIT  # for devices' binding conditions, inside kube-scheduler's httpTimeout
     _binding: set[ObjectKey] = field(default_factory=set)
 
     # --- filter ----------------------------------------------------------------------------
@@ -184,7 +186,7 @@ class Extender:
                     return f"cannot bind pod {ref} to node {node}: {d.reason}"
                 decision, commit = d, session.commit(pod, d)
             self.state.assume(pod, decision, commit)
-            result = await self.writer.place([(pod, decision, commit)], announce=False)
+            result = await self.writer.place([(pod, decision, commit)], announce=False, wait=self.bind_wait)
             why = result.get(pod.key)
             if why is None:
                 log.info("event=bound pod=%s node=%s via=extender", ref, node)

@@ -36,6 +36,14 @@ MAX_WRITES_IN_FLIGHT = 64
 YIELD_EVERY = 8  # decisions between yields to the event loop (informer events and writes run meanwhile)
 
 
+def _membership_changed(obj: Obj, old: Obj | None) -> bool:
+    if old is None:
+        return True
+    def facts(o: Obj) -> tuple[Any, Any]:
+        return ((o.get("metadata") or {}).get("labels"), (o.get("spec") or {}).get("schedulingGates"))
+    return facts(obj) != facts(old)
+
+
 def _key(obj: Obj) -> ObjectKey:
     meta = obj.get("metadata") or {}
     return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
@@ -115,8 +123,10 @@ class SecondaryScheduler:
         self._track(pod)
         if pod.finished and not (old and (old.get("status") or {}).get("phase") in ("Succeeded", "Failed")):
             self.queue.cluster_changed()
-        if pod.group is not None and (old is None or pod.node_name is None):
-            self._wake_group((pod.namespace, pod.group))  # a new or changed member may complete its gang
+        if pod.group is not None and pod.node_name is None and _membership_changed(obj, old):
+            # A new member, or one whose gates or labels changed, may complete its gang. Not a
+            # status change: our own "not scheduled" report must not cut the gang's backoff short.
+            self._wake_group((pod.namespace, pod.group))
 
     def _on_claim(self, event: str, obj: Obj, old: Obj | None) -> None:
         if event == "ADDED":
@@ -278,6 +288,8 @@ class SecondaryScheduler:
         written = None
         try:
             while (want := self._reported.get(pod.key)) is not None and want != written:
+                if self.state.is_assumed(pod.key):
+                    break  # being bound right now: a late "not scheduled" must not land after the binding
                 await self.writer.unschedulable(pod, want)
                 written = want
         finally:
@@ -307,6 +319,7 @@ class SecondaryScheduler:
                 self.metrics.attempts.labels("error").inc()
                 wait = self.queue.failed(pod.key)
                 log.warning("event=write-failed pod=%s node=%s backoff=%.0f error=%r", pod.ref, d.node, wait, why)
+                self._report(pod, why)
                 self.queue.cluster_changed()  # the cache may have been behind: try again once the backoff ends
         self._kick.set()
 

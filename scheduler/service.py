@@ -18,6 +18,7 @@ from .kube import Kube
 from .leader import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, LeaderElector
 from .loop import SecondaryScheduler
 from .metrics import Metrics
+from .readiness import DEFAULT_BIND_WAIT, DEFAULT_BINDING_TIMEOUT
 from .resources import WATCHED
 from .state import ClusterState
 from .writer import Writer
@@ -39,6 +40,9 @@ class Options:
     lease_duration: float = LEASE_DURATION
     renew_deadline: float = RENEW_DEADLINE
     retry_period: float = RETRY_PERIOD
+    binding_timeout: float = DEFAULT_BINDING_TIMEOUT
+    bind_wait: float = DEFAULT_BIND_WAIT
+    binding_poll: float = 0.25
 
 
 class Service:
@@ -47,11 +51,13 @@ class Service:
         self.options = options
         self.metrics = Metrics()
         self.state = ClusterState(options.topology, options.policy, backend=options.backend)
-        self.writer = Writer(kube, self.state, self.metrics, options.scheduler_name, options.identity)
+        self.writer = Writer(kube, self.state, self.metrics, options.scheduler_name, options.identity,
+                             options.binding_timeout, options.binding_poll)
         self.scheduler = SecondaryScheduler(self.state, self.writer, self.metrics, options.scheduler_name)
         self.reflectors = [Reflector(kube, r, self.state.on_event, self.metrics, watch_timeout=options.watch_timeout)
                            for r in WATCHED]
-        self.extender = Extender(self.state, self.writer, self.metrics, kube, self.ready, self.scheduler.leading.is_set)
+        self.extender = Extender(self.state, self.writer, self.metrics, kube, self.ready, self.scheduler.leading.is_set,
+                                 options.bind_wait)
         self.elector: LeaderElector | None = None
         if options.leader_elect:
             self.elector = LeaderElector(kube, options.lease_namespace, options.lease_name, options.identity, self.metrics,
@@ -112,5 +118,6 @@ class Service:
             t.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
+        self.writer.halted = True
         await self.scheduler.drain()
         log.info("event=stopped identity=%s", self.options.identity)

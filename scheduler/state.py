@@ -318,6 +318,10 @@ class ClusterState:
                 self._session.remove_claim(key)
         self._unassume_pod(pod.key)
 
+    def unassume_pod(self, key: ObjectKey) -> None:
+        """The pod was not bound although its claims were written (they stay assumed until seen)."""
+        self._unassume_pod(key)
+
     def _unassume_pod(self, key: ObjectKey) -> None:
         hit = self.assumed_pods.pop(key, None)
         if hit is None:

@@ -30,6 +30,7 @@ from allocator.results import allocation_to_json
 from .informer import rv_int
 from .kube import Kube, KubeError
 from .metrics import Metrics
+from .readiness import DEFAULT_BINDING_TIMEOUT, READY, Readiness, needs_binding_conditions, readiness
 from .resources import EVENTS, PODS, RESOURCE_CLAIMS
 from .state import ClusterState
 
@@ -70,6 +71,9 @@ class Writer:
     metrics: Metrics
     scheduler_name: str = "tessera"
     identity: str = field(default_factory=lambda: f"tessera-{secrets.token_hex(4)}")
+    binding_timeout: float = DEFAULT_BINDING_TIMEOUT
+    binding_poll: float = 0.25  # seconds between looks at the cached claims while devices get ready
+    halted: bool = False  # shutting down: stop waiting for devices (the claims stay for the next leader)
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     _locks: dict[ObjectKey, asyncio.Lock] = field(default_factory=dict)
@@ -77,7 +81,8 @@ class Writer:
 
     # --- placing ---------------------------------------------------------------------------
 
-    async def place(self, items: Sequence[tuple[Pod, Placed, Commit]], announce: bool = True) -> dict[ObjectKey, str | None]:
+    async def place(self, items: Sequence[tuple[Pod, Placed, Commit]], announce: bool = True,
+                    wait: float | None = None) -> dict[ObjectKey, str | None]:
         """Writes the claims of every pod, then binds each; per pod, None on success or why not.
 
         The claims are all-or-nothing: if any pod's claims cannot be written, what was written
@@ -85,7 +90,13 @@ class Writer:
         A binding that fails afterwards undoes only that pod's claims; a gang member's binding is
         first retried while the error looks transient, since its siblings may already be bound
         and giving it up leaves the gang short until the member is placed again. `announce` sends
-        the Scheduled event (kube-scheduler sends its own for pods it binds through the extender)."""
+        the Scheduled event (kube-scheduler sends its own for pods it binds through the extender).
+
+        Devices with binding conditions must be ready before any pod binds (a gang binds only
+        when all of its devices are): a failure condition or the binding timeout deallocates and
+        fails every pod. `wait` bounds how long this call waits for them (the extender must answer
+        within kube-scheduler's timeout): when it runs out the claims stay written and reserved,
+        and the next attempt for the pod picks them up and waits again."""
         refs = {pod.key: ConsumerRef("pods", pod.name, pod.uid) for pod, _, _ in items}
         done: dict[ObjectKey, list[_Written]] = {pod.key: [] for pod, _, _ in items}
         current = items[0][0]
@@ -104,6 +115,19 @@ class Writer:
                 pod.key: why if pod is current else f"the claims of gang member {current.ref} could not be written: {why}"
                 for pod, _, _ in items}
             return failed
+        ready = await self._await_devices(items, done, wait)
+        if ready.state == "failed":
+            for pod, _, commit in items:
+                self.state.forget(pod, commit)
+            for pod, _, _ in reversed(items):
+                await self._undo(done[pod.key], refs[pod.key])
+            self.metrics.writes.labels("binding", "not-ready").inc()
+            log.info("event=binding-conditions-failed pods=%s why=%r", ",".join(p.ref for p, _, _ in items), ready.why)
+            return {pod.key: ready.why for pod, _, _ in items}
+        if ready.state == "pending":
+            for pod, _, _ in items:
+                self.state.unassume_pod(pod.key)
+            return {pod.key: f"{ready.why}; the claims stay allocated for the next attempt" for pod, _, _ in items}
         attempts = GANG_BIND_ATTEMPTS if len(items) > 1 else 1
         results = await asyncio.gather(*(self._bind(pod, d.node, attempts) for pod, d, _ in items),
                                        return_exceptions=True)
@@ -123,6 +147,37 @@ class Writer:
                 self.spawn(self.event(pod, "Normal", "Scheduled", "Binding",
                                       f"Successfully assigned {pod.ref} to {decision.node}"))
         return out
+
+    async def _await_devices(self, items: Sequence[tuple[Pod, Placed, Commit]], done: dict[ObjectKey, list[_Written]],
+                             wait: float | None) -> Readiness:
+        """Until every claim's devices meet their binding conditions, one of them fails, or `wait` runs out."""
+        claims = [(pod, w) for pod, _, _ in items for w in done[pod.key]]
+        if not any(needs_binding_conditions(((self._raw(w.key) or {}).get("status") or {}).get("allocation"))
+                   for _, w in claims):
+            return READY
+        loop = asyncio.get_running_loop()
+        give_up = None if wait is None else loop.time() + wait
+        started = datetime.now(UTC)
+        while True:
+            now = datetime.now(UTC)
+            pending: Readiness | None = None
+            for pod, w in claims:
+                seen = self.state.pods.get(pod.key)
+                if seen is None or seen[0].uid != pod.uid:
+                    return Readiness("failed", f"pod {pod.ref} was deleted while its devices got ready")
+                r = readiness(self._raw(w.key) or {}, now, self.binding_timeout, started)
+                if r.state == "failed":
+                    # Deallocate even an allocation an earlier attempt wrote: it is this pod's, and it failed.
+                    w.wrote_allocation = ((self._raw(w.key) or {}).get("status") or {}).get("allocation")
+                    w.added_finalizer = True
+                    return r
+                if r.state == "pending" and pending is None:
+                    pending = r
+            if pending is None:
+                return READY
+            if self.halted or (give_up is not None and loop.time() >= give_up):
+                return pending
+            await asyncio.sleep(self.binding_poll if give_up is None else min(self.binding_poll, max(0.0, give_up - loop.time())))
 
     async def _write_claims(self, decision: Placed, commit: Commit, ref: ConsumerRef, done: list[_Written]) -> None:
         session = self.state.session()
@@ -175,8 +230,10 @@ class Writer:
                         w.added_finalizer = True
                         self.metrics.writes.labels("claim-finalizer", "ok").inc()
                     assert desired.allocation is not None
-                    status = {**(raw.get("status") or {}), "allocation": allocation_to_json(desired.allocation),
-                              "reservedFor": _reserved(raw, ref)}
+                    allocation = allocation_to_json(desired.allocation)
+                    if needs_binding_conditions(allocation):
+                        allocation["allocationTimestamp"] = rfc3339()  # starts the binding timeout
+                    status = {**(raw.get("status") or {}), "allocation": allocation, "reservedFor": _reserved(raw, ref)}
                 else:
                     if not (raw.get("status") or {}).get("allocation"):
                         raise DecisionLost(f"claim {key[0]}/{key[1]} is no longer allocated")
@@ -246,8 +303,8 @@ class Writer:
                     if len(reserved) != len(before.get("reservedFor") or []):
                         status["reservedFor"] = reserved
                     if w.wrote_allocation is not None and not reserved and before.get("allocation") == w.wrote_allocation:
-                        status.pop("allocation", None)
-                        status.pop("reservedFor", None)
+                        for k in ("allocation", "reservedFor", "devices"):  # devices: driver reports on it
+                            status.pop(k, None)
                     if status != before:
                         raw = await self.kube.replace(path + "/status", {**raw, "status": status})
                         self.metrics.writes.labels("claim-undo", "ok").inc()

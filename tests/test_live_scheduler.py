@@ -183,7 +183,7 @@ async def test_a_gang_waits_for_min_member_then_lands_in_one_domain() -> None:
 
 
 async def test_a_gang_that_cannot_fit_places_nothing_and_every_member_says_why() -> None:
-    async with live([*gpu_cluster(3, per_node=4), template("four", exact("g", count=4)), pod_group("job", 4)]) as (api, _svc):
+    async with live([*gpu_cluster(3, per_node=4), template("four", exact("g", count=4)), pod_group("job", 4)]) as (api, svc):
         for i in range(4):
             api.create(pod(f"w{i}", templates={"g": "four"}, group="job"))
         conds = await eventually(lambda: [c for i in range(4) if (c := condition(api, f"w{i}"))] if all(
@@ -192,6 +192,9 @@ async def test_a_gang_that_cannot_fit_places_nothing_and_every_member_says_why()
             assert "gang default/job" in cond["message"], cond["message"]
         assert not any(bound(api, f"w{i}") for i in range(4))
         assert all_devices(api) == [], "a refused gang must hold no devices"
+        await asyncio.sleep(0.5)
+        # Our own reports change the members; that must not cut the gang's 1 s backoff short.
+        assert svc.metrics.gangs.labels("refused")._value.get() == 1
 
 
 async def test_a_conflict_on_a_claim_write_is_retried_without_double_allocation() -> None:

@@ -55,8 +55,14 @@ def test_serve_help_explains_every_flag() -> None:
     out = tessera("serve", "--help")
     assert out.returncode == 0
     for flag in ("--kubeconfig", "--scheduler-name", "--port", "--metrics-port", "--leader-elect", "--lease-namespace",
-                 "--lease-name", "--config", "--log-format"):
+                 "--lease-name", "--config", "--log-format", "--binding-timeout", "--bind-wait"):
         assert flag in out.stdout
+
+
+@pytest.mark.parametrize("flags", [("--binding-timeout", "0"), ("--bind-wait", "-1")])
+def test_serve_rejects_bad_waits(flags: tuple[str, str]) -> None:
+    out = tessera("serve", *flags)
+    assert out.returncode == 2 and flags[0] in out.stderr, out.stderr
 
 
 def test_serve_rejects_a_bad_config_file(tmp_path: pathlib.Path) -> None:
