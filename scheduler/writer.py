@@ -343,7 +343,7 @@ class Writer:
             "eventTime": micro_time(), "reportingController": f"tessera.dev/{self.scheduler_name}",
             "reportingInstance": self.identity, "action": action, "reason": reason, "type": type_,
             "regarding": {"apiVersion": "v1", "kind": "Pod", "name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
-            "note": note if len(note) <= MAX_NOTE else note[: MAX_NOTE - 3] + "...",
+            "note": _clip(note, MAX_NOTE),
         }
         try:
             await self.kube.create(EVENTS.path(pod.namespace), body)
@@ -351,6 +351,14 @@ class Writer:
         except KubeError as e:
             self.metrics.writes.labels("event", "error").inc()
             log.debug("event=event-failed pod=%s error=%r", pod.ref, e.message)
+
+
+def _clip(text: str, limit: int) -> str:
+    """At most `limit` bytes of UTF-8 (the API server counts bytes), cut on a character boundary."""
+    raw = text.encode()
+    if len(raw) <= limit:
+        return text
+    return raw[: limit - 3].decode(errors="ignore") + "..."
 
 
 def _message(e: Exception) -> str:

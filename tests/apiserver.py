@@ -94,6 +94,21 @@ class Watcher:
     queue: asyncio.Queue[tuple[str, Obj] | None] = field(default_factory=asyncio.Queue)
 
 
+def _event_problem(ev: Obj) -> str | None:
+    """The events.k8s.io/v1 rules a real API server enforces on new events."""
+    for f in ("eventTime", "reportingController", "reportingInstance", "action", "reason", "regarding"):
+        if not ev.get(f):
+            return f"{f}: Required value"
+    if ev.get("type") not in ("Normal", "Warning"):
+        return f"type: Unsupported value: {ev.get('type')!r}"
+    for f, limit in (("reportingController", 128), ("reportingInstance", 128), ("action", 128), ("reason", 128)):
+        if len(ev[f]) > limit:
+            return f"{f}: Too long: may not be more than {limit} bytes"
+    if len(str(ev.get("note") or "").encode()) > 1024:
+        return "note: Too long: may not be more than 1024 bytes"
+    return None
+
+
 class FakeApiServer:
     def __init__(self, history: int = 10_000, bookmark_interval: float = 0.5, claim_controller: bool = False,
                  hidden: tuple[str, ...] = ()) -> None:
@@ -210,6 +225,12 @@ class FakeApiServer:
             meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
         if r.namespaced:
             meta["namespace"] = ns
+        if len(meta["name"]) > 253:
+            return status(422, "Invalid", "metadata.name: Invalid value: must be no more than 253 characters")
+        if r.plural == "events" and r.api_version == "events.k8s.io/v1":
+            problem = _event_problem(obj)
+            if problem:
+                return status(422, "Invalid", f'Event "{meta["name"]}" is invalid: {problem}')
         key = (r.plural, ns, meta["name"])
         if key in self.objects:
             return status(409, "AlreadyExists", f'{r.plural} "{meta["name"]}" already exists')

@@ -306,3 +306,20 @@ async def test_invalid_claims_are_reported_on_the_pod_not_crashed_on() -> None:
         api.create(claim("missing", exact("g")))
         await eventually(lambda: bound(api, "q"), timeout=15, what="q once its claim exists")
         assert bound(api, "p") is None and svc.problems() == []
+
+
+async def test_events_fit_the_api_servers_limits() -> None:
+    """Event names stay within 253 characters and notes within 1024 bytes of UTF-8, whatever the
+    pod's name and the reason; the test API server refuses events a real one would refuse."""
+    long_name = "p" * 250
+    async with live([*gpu_cluster(1)]) as (api, svc):
+        api.create(pod(long_name))
+        await eventually(lambda: ("default", long_name) in svc.state.pods, what="the pod in the cache")
+        p = svc.state.pods[("default", long_name)][0]
+        await svc.writer.event(p, "Warning", "FailedScheduling", "Scheduling", "GPU überbucht; " * 200)
+        got = events(api, long_name, "FailedScheduling")
+        assert len(got) == 1, "the event was refused"
+        assert len(got[0]["metadata"]["name"]) <= 253
+        note = got[0]["note"]
+        assert len(note.encode()) <= 1024 and note.endswith("...") and note.startswith("GPU überbucht; ")
+        assert svc.metrics.writes.labels("event", "error")._value.get() == 0
