@@ -109,6 +109,43 @@ def _event_problem(ev: Obj) -> str | None:
     return None
 
 
+def _claim_problem(old: Obj | None, new: Obj) -> str | None:
+    """The ResourceClaim update rules of a real API server that a scheduler's writes can break."""
+    spec, st = new.get("spec") or {}, new.get("status") or {}
+    if old is not None and (old.get("spec") or {}) != spec:
+        return "spec: Invalid value: field is immutable"
+    allocation = st.get("allocation")
+    reserved = st.get("reservedFor") or []
+    if reserved and not allocation:
+        return "status.reservedFor: Forbidden: may not be specified when `allocated` is not set"
+    if len(reserved) > 256:
+        return f"status.reservedFor: Too many: {len(reserved)}: must have at most 256 items"
+    uids = [r.get("uid") for r in reserved]
+    if len(set(uids)) != len(uids) or not all(r.get("resource") and r.get("name") and r.get("uid") for r in reserved):
+        return "status.reservedFor: Invalid value: entries need resource, name and a unique uid"
+    before = ((old or {}).get("status") or {}).get("allocation")
+    if before and allocation and before != allocation:
+        return "status.allocation: Invalid value: field is immutable"
+    results = ((allocation or {}).get("devices") or {}).get("results") or []
+    if len(results) > 32:
+        return f"status.allocation.devices.results: Too many: {len(results)}: must have at most 32 items"
+    names = set()
+    for req in (spec.get("devices") or {}).get("requests") or []:
+        names.add(req.get("name"))
+        names.update(f"{req.get('name')}/{s.get('name')}" for s in req.get("firstAvailable") or [])
+    for i, res in enumerate(results):
+        if res.get("request") not in names:
+            return (f"status.allocation.devices.results[{i}].request: Invalid value: {res.get('request')!r}: must be "
+                    "the name of a request in the claim or of a request and a subrequest separated by '/'")
+        if not (res.get("driver") and res.get("pool") and res.get("device")):
+            return f"status.allocation.devices.results[{i}]: Required value: driver, pool and device"
+    allocated = {(r["driver"], r["pool"], r["device"], r.get("shareID") or "") for r in results}
+    for i, d in enumerate(st.get("devices") or []):
+        if (d.get("driver"), d.get("pool"), d.get("device"), d.get("shareID") or "") not in allocated:
+            return f"status.devices[{i}]: Invalid value: must be an allocated device in the claim"
+    return None
+
+
 class FakeApiServer:
     def __init__(self, history: int = 10_000, bookmark_interval: float = 0.5, claim_controller: bool = False,
                  hidden: tuple[str, ...] = ()) -> None:
@@ -423,6 +460,10 @@ class FakeApiServer:
         return self._commit(r, key, new)
 
     def _commit(self, r: Resource, key: tuple[str, str, str], new: Obj) -> web.Response:
+        if r.plural == "resourceclaims":
+            problem = _claim_problem(self.objects.get(key), new)
+            if problem:
+                return status(422, "Invalid", f'ResourceClaim.resource.k8s.io "{key[2]}" is invalid: {problem}')
         meta = new["metadata"]
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             del self.objects[key]

@@ -74,6 +74,7 @@ def claim_of(api: FakeApiServer, pod_name: str, pod_claim: str, namespace: str =
     return None
 
 
-def devices_of(claim: Obj) -> list[tuple[str, str, str]]:
+def devices_of(claim: Obj, dedicated: bool = False) -> list[tuple[str, str, str]]:
+    """The claim's allocated devices; `dedicated`: only those not shared (no shareID)."""
     results = (((claim.get("status") or {}).get("allocation") or {}).get("devices") or {}).get("results") or []
-    return [(r["driver"], r["pool"], r["device"]) for r in results]
+    return [(r["driver"], r["pool"], r["device"]) for r in results if not (dedicated and r.get("shareID"))]

@@ -10,7 +10,7 @@ import pytest
 from scheduler.service import Options
 from scheduler.writer import FINALIZER
 from tests.apiserver import FakeApiServer
-from tests.builders import GPU, allocated, claim, exact, node, pod, pod_group, template
+from tests.builders import GPU, allocated, claim, dclass, device, exact, first, node, pod, pod_group, rslice, sub, template
 from tests.live import bound, claim_of, devices_of, eventually, gpu_cluster, live
 from topology import TopologyConfig
 from topology.config import HOSTNAME
@@ -29,7 +29,8 @@ def events(api: FakeApiServer, name: str, reason: str | None = None) -> list[Obj
 
 
 def all_devices(api: FakeApiServer) -> list[tuple[str, str, str]]:
-    return [d for c in api.all("ResourceClaim") for d in devices_of(c)]
+    """Every dedicated device allocated (a device with allowMultipleAllocations may appear often)."""
+    return [d for c in api.all("ResourceClaim") for d in devices_of(c, dedicated=True)]
 
 
 def assert_consistent(api: FakeApiServer) -> None:
@@ -323,3 +324,28 @@ async def test_events_fit_the_api_servers_limits() -> None:
         note = got[0]["note"]
         assert len(note.encode()) <= 1024 and note.endswith("...") and note.startswith("GPU überbucht; ")
         assert svc.metrics.writes.labels("event", "error")._value.get() == 0
+
+
+async def test_subrequests_and_shared_devices_are_written_as_the_api_server_accepts() -> None:
+    """The test API server checks claim writes as a real one does (result request names, the
+    allocation's immutability, reservations only with an allocation); these claims use the
+    features whose results carry the most fields."""
+    shared = device("nic-0", {"model": "CX7"}, {"bandwidth": "400"}, allowMultipleAllocations=True)
+    objs = [dclass("gpu", f"device.driver == '{GPU}'"), node("n0"),
+            rslice("n0-devs", [device("gpu-0", {"model": "H100"}), shared], node="n0")]
+    wanted = claim("fallback", first("g", sub("b200", selectors=["device.attributes['gpu.example.com'].model == 'B200'"]),
+                                     sub("h100", selectors=["device.attributes['gpu.example.com'].model == 'H100'"])))
+    net = [claim(f"net{i}", exact("n", selectors=["device.attributes['gpu.example.com'].model == 'CX7'"],
+                                  capacity={"requests": {"bandwidth": "100"}})) for i in range(2)]
+    async with live([*objs, wanted, *net]) as (api, _svc):
+        api.create(pod("a", {"g": "fallback"}))
+        for i in range(2):
+            api.create(pod(f"n{i}", {"n": f"net{i}"}))
+        await eventually(lambda: all(bound(api, p) for p in ("a", "n0", "n1")), what="three pods bound")
+        c = api.get("ResourceClaim", "fallback", "default")
+        assert c is not None and c["status"]["allocation"]["devices"]["results"][0]["request"] == "g/h100"
+        results = [(api.get("ResourceClaim", f"net{i}", "default") or {})["status"]["allocation"]["devices"]["results"][0]
+                   for i in range(2)]
+        assert {r["device"] for r in results} == {"nic-0"} and results[0]["shareID"] != results[1]["shareID"]
+        assert all(r["consumedCapacity"] == {"bandwidth": "100"} for r in results)
+        assert_consistent(api)
