@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from scheduler.readiness import readiness
-from scheduler.service import Options
+from scheduler.service import Options, Service
 from scheduler.writer import FINALIZER
 from tests.apiserver import FakeApiServer
 from tests.builders import GPU, claim, dclass, device, exact, node, pod, pod_group, rslice, template
@@ -140,6 +140,21 @@ def scheduled_message(api: FakeApiServer, name: str) -> str:
                  if c["type"] == "PodScheduled" and c["status"] == "False"), "")
 
 
+async def start_gang(api: FakeApiServer) -> list[str]:
+    """Two members asking for two attachable GPUs each; the names of their claims once allocated."""
+    for i in range(2):
+        api.create(pod(f"w{i}", templates={"g": "two"}, group="job"))
+    names: list[str] = await eventually(lambda: allocated_claims(api, ["w0", "w1"]), what="both allocations")
+    return names
+
+
+async def extender_pod(api: FakeApiServer, svc: Service) -> bytes:
+    """A default-scheduler pod using claim c, known to Tessera; the ExtenderBindingArgs for node n0."""
+    p = api.create(pod("p", {"g": "c"}, schedulerName="default-scheduler"))
+    await eventually(lambda: ("default", "p") in svc.state.pods, what="the pod in the cache")
+    return orjson.dumps({"PodName": "p", "PodNamespace": "default", "PodUID": p["metadata"]["uid"], "Node": "n0"})
+
+
 live_test = pytest.mark.asyncio
 FAST = Options(watch_timeout=30, binding_poll=0.02)
 
@@ -197,9 +212,7 @@ async def test_devices_that_never_attach_time_out() -> None:
 @live_test
 async def test_a_gang_binds_only_when_every_members_devices_are_ready() -> None:
     async with live([*attachable(2, per_node=2), template("two", exact("g", count=2)), pod_group("job", 2)], FAST) as (api, _svc):
-        for i in range(2):
-            api.create(pod(f"w{i}", templates={"g": "two"}, group="job"))
-        names = await eventually(lambda: allocated_claims(api, ["w0", "w1"]), what="both allocations")
+        names = await start_gang(api)
         report(api, names[0], Attached="True")
         await asyncio.sleep(0.3)
         assert bound(api, "w0") is None and bound(api, "w1") is None, "a gang member bound before the whole gang was ready"
@@ -212,9 +225,7 @@ async def test_a_gang_binds_only_when_every_members_devices_are_ready() -> None:
 @live_test
 async def test_a_gang_member_that_fails_to_attach_takes_the_whole_gang_back() -> None:
     async with live([*attachable(2, per_node=2), template("two", exact("g", count=2)), pod_group("job", 2)], FAST) as (api, _svc):
-        for i in range(2):
-            api.create(pod(f"w{i}", templates={"g": "two"}, group="job"))
-        names = await eventually(lambda: allocated_claims(api, ["w0", "w1"]), what="both allocations")
+        names = await start_gang(api)
         report(api, names[0], Attached="True")
         report(api, names[1], AttachFailed="True")
         await eventually(lambda: scheduled_message(api, "w0") and scheduled_message(api, "w1"), what="both reasons")
@@ -227,9 +238,7 @@ async def test_a_gang_member_that_fails_to_attach_takes_the_whole_gang_back() ->
 async def test_extender_bind_answers_in_time_and_finishes_on_the_next_call() -> None:
     opts = Options(watch_timeout=30, binding_poll=0.02, bind_wait=0.2)
     async with live([*attachable(), claim("c", exact("g"))], opts) as (api, svc):
-        p = api.create(pod("p", {"g": "c"}, schedulerName="default-scheduler"))
-        await eventually(lambda: ("default", "p") in svc.state.pods, what="the pod in the cache")
-        args = orjson.dumps({"PodName": "p", "PodNamespace": "default", "PodUID": p["metadata"]["uid"], "Node": "n0"})
+        args = await extender_pod(api, svc)
         out = await svc.extender.bind(args)
         assert "waiting for binding conditions Attached on gpu.example.com/n0/gpu-" in out["Error"], out
         assert "claims stay allocated" in out["Error"]
@@ -247,9 +256,7 @@ async def test_extender_bind_answers_in_time_and_finishes_on_the_next_call() -> 
 async def test_extender_bind_releases_a_failed_device() -> None:
     opts = Options(watch_timeout=30, binding_poll=0.02, bind_wait=0.2)
     async with live([*attachable(), claim("c", exact("g"))], opts) as (api, svc):
-        p = api.create(pod("p", {"g": "c"}, schedulerName="default-scheduler"))
-        await eventually(lambda: ("default", "p") in svc.state.pods, what="the pod in the cache")
-        args = orjson.dumps({"PodName": "p", "PodNamespace": "default", "PodUID": p["metadata"]["uid"], "Node": "n0"})
+        args = await extender_pod(api, svc)
         assert "waiting for binding conditions" in (await svc.extender.bind(args))["Error"]
         report(api, "c", AttachFailed="True")
         await eventually(lambda: (svc.state.raw_claim(("default", "c")) or {}).get("status", {}).get("devices"),
