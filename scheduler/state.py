@@ -46,6 +46,8 @@ Obj = dict[str, Any]
 Listener = Callable[[str, str, Obj, Obj | None], None]  # (kind, event, object, previous)
 
 
+NATIVE_RESOURCES = frozenset({"cpu", "memory", "ephemeral-storage", "pods"})
+
 @dataclass(slots=True)
 class Assumed:
     claim: Claim
@@ -108,19 +110,40 @@ class ClusterState:
         return hit[1] if hit is not None else None
 
     def node_check(self, pod: Pod, node: Node) -> str | None:
-        """CPU, memory and pod count against the node's allocatable, as kube-scheduler checks them."""
+        """Every resource the pod requests, and the pod count, against the node's allocatable minus
+        bound and assumed pods, as kube-scheduler's NodeResourcesFit checks them. A node that
+        reports no allocatable at all is not checked; one that reports some but not an extended
+        resource (a device plugin's `nvidia.com/gpu`, hugepages) has none of it."""
         alloc = node.allocatable
         if not alloc:
             return None
         bound, assumed = self._bound.get(node.name, {}), self._assumed_usage.get(node.name, {})
-        for res in ("cpu", "memory"):
-            want = pod.requests.get(res, Fraction(0))
+        for res, want in sorted(pod.requests.items()):
+            if not want:
+                continue
             cap = alloc.get(res)
-            if want and cap is not None and bound.get(res, Fraction(0)) + assumed.get(res, Fraction(0)) + want > cap:
+            if cap is None:
+                if res in NATIVE_RESOURCES:
+                    continue  # not reported: assume enough, as for a node without allocatable
+                mapped = self._dra_backed(res)
+                if mapped is not None:
+                    return (f"node(s) had no {res}: DeviceClass {mapped} offers it through DRA (extendedResourceName), "
+                            "which Tessera does not allocate; ask for the device with a ResourceClaim instead")
+                return f"node(s) had no {res}"
+            if bound.get(res, Fraction(0)) + assumed.get(res, Fraction(0)) + want > cap:
                 return f"node(s) had insufficient {res}"
         cap = alloc.get("pods")
         if cap is not None and bound.get("pods", Fraction(0)) + assumed.get("pods", Fraction(0)) + 1 > cap:
             return "node(s) had too many pods"
+        return None
+
+    def _dra_backed(self, resource: str) -> str | None:
+        """The DeviceClass that maps `resource` to DRA devices (DRAExtendedResource), if any."""
+        prefix = "deviceclass.resource.kubernetes.io/"
+        implicit = resource[len(prefix):] if resource.startswith(prefix) else None
+        for name in sorted(self.classes):
+            if name == implicit or self.classes[name].extended_resource_name == resource:
+                return name
         return None
 
     # --- informer events -------------------------------------------------------------------

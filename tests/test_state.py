@@ -126,6 +126,31 @@ def test_node_fit_counts_bound_pods_and_frees_finished_ones() -> None:
     assert s.node_check(hungry, s.nodes["n0"]) == "node(s) had insufficient memory"
 
 
+def asking(name: str, requests: dict[str, str], rv: int) -> Pod:
+    return parse_pod(stamp(pod(name, containers=[{"name": "c", "resources": {"requests": requests}}]), rv))
+
+
+def test_extended_resources_fit_against_what_the_node_advertises() -> None:
+    objs = cluster(1, nodes=2)
+    objs[1]["status"]["allocatable"]["nvidia.com/gpu"] = "2"  # n0 runs the device plugin, n1 does not
+    mapped = dclass("gpu-er", f"device.driver == '{GPU}'")
+    mapped["spec"]["extendedResourceName"] = "example.com/gpu"
+    s = loaded(*objs, mapped)
+    two, three = asking("two", {"nvidia.com/gpu": "2"}, 40), asking("three", {"nvidia.com/gpu": "3"}, 41)
+    assert s.node_check(two, s.nodes["n0"]) is None
+    assert s.node_check(three, s.nodes["n0"]) == "node(s) had insufficient nvidia.com/gpu"
+    assert s.node_check(two, s.nodes["n1"]) == "node(s) had no nvidia.com/gpu"
+    s.on_event("Pod", "ADDED", stamp(pod("user", containers=[{"name": "c", "resources": {"requests": {"nvidia.com/gpu": "1"}}}],
+                                         nodeName="n0"), 42), None)
+    assert s.node_check(two, s.nodes["n0"]) == "node(s) had insufficient nvidia.com/gpu"
+    # Extended resources that a DeviceClass maps to DRA devices are refused with the reason.
+    for res, cls in (("example.com/gpu", "gpu-er"), ("deviceclass.resource.kubernetes.io/gpu", "gpu")):
+        why = s.node_check(asking("er", {res: "1"}, 43), s.nodes["n1"])
+        assert why is not None and f"no {res}: DeviceClass {cls} offers it through DRA" in why, why
+    # Native resources a node does not report are not held against it.
+    assert s.node_check(asking("eph", {"ephemeral-storage": "1Gi"}, 44), s.nodes["n1"]) is None
+
+
 def test_slices_rebuild_the_cluster_but_claims_update_in_place() -> None:
     s = loaded(*cluster(1))
     s.session()
