@@ -54,6 +54,7 @@ class Service:
         self.writer = Writer(kube, self.state, self.metrics, options.scheduler_name, options.identity,
                              options.binding_timeout, options.binding_poll)
         self.scheduler = SecondaryScheduler(self.state, self.writer, self.metrics, options.scheduler_name)
+        self.writer.may_wait = self.scheduler.leading.is_set
         self.reflectors = [Reflector(kube, r, self.state.on_event, self.metrics, watch_timeout=options.watch_timeout)
                            for r in WATCHED]
         self.extender = Extender(self.state, self.writer, self.metrics, kube, self.ready, self.scheduler.leading.is_set,
@@ -118,6 +119,5 @@ class Service:
             t.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
-        self.writer.halted = True
         await self.scheduler.drain()
         log.info("event=stopped identity=%s", self.options.identity)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -73,7 +73,9 @@ class Writer:
     identity: str = field(default_factory=lambda: f"tessera-{secrets.token_hex(4)}")
     binding_timeout: float = DEFAULT_BINDING_TIMEOUT
     binding_poll: float = 0.25  # seconds between looks at the cached claims while devices get ready
-    halted: bool = False  # shutting down: stop waiting for devices (the claims stay for the next leader)
+    # False when this replica stops or loses the lease: stop waiting for devices; the claims stay
+    # allocated and reserved, and whoever leads next picks the pods up where they are.
+    may_wait: Callable[[], bool] = lambda: True
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     _locks: dict[ObjectKey, asyncio.Lock] = field(default_factory=dict)
@@ -175,7 +177,7 @@ class Writer:
                     pending = r
             if pending is None:
                 return READY
-            if self.halted or (give_up is not None and loop.time() >= give_up):
+            if not self.may_wait() or (give_up is not None and loop.time() >= give_up):
                 return pending
             await asyncio.sleep(self.binding_poll if give_up is None else min(self.binding_poll, max(0.0, give_up - loop.time())))
 

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from scheduler.kube import Kube
 from scheduler.readiness import readiness
 from scheduler.service import Options, Service
 from scheduler.writer import FINALIZER
@@ -264,3 +265,24 @@ async def test_extender_bind_releases_a_failed_device() -> None:
         out = await svc.extender.bind(args)
         assert "reports binding failure condition AttachFailed" in out["Error"], out
         assert allocation(api, "c") is None and bound(api, "p") is None
+
+
+@live_test
+async def test_a_stopping_replica_leaves_the_wait_to_the_next_one() -> None:
+    async with live([*attachable(), claim("c", exact("g"))], FAST) as (api, svc):
+        api.create(pod("p", {"g": "c"}))
+        alloc = await eventually(lambda: allocation(api, "c"), what="the allocation")
+        await asyncio.wait_for(svc.stop(), 5)  # does not sit out the 600 s binding timeout
+        c = api.get("ResourceClaim", "c", "default")
+        assert c is not None and c["status"]["allocation"] == alloc and len(c["status"]["reservedFor"]) == 1
+        assert bound(api, "p") is None
+        kube = Kube.for_url(api.url)
+        successor = Service(kube, FAST)
+        try:
+            await successor.start()
+            report(api, "c", Attached="True")
+            assert await eventually(lambda: bound(api, "p"), what="the binding by the successor") == "n0"
+            assert allocation(api, "c") == alloc, "the successor must reuse the allocation"
+        finally:
+            await successor.stop()
+            await kube.close()
