@@ -108,10 +108,7 @@ class Writer:
                 await self._write_claims(decision, commit, refs[pod.key], done[pod.key])
         except (KubeError, DecisionLost) as e:
             why = _message(e)
-            for pod, _, commit in items:
-                self.state.forget(pod, commit)
-            for pod, _, _ in reversed(items):
-                await self._undo(done[pod.key], refs[pod.key])
+            await self._take_back(items, done, refs)
             log.info("event=write-failed pod=%s error=%r", current.ref, why)
             failed: dict[ObjectKey, str | None] = {
                 pod.key: why if pod is current else f"the claims of gang member {current.ref} could not be written: {why}"
@@ -119,10 +116,7 @@ class Writer:
             return failed
         ready = await self._await_devices(items, done, wait)
         if ready.state == "failed":
-            for pod, _, commit in items:
-                self.state.forget(pod, commit)
-            for pod, _, _ in reversed(items):
-                await self._undo(done[pod.key], refs[pod.key])
+            await self._take_back(items, done, refs)
             self.metrics.writes.labels("binding", "not-ready").inc()
             log.info("event=binding-conditions-failed pods=%s why=%r", ",".join(p.ref for p, _, _ in items), ready.why)
             return {pod.key: ready.why for pod, _, _ in items}
@@ -149,6 +143,14 @@ class Writer:
                 self.spawn(self.event(pod, "Normal", "Scheduled", "Binding",
                                       f"Successfully assigned {pod.ref} to {decision.node}"))
         return out
+
+    async def _take_back(self, items: Sequence[tuple[Pod, Placed, Commit]], done: dict[ObjectKey, list[_Written]],
+                         refs: dict[ObjectKey, ConsumerRef]) -> None:
+        """Forgets every pod's assumption and undoes what was written for it, newest first."""
+        for pod, _, commit in items:
+            self.state.forget(pod, commit)
+        for pod, _, _ in reversed(items):
+            await self._undo(done[pod.key], refs[pod.key])
 
     async def _await_devices(self, items: Sequence[tuple[Pod, Placed, Commit]], done: dict[ObjectKey, list[_Written]],
                              wait: float | None) -> Readiness:
