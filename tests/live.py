@@ -66,6 +66,12 @@ def bound(api: FakeApiServer, name: str, namespace: str = "default") -> str | No
     return p["spec"].get("nodeName") if p else None
 
 
+def condition(api: FakeApiServer, name: str, kind: str = "PodScheduled") -> Obj | None:
+    """The pod's condition of that type, if it has one."""
+    p = api.get("Pod", name, "default") or {}
+    return next((c for c in (p.get("status") or {}).get("conditions") or [] if c["type"] == kind), None)
+
+
 def claim_of(api: FakeApiServer, pod_name: str, pod_claim: str, namespace: str = "default") -> Obj | None:
     p = api.get("Pod", pod_name, namespace)
     for st in ((p or {}).get("status") or {}).get("resourceClaimStatuses") or []:

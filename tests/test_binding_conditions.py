@@ -16,7 +16,7 @@ from scheduler.service import Options, Service
 from scheduler.writer import FINALIZER
 from tests.apiserver import FakeApiServer
 from tests.builders import GPU, claim, dclass, device, exact, node, pod, pod_group, rslice, template
-from tests.live import bound, claim_of, devices_of, eventually, live
+from tests.live import bound, claim_of, condition, devices_of, eventually, live
 
 Obj = dict[str, Any]
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -136,9 +136,9 @@ def allocated_claims(api: FakeApiServer, pods: list[str]) -> list[str] | None:
 
 
 def scheduled_message(api: FakeApiServer, name: str) -> str:
-    p = api.get("Pod", name, "default") or {}
-    return next((c["message"] for c in (p.get("status") or {}).get("conditions") or []
-                 if c["type"] == "PodScheduled" and c["status"] == "False"), "")
+    """Why the pod is not scheduled, or "" while it does not say so."""
+    c = condition(api, name)
+    return str(c["message"]) if c is not None and c["status"] == "False" else ""
 
 
 async def start_gang(api: FakeApiServer) -> list[str]:

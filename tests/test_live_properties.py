@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tests.apiserver import FakeApiServer
 from tests.builders import exact, pod, pod_group, template
-from tests.live import devices_of, eventually, gpu_cluster, live
+from tests.live import bound, condition, devices_of, eventually, gpu_cluster, live
 
 Obj = dict[str, Any]
 Job = tuple[int, int, int]  # (pods, minMember, GPUs per pod); pods == 1 and minMember == 0: a single pod
@@ -27,13 +27,8 @@ faults = st.lists(st.sampled_from(["conflict-status", "conflict-finalizer", "fai
 
 
 def decided(api: FakeApiServer, names: list[str]) -> bool:
-    for n in names:
-        p = api.get("Pod", n, "default") or {}
-        if p.get("spec", {}).get("nodeName"):
-            continue
-        if not any(c["type"] == "PodScheduled" and c["status"] == "False" for c in (p.get("status") or {}).get("conditions") or []):
-            return False
-    return True
+    """Every pod is bound or says why not."""
+    return all(bound(api, n) or ((c := condition(api, n)) is not None and c["status"] == "False") for n in names)
 
 
 def check(api: FakeApiServer, gangs: dict[str, tuple[list[str], int]]) -> None:

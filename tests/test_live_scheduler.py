@@ -11,17 +11,12 @@ from scheduler.service import Options
 from scheduler.writer import FINALIZER
 from tests.apiserver import FakeApiServer
 from tests.builders import GPU, allocated, claim, dclass, device, exact, first, node, pod, pod_group, rslice, sub, template
-from tests.live import bound, claim_of, devices_of, eventually, gpu_cluster, live
+from tests.live import bound, claim_of, condition, devices_of, eventually, gpu_cluster, live
 from topology import TopologyConfig
 from topology.config import HOSTNAME
 
 Obj = dict[str, Any]
 pytestmark = pytest.mark.asyncio
-
-
-def condition(api: FakeApiServer, name: str, kind: str = "PodScheduled") -> Obj | None:
-    p = api.get("Pod", name, "default") or {}
-    return next((c for c in (p.get("status") or {}).get("conditions") or [] if c["type"] == kind), None)
 
 
 def events(api: FakeApiServer, name: str, reason: str | None = None) -> list[Obj]:
