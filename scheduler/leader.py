@@ -13,22 +13,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from .kube import Kube, KubeError
 from .metrics import Metrics
 from .resources import LEASES
+from .timestamps import micro_time
 
 log = logging.getLogger("tessera.leader")
 Obj = dict[str, Any]
 LEASE_DURATION = 15.0
 RENEW_DEADLINE = 10.0
 RETRY_PERIOD = 2.0
-
-
-def micro_time() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaderElector:

@@ -10,8 +10,10 @@ binding and the claim is deallocated so the pod can be decided again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
+
+from .timestamps import parse_time
 
 Obj = dict[str, Any]
 DEFAULT_BINDING_TIMEOUT = 600.0  # seconds, as kube-scheduler's DynamicResourcesArgs.bindingTimeout
@@ -29,16 +31,6 @@ READY = Readiness("ready")
 
 def needs_binding_conditions(allocation: Obj | None) -> bool:
     return any(r.get("bindingConditions") for r in ((allocation or {}).get("devices") or {}).get("results") or [])
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 def readiness(claim: Obj, now: datetime, timeout: float, waiting_since: datetime) -> Readiness:

@@ -33,6 +33,7 @@ from .metrics import Metrics
 from .readiness import DEFAULT_BINDING_TIMEOUT, READY, Readiness, needs_binding_conditions, readiness
 from .resources import EVENTS, PODS, RESOURCE_CLAIMS
 from .state import ClusterState
+from .timestamps import micro_time, rfc3339
 
 log = logging.getLogger("tessera.writer")
 Obj = dict[str, Any]
@@ -46,14 +47,6 @@ MAX_REMEMBERED = 10_000
 
 class DecisionLost(Exception):
     """The world moved on under a decision (a claim got allocated elsewhere, a pod bound)."""
-
-
-def micro_time() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(slots=True)
