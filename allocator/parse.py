@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from itertools import pairwise
 from typing import Any
@@ -95,6 +95,14 @@ class _Obj:
         if not isinstance(v, list):
             raise self.fail(_join(path, key), f"must be a list, got {_typename(v)}")
         return v
+
+    def objects(self, d: Mapping[str, Any], key: str, path: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """The entries of a list of objects, each with its path (`path.key[i]`)."""
+        for i, v in enumerate(self.items(d, key, path)):
+            p = f"{_join(path, key)}[{i}]"
+            if not isinstance(v, Mapping):
+                raise self.fail(p, "must be an object")
+            yield p, v
 
     def text(self, d: Mapping[str, Any], key: str, path: str, required: bool = False) -> str:
         v = d.get(key)
@@ -253,10 +261,7 @@ def parse_node(obj: Mapping[str, Any]) -> Node:
     labels = _labels(o, obj["metadata"], "labels")
     spec = o.mapping(obj, "spec", "")
     taints = []
-    for i, t in enumerate(o.items(spec, "taints", "spec")):
-        p = f"spec.taints[{i}]"
-        if not isinstance(t, Mapping):
-            raise o.fail(p, "must be an object")
+    for p, t in o.objects(spec, "taints", "spec"):
         taints.append(Taint(o.text(t, "key", p, required=True), o.text(t, "value", p),
                             o.text(t, "effect", p, required=True)))
     allocatable = {str(k): o.quantity(v, f"status.allocatable[{k}]").value
@@ -327,10 +332,7 @@ def parse_pod(obj: Mapping[str, Any]) -> Pod:
                         for i, t in enumerate(o.items(spec, "tolerations", "spec")))
     claims = []
     seen: set[str] = set()
-    for i, rc in enumerate(o.items(spec, "resourceClaims", "spec")):
-        p = f"spec.resourceClaims[{i}]"
-        if not isinstance(rc, Mapping):
-            raise o.fail(p, "must be an object")
+    for p, rc in o.objects(spec, "resourceClaims", "spec"):
         rc_name = o.text(rc, "name", p, required=True)
         if rc_name in seen:
             raise o.fail(_join(p, "name"), f"duplicate pod claim name {rc_name!r}")
@@ -344,10 +346,7 @@ def parse_pod(obj: Mapping[str, Any]) -> Pod:
     claim_statuses: dict[str, str | None] | None = None
     if "resourceClaimStatuses" in status:
         claim_statuses = {}
-        for i, cs in enumerate(o.items(status, "resourceClaimStatuses", "status")):
-            sp = f"status.resourceClaimStatuses[{i}]"
-            if not isinstance(cs, Mapping):
-                raise o.fail(sp, "must be an object")
+        for sp, cs in o.objects(status, "resourceClaimStatuses", "status"):
             claim_statuses[o.text(cs, "name", sp, required=True)] = o.text(cs, "resourceClaimName", sp) or None
     return Pod(
         namespace=ns, name=name, uid=object_uid(obj, "Pod"), labels=labels,
@@ -517,10 +516,7 @@ def _device(o: _Obj, raw: Any, path: str, driver: str, pool: str, slice_name: st
         caps[k] = _capacity(o, v, cp, multi)
     consumes = []
     seen_sets: set[str] = set()
-    for i, c in enumerate(o.items(raw, "consumesCounters", path)):
-        cp = f"{path}.consumesCounters[{i}]"
-        if not isinstance(c, Mapping):
-            raise o.fail(cp, "must be an object")
+    for cp, c in o.objects(raw, "consumesCounters", path):
         cs = o.text(c, "counterSet", cp, required=True)
         if cs in seen_sets:
             raise o.fail(_join(cp, "counterSet"), f"counter set {cs!r} is consumed twice")
@@ -533,10 +529,7 @@ def _device(o: _Obj, raw: Any, path: str, driver: str, pool: str, slice_name: st
             counters[str(cn)] = o.quantity(cv["value"], f"{vp}.value")
         consumes.append(CounterConsumption(cs, counters))
     taints = []
-    for i, t in enumerate(o.items(raw, "taints", path)):
-        tp = f"{path}.taints[{i}]"
-        if not isinstance(t, Mapping):
-            raise o.fail(tp, "must be an object")
+    for tp, t in o.objects(raw, "taints", path):
         # Unknown effects are informational, like None.
         taints.append(Taint(o.text(t, "key", tp, required=True), o.text(t, "value", tp), o.text(t, "effect", tp) or "None"))
     if slice_access is None:
