@@ -211,6 +211,18 @@ async def test_devices_that_never_attach_time_out() -> None:
 
 
 @live_test
+async def test_a_pod_deleted_while_its_device_attaches_gives_the_device_back() -> None:
+    async with live([*attachable(), claim("c", exact("g"))], FAST) as (api, svc):
+        api.create(pod("p", {"g": "c"}))
+        await eventually(lambda: allocation(api, "c"), what="the allocation")
+        api.delete("Pod", "p", "default")
+        await eventually(lambda: allocation(api, "c") is None, what="the deallocation")
+        c = api.get("ResourceClaim", "c", "default")
+        assert c is not None and not c["status"].get("reservedFor")
+        assert svc.metrics.writes.labels("binding", "not-ready")._value.get() == 1
+
+
+@live_test
 async def test_a_gang_binds_only_when_every_members_devices_are_ready() -> None:
     async with live([*attachable(2, per_node=2), template("two", exact("g", count=2)), pod_group("job", 2)], FAST) as (api, _svc):
         names = await start_gang(api)
