@@ -219,7 +219,10 @@ async def test_a_pod_deleted_while_its_device_attaches_gives_the_device_back() -
         await eventually(lambda: allocation(api, "c") is None, what="the deallocation")
         c = api.get("ResourceClaim", "c", "default")
         assert c is not None and not c["status"].get("reservedFor")
-        assert svc.metrics.writes.labels("binding", "not-ready")._value.get() == 1
+        # The deallocation is visible before the writer records that it gave up.
+        await eventually(lambda: svc.metrics.writes.labels("binding", "not-ready")._value.get() == 1,
+                         what="the writer to give up")
+        assert svc.scheduler.queue.depth()["in_flight"] == 0
 
 
 @live_test
