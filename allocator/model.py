@@ -10,11 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .nodeselector import Node, NodeSelector, Taint, Toleration
+from .podspec import HostPort, PodAffinity, PreferredNodeTerm, SpreadConstraint
 from .quantity import Quantity
 from .semver import Semver
+
+if TYPE_CHECKING:
+    from .volumes import PodVolume
 
 DeviceKey = tuple[str, str, str]  # (driver, pool, device)
 PoolKey = tuple[str, str]  # (driver, pool)
@@ -335,13 +339,20 @@ class Pod:
     scheduler_name: str = "default-scheduler"
     error: str | None = None
     # What the live scheduler needs beyond simulate:
-    requests: Mapping[str, Fraction] = field(default_factory=dict)  # cpu, memory: containers + max(init) + overhead
+    requests: Mapping[str, Fraction] = field(default_factory=dict)  # effective requests, as NodeResourcesFit counts them
     priority: int = 0
     created: str = ""  # metadata.creationTimestamp (RFC 3339 sorts as text)
     gated: bool = False  # spec.schedulingGates is not empty
     deleting: bool = False  # metadata.deletionTimestamp is set
     finished: bool = False  # status.phase is Succeeded or Failed
     claim_statuses: Mapping[str, str | None] | None = None  # status.resourceClaimStatuses, when present
+    # What the placement rules beyond devices need (see podspec.py):
+    affinity: PodAffinity | None = None
+    spread: tuple[SpreadConstraint, ...] = ()
+    preferred_node_affinity: tuple[PreferredNodeTerm, ...] = ()
+    host_ports: tuple[HostPort, ...] = ()
+    volumes: tuple[PodVolume, ...] = ()
+    owner_uid: str = ""  # the controlling owner's UID (for cluster-level default spread constraints)
 
     @property
     def key(self) -> ObjectKey:

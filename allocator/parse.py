@@ -12,9 +12,8 @@ import math
 import re
 import uuid
 from collections.abc import Iterator, Mapping
-from fractions import Fraction
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import SpecError
 from .model import (
@@ -47,8 +46,19 @@ from .model import (
     ValidRange,
 )
 from .nodeselector import Node, NodeSelector, NodeSelectorTerm, Requirement, Taint, Toleration
+from .podspec import (
+    controller_uid,
+    parse_host_ports,
+    parse_pod_affinity,
+    parse_preferred_node_affinity,
+    parse_spread,
+    pod_requests,
+)
 from .quantity import Quantity, QuantityError, parse_quantity
 from .semver import SemverError, parse_semver
+
+if TYPE_CHECKING:
+    from .volumes import PodVolume
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -223,17 +233,17 @@ def parse_node_selector(o: _Obj, raw: Any, path: str, single_term: bool = False)
         raise o.fail(_join(path, "nodeSelectorTerms"), "must have at least one term")
     if single_term and len(terms_raw) != 1:
         raise o.fail(_join(path, "nodeSelectorTerms"), f"must have exactly one term, got {len(terms_raw)}")
-    terms = []
-    for i, t in enumerate(terms_raw):
-        tp = f"{path}.nodeSelectorTerms[{i}]"
-        if not isinstance(t, Mapping):
-            raise o.fail(tp, "must be an object")
-        exprs = tuple(_requirement(o, r, f"{tp}.matchExpressions[{j}]", field=False)
-                      for j, r in enumerate(o.items(t, "matchExpressions", tp)))
-        fields = tuple(_requirement(o, r, f"{tp}.matchFields[{j}]", field=True)
-                       for j, r in enumerate(o.items(t, "matchFields", tp)))
-        terms.append(NodeSelectorTerm(exprs, fields))
-    return NodeSelector(tuple(terms))
+    return NodeSelector(tuple(node_selector_term(o, t, f"{path}.nodeSelectorTerms[{i}]") for i, t in enumerate(terms_raw)))
+
+
+def node_selector_term(o: _Obj, t: Any, tp: str) -> NodeSelectorTerm:
+    if not isinstance(t, Mapping):
+        raise o.fail(tp, "must be an object")
+    exprs = tuple(_requirement(o, r, f"{tp}.matchExpressions[{j}]", field=False)
+                  for j, r in enumerate(o.items(t, "matchExpressions", tp)))
+    fields = tuple(_requirement(o, r, f"{tp}.matchFields[{j}]", field=True)
+                   for j, r in enumerate(o.items(t, "matchFields", tp)))
+    return NodeSelectorTerm(exprs, fields)
 
 
 def _requirement(o: _Obj, raw: Any, path: str, field: bool) -> Requirement:
@@ -269,29 +279,6 @@ def parse_node(obj: Mapping[str, Any]) -> Node:
     return Node(name, labels, o.flag(spec, "unschedulable", "spec"), tuple(taints), allocatable)
 
 
-def _container_requests(o: _Obj, containers: list[Any], path: str) -> dict[str, Fraction]:
-    total: dict[str, Fraction] = {}
-    for i, c in enumerate(containers):
-        cp = f"{path}[{i}]"
-        if not isinstance(c, Mapping):
-            raise o.fail(cp, "must be an object")
-        for k, v in o.mapping(o.mapping(c, "resources", cp), "requests", f"{cp}.resources").items():
-            total[str(k)] = total.get(str(k), Fraction(0)) + o.quantity(v, f"{cp}.resources.requests[{k}]").value
-    return total
-
-
-def pod_requests(o: _Obj, spec: Mapping[str, Any]) -> dict[str, Fraction]:
-    """What a pod asks of its node: its containers' requests, or more if an init container asks
-    for more, plus the pod overhead (as kube-scheduler's NodeResourcesFit counts it)."""
-    total = _container_requests(o, o.items(spec, "containers", "spec"), "spec.containers")
-    for i, c in enumerate(o.items(spec, "initContainers", "spec")):
-        for k, v in _container_requests(o, [c], f"spec.initContainers[{i}]").items():
-            total[k] = max(total.get(k, Fraction(0)), v)
-    for k, v in o.mapping(spec, "overhead", "spec").items():
-        total[str(k)] = total.get(str(k), Fraction(0)) + o.quantity(v, f"spec.overhead[{k}]").value
-    return total
-
-
 def parse_namespace(obj: Mapping[str, Any]) -> Namespace:
     _, name, o = _metadata(obj, "Namespace", namespaced=False)
     return Namespace(name, _labels(o, obj["metadata"], "labels"))
@@ -318,13 +305,20 @@ def _toleration(o: _Obj, raw: Any, path: str, device: bool) -> Toleration:
     return Toleration(key, op, value, effect, seconds)
 
 
+def _pod_volumes(o: _Obj, spec: Mapping[str, Any], namespace: str, name: str) -> tuple[PodVolume, ...]:
+    from .volumes import parse_pod_volumes  # volumes builds on this module's helpers
+
+    return parse_pod_volumes(o, spec, namespace, name)
+
+
 def parse_pod(obj: Mapping[str, Any]) -> Pod:
     ns, name, o = _metadata(obj, "Pod", namespaced=True)
     meta = obj["metadata"]
     labels = _labels(o, meta, "labels")
     spec = o.mapping(obj, "spec", "", required=True)
     node_selector = _string_map(o, o.mapping(spec, "nodeSelector", "spec"), "spec.nodeSelector")
-    affinity = o.mapping(o.mapping(spec, "affinity", "spec"), "nodeAffinity", "spec.affinity")
+    affinity_raw = o.mapping(spec, "affinity", "spec")
+    affinity = o.mapping(affinity_raw, "nodeAffinity", "spec.affinity")
     required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
     req_sel = (parse_node_selector(o, required, "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution")
                if required else None)
@@ -357,6 +351,12 @@ def parse_pod(obj: Mapping[str, Any]) -> Pod:
         created=str(meta.get("creationTimestamp") or ""), gated=bool(spec.get("schedulingGates")),
         deleting=bool(meta.get("deletionTimestamp")), finished=status.get("phase") in ("Succeeded", "Failed"),
         claim_statuses=claim_statuses,
+        affinity=parse_pod_affinity(o, affinity_raw, ns, labels),
+        spread=parse_spread(o, spec, labels),
+        preferred_node_affinity=parse_preferred_node_affinity(o, affinity, node_selector_term),
+        host_ports=parse_host_ports(o, spec),
+        volumes=_pod_volumes(o, spec, ns, name),
+        owner_uid=controller_uid(meta),
     )
 
 

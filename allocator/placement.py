@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -45,11 +45,15 @@ from .model import (
     ResourceSlice,
 )
 from .nodeselector import Node, Taint, untolerated
+from .pipeline import Context, Rejection, spread_eligible
+from .pods import PodIndex
+from .podspec import SpreadConstraint
 from .pools import PoolIndex
 from .results import build_allocation
 from .search import DEFAULT_BUDGET, ClaimRequestInput, NodeOutcome, Order, Shortfall, allocate_on_node
 from .selection import RequestError, Selector, make_selector, matches
 from .topology_view import TopologyView
+from .volumes import VolumeCheck, VolumeIndex, VolumePlan, VolumeProblem, VolumeUndo
 
 Policy = Literal["best-fit", "first-fit"]
 POLICIES: tuple[Policy, ...] = ("best-fit", "first-fit")
@@ -103,6 +107,7 @@ class Placed:
     node: str
     allocations: Mapping[ObjectKey, Allocation]  # claims this decision allocates
     warnings: tuple[str, ...] = ()
+    volumes: VolumePlan | None = None  # PersistentVolumeClaims to bind or provision for the pod
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +133,26 @@ class Commit:
 
     pod: ObjectKey
     previous: list[tuple[ObjectKey, Claim]] = field(default_factory=list)
+    placed_before: tuple[Pod, str] | None = None  # the pod's previous entry in the PodIndex
+    volumes: VolumeUndo | None = None
+
+
+@dataclass(slots=True)
+class Gate:
+    """A pod's rules beyond devices for one decision: PreFilter done, Filter per node."""
+
+    ctx: Context
+    volumes: VolumeCheck | None
+
+    def reject(self, node: Node) -> Rejection | None:
+        r = self.ctx.reject(node)
+        if r is not None:
+            return r
+        if self.volumes is not None:
+            why = self.volumes.filter(node)
+            if why is not None:
+                return Rejection(why, resolvable=False)
+        return None
 
 
 @dataclass(slots=True)
@@ -306,17 +331,22 @@ class Session:
 
     def __init__(self, cluster: Cluster, claims: Iterable[Claim] = (), templates: Iterable[ClaimTemplate] = (),
                  policy: Policy = "best-fit", budget: int = DEFAULT_BUDGET, generate_claims: bool = True,
-                 node_check: Callable[[Pod, Node], str | None] | None = None) -> None:
-        """`generate_claims`: make template claims here (simulate), or read them from the pod's
-        status.resourceClaimStatuses as the ResourceClaim controller records them (a cluster).
-        `node_check`: a changing per-node condition (resource fit) asked at every decision."""
+                 pods: PodIndex | None = None, volumes: VolumeIndex | None = None,
+                 default_spread: Sequence[SpreadConstraint] = ()) -> None:
+        """`generate_claims`: make template claims (and ephemeral volumes' PVCs) here (simulate),
+        or read them from the pod's status.resourceClaimStatuses as the ResourceClaim controller
+        records them (a cluster). `pods`: the pods holding a place on a node (bound or assumed);
+        `volumes`: storage classes, PVs and PVCs; both outlive a Session in the live service."""
         if policy not in POLICIES:
             raise ValueError(f"unknown policy {policy!r}: expected one of {', '.join(POLICIES)}")
         self.cluster = cluster
         self.policy = policy
         self.budget = budget
         self.generate_claims = generate_claims
-        self.node_check = node_check
+        self.pods = pods if pods is not None else PodIndex()
+        self.volumes = volumes if volumes is not None else VolumeIndex()
+        self.default_spread = tuple(default_spread)
+        self._eligible: dict[tuple[object, ...], list[Node]] = {}
         self.claims: dict[ObjectKey, Claim] = {}
         self.templates: dict[ObjectKey, ClaimTemplate] = {}
         self.generated: dict[ObjectKey, tuple[ObjectKey, str]] = {}  # claim -> (pod, pod claim name)
@@ -428,19 +458,21 @@ class Session:
         prep = self.prepare(pod)
         if isinstance(prep, Unschedulable):
             return prep
+        gate = self.gate(pod)
+        if isinstance(gate, Unschedulable):
+            return gate
         nodes, allowed, base_rejected = self._nodes_for(pod)
         rejected = Counter(base_rejected)
         if only is not None:
             nodes = [n for n in nodes if n.name in only]
-        if self.node_check is not None:
-            keep = []
-            for n in nodes:
-                why = self.node_check(pod, n)
-                if why is None:
-                    keep.append(n)
-                else:
-                    rejected[why] += 1
-            nodes = keep
+        keep = []
+        for n in nodes:
+            r = gate.reject(n)
+            if r is None:
+                keep.append(n)
+            else:
+                rejected[r.reason] += 1
+        nodes = keep
         for c in prep.allocated:
             sel = c.allocation.node_selector if c.allocation else None
             if sel is None:
@@ -455,11 +487,36 @@ class Session:
         if len(nodes) != len(allowed):
             allowed = {n.name: n for n in nodes}
         total = len(self.cluster.nodes) if only is None else len(only)
+        scores = gate.ctx.scores(nodes)
         if not prep.inputs:
             if not nodes:
                 return Unschedulable(_summary(total, rejected, "no node can run the pod"))
-            return Placed(self._pick_plain(nodes).name, {})
-        return self._place(prep, nodes, allowed, rejected, total, devices)
+            node = self._pick_plain(nodes, scores)
+            return Placed(node.name, {}, volumes=gate.volumes.plan(node) if gate.volumes is not None else None)
+        d = self._place(prep, nodes, allowed, rejected, total, devices, scores)
+        if isinstance(d, Placed) and gate.volumes is not None:
+            d = replace(d, volumes=gate.volumes.plan(self.cluster.node_by_name[d.node]))
+        return d
+
+    def gate(self, pod: Pod) -> Gate | Unschedulable:
+        """The pod's PreFilter for the rules beyond devices, against what is placed now."""
+        vc: VolumeCheck | None = None
+        if pod.volumes:
+            got = self.volumes.check(pod.namespace, pod.name, pod.key, pod.volumes, self.generate_claims)
+            if isinstance(got, VolumeProblem):
+                return Unschedulable(got.reason, waiting=got.waiting)
+            vc = got
+        ctx = Context(pod, self.cluster.nodes, self.cluster.node_by_name, self.pods, self.cluster.namespaces,
+                      self.cluster.classes, self._spread_nodes, self.default_spread)
+        return Gate(ctx, vc)
+
+    def _spread_nodes(self, pod: Pod, c: SpreadConstraint, keys: tuple[str, ...]) -> list[Node]:
+        key = (_pod_shape(pod) if c.honor_node_affinity else None, pod.tolerations if c.honor_taints else None,
+               c.honor_node_affinity, c.honor_taints, keys)
+        hit = self._eligible.get(key)
+        if hit is None:
+            hit = self._eligible[key] = spread_eligible(pod, c, self.cluster.nodes, keys)
+        return hit
 
     def prepare(self, pod: Pod) -> Prepared | Unschedulable:
         """The pod's claims resolved, its pending requests compiled, and what it needs where."""
@@ -568,13 +625,28 @@ class Session:
         if isinstance(prep, Unschedulable):
             out.unresolvable = dict.fromkeys(names, prep.reason)
             return out
+        gate = self.gate(pod)
+        if isinstance(gate, Unschedulable):
+            out.unresolvable = dict.fromkeys(names, gate.reason)
+            return out
         simple = len(prep.check.groups) == 1 and not prep.check.singles and not any(
             inp.claim.spec.constraints or any(a.capacity_requests for alts in inp.alternatives for a, _ in alts)
             for inp in prep.inputs)
         for name in names:
             node = self.cluster.node_by_name.get(name)
             if node is None:
-                out.failed[name] = f"node {name} is not in Tessera's cache (yet)"
+                if not pod.claims and not pod.volumes:
+                    out.ok.append(name)  # nothing of Tessera's is needed there: no reason to object
+                else:
+                    out.failed[name] = f"node {name} is not in Tessera's cache (yet)"
+                continue
+            static = pod_node_problem(pod, node)
+            if static is not None:
+                out.unresolvable[name] = static
+                continue
+            r = gate.reject(node)
+            if r is not None:
+                (out.failed if r.resolvable else out.unresolvable)[name] = r.reason
                 continue
             pinned = next((f"node {name} is not where claim {c.ref} is allocated" for c in prep.allocated
                            if c.allocation is not None and c.allocation.node_selector is not None
@@ -619,22 +691,25 @@ class Session:
         return hit
 
     def rank(self, pod: Pod, names: Sequence[str]) -> dict[str, int]:
-        """Scores 0-10 for the extender's prioritize: 10 for the node best fit would pick, then
-        down in its order; pods without claims prefer nodes with the fewest free devices."""
+        """Scores 0-10 for the extender's prioritize: 10 for the node Tessera would pick, then down
+        in its order (stated preferences first, then best fit and topology); pods without claims
+        prefer, among equally preferred nodes, those with the fewest free devices."""
         prep = self.prepare(pod)
+        gate = self.gate(pod)
         nodes = [n for name in names if (n := self.cluster.node_by_name.get(name)) is not None]
-        if isinstance(prep, Unschedulable) or not nodes:
+        if isinstance(prep, Unschedulable) or isinstance(gate, Unschedulable) or not nodes:
             return dict.fromkeys(names, 0)
+        prefs = gate.ctx.scores(nodes) or {}
         keyed: list[tuple[tuple[int, ...], str]]
         if not prep.inputs:
-            keyed = sorted(((self.cluster.free.free_total(n),), n.name) for n in nodes)
+            keyed = sorted(((-prefs.get(n.name, 0), self.cluster.free.free_total(n)), n.name) for n in nodes)
         else:
             domains = _Domains(self.cluster, prep.check) if self._multi_node_domains else None
             keyed = []
             for n in nodes:
                 s = prep.check.score(n)
                 if s is not None:
-                    keyed.append((domains.key(n.name, s)[:3] if domains else (s,), n.name))
+                    keyed.append(((-prefs.get(n.name, 0), *(domains.key(n.name, s)[:3] if domains else (s,))), n.name))
             keyed.sort()
         out = dict.fromkeys(names, 0)
         distinct = sorted({k for k, _ in keyed})
@@ -647,20 +722,30 @@ class Session:
         """Nodes the pod may run on whatever its devices (selector, affinity, taints)."""
         return self._nodes_for(pod)[1]
 
-    def _pick_plain(self, nodes: list[Node]) -> Node:
+    def _pick_plain(self, nodes: list[Node], scores: Mapping[str, int] | None = None) -> Node:
+        """A pod without claims: the most preferred node; among equals, first fit takes the
+        first by name and best fit the one with the fewest free devices (device nodes stay
+        free for the pods that need them)."""
+        if scores:
+            top = max(scores.values())
+            nodes = [n for n in nodes if scores.get(n.name) == top]
         if self.policy == "first-fit":
             return nodes[0]
         free = self.cluster.free
         return min(nodes, key=lambda n: (free.free_total(n), n.name))
 
     def _place(self, prep: Prepared, nodes: list[Node], allowed: dict[str, Node], rejected: Counter[str],
-               total: int, devices: Collection[DeviceKey] | None = None) -> Decision:
+               total: int, devices: Collection[DeviceKey] | None = None, scores: Mapping[str, int] | None = None) -> Decision:
         inputs, needs, check = prep.inputs, prep.needs, prep.check
         searched = 0
         failures: list[tuple[str, NodeOutcome]] = []
         shortfalls: list[tuple[Shortfall, str]] = []
         warnings: dict[str, None] = {}
-        for n in self._candidates(check, nodes, allowed):
+        candidates: Iterable[Node] = self._candidates(check, nodes, allowed)
+        if scores:
+            # Stated preferences first; Tessera's device and topology order among equals (stable sort).
+            candidates = sorted(candidates, key=lambda n: -scores.get(n.name, 0))
+        for n in candidates:
             searched += 1
             out = allocate_on_node(inputs, self.cluster.pools.view(n), self.cluster.pools, self.cluster.ledger, self.budget,
                                    self._order, devices)
@@ -792,6 +877,10 @@ class Session:
 
     def commit(self, pod: Pod, decision: Placed) -> Commit:
         done = Commit(pod.key)
+        done.placed_before = self.pods.place(pod, decision.node)
+        if decision.volumes is not None:
+            done.volumes = self.volumes.assume(decision.volumes)
+            self.volumes.use(pod.key, decision.volumes.pvcs)
         ref = ConsumerRef("pods", pod.name, pod.uid)
         seen: set[ObjectKey] = set()
         for pc in self.resolve(pod):
@@ -814,6 +903,8 @@ class Session:
         """The pod is gone: its claims no longer list it in reservedFor, a claim nobody uses any
         more is deallocated, and claims generated for it are deleted (as the ResourceClaim
         controller does)."""
+        self.pods.remove(pod.key)
+        self.volumes.unuse(pod.key)
         for pc in self.resolve(pod):
             if pc.key is None or pc.key not in self.claims:
                 continue
@@ -842,6 +933,10 @@ class Session:
                 self.cluster.ledger.add(a)
 
     def rollback(self, commit: Commit) -> None:
+        if commit.volumes is not None:
+            self.volumes.unuse(commit.pod)
+            self.volumes.undo(commit.volumes)
+        self.pods.restore(commit.pod, commit.placed_before)
         for key, old in reversed(commit.previous):
             cur = self.claims[key]
             if cur.allocation is not None and cur.allocation is not old.allocation:

@@ -31,6 +31,9 @@ KNOWN_KINDS = {
     "ResourceClaim": ("resource.k8s.io/v1", "resource.k8s.io/v1beta2"),
     "ResourceClaimTemplate": ("resource.k8s.io/v1", "resource.k8s.io/v1beta2"),
     "PodGroup": ("scheduling.x-k8s.io/v1alpha1",),
+    "StorageClass": ("storage.k8s.io/v1",),
+    "PersistentVolume": ("v1",),
+    "PersistentVolumeClaim": ("v1",),
 }
 
 

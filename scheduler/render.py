@@ -60,6 +60,9 @@ def render_table(result: SimResult, width: int = 140) -> str:
     ledger = result.session.cluster.ledger
     total = len(result.session.cluster.pools.devices)
     lines.append(f"Devices allocated: {ledger.used_count} of {total} (dedicated; shared devices and adminAccess not counted).")
+    for o in result.pods:
+        if o.volumes is not None and not o.volumes.empty:
+            lines.append(f"Volumes of pod {o.pod.ref}: {o.volumes.describe()}.")
     for g, n, landed in result.groups:
         state = f"placed in {landed}" if n >= g.min_member and landed else ("placed" if n >= g.min_member else "not placed")
         lines.append(f"Gang {g.namespace}/{g.name}: {n} pod(s) scheduled, minMember {g.min_member} ({state}).")

@@ -31,15 +31,23 @@ from allocator.parse import (
     parse_resource_slice,
 )
 from allocator.placement import Cluster, Decision, Placed, Policy, Session, Unschedulable
+from allocator.podspec import SpreadConstraint
 from allocator.results import allocation_to_json
 from allocator.search import DEFAULT_BUDGET
+from allocator.volumes import (
+    VolumeIndex,
+    VolumePlan,
+    parse_persistent_volume,
+    parse_persistent_volume_claim,
+    parse_storage_class,
+)
 from topology import TopologyConfig
 
 from .loader import Doc
 
 T = TypeVar("T")
-CLUSTER_KINDS = ("Node", "Namespace", "DeviceClass", "ResourceSlice")
-NAMESPACED = ("ResourceClaim", "ResourceClaimTemplate", "PodGroup", "Pod")
+CLUSTER_KINDS = ("Node", "Namespace", "DeviceClass", "ResourceSlice", "StorageClass", "PersistentVolume")
+NAMESPACED = ("ResourceClaim", "ResourceClaimTemplate", "PodGroup", "Pod", "PersistentVolumeClaim")
 
 
 @dataclass(slots=True)
@@ -47,6 +55,7 @@ class PodOutcome:
     pod: Pod
     node: str | None = None
     reason: str | None = None
+    volumes: VolumePlan | None = None  # what would be bound or provisioned for it
 
 
 @dataclass(slots=True)
@@ -71,12 +80,24 @@ class SimResult:
                 "allocation": allocation_to_json(c.allocation) if c.allocation is not None else None,
                 "reservedFor": [r.to_json() for r in c.reserved_for],
             })
-        return {
+        volumes = []
+        for o in self.pods:
+            plan = o.volumes
+            if plan is None:
+                continue
+            volumes += [{"pod": o.pod.ref, "persistentVolumeClaim": f"{k[0]}/{k[1]}", "action": "bind", "persistentVolume": pv}
+                        for k, pv in plan.binds]
+            volumes += [{"pod": o.pod.ref, "persistentVolumeClaim": f"{k[0]}/{k[1]}", "action": "provision",
+                         "storageClass": sc, "node": node} for k, sc, node in plan.provisions]
+        out: dict[str, Any] = {
             "pods": [{"namespace": o.pod.namespace, "name": o.pod.name, "node": o.node, "reason": o.reason} for o in self.pods],
             "claims": claims,
             "podGroups": [{"namespace": g.namespace, "name": g.name, "minMember": g.min_member, "scheduled": n}
                           for g, n, _ in self.groups],
         }
+        if volumes:
+            out["volumes"] = volumes
+        return out
 
 
 @dataclass(slots=True)
@@ -87,6 +108,8 @@ class _Scene:
     slices: list[ResourceSlice] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
     templates: list[ClaimTemplate] = field(default_factory=list)
+    volumes: VolumeIndex = field(default_factory=VolumeIndex)
+    bound: list[Pod] = field(default_factory=list)  # the cluster file's pods with spec.nodeName
     groups: dict[ObjectKey, PodGroup | str] = field(default_factory=dict)  # str: why it is invalid
     warnings: list[str] = field(default_factory=list)
     seen: set[tuple[str, str, str]] = field(default_factory=set)
@@ -125,6 +148,16 @@ class _Scene:
         elif k == "ResourceSlice":
             if (s := self.parse(doc, parse_resource_slice)) is not None:
                 self.slices.append(s)
+        elif k == "StorageClass":
+            if (sc := self.parse(doc, parse_storage_class)) is not None:
+                self.volumes.add_storage_class(sc)
+        elif k == "PersistentVolume":
+            if (pv := self.parse(doc, parse_persistent_volume)) is not None:
+                self.volumes.add_pv(pv)
+
+    def add_pvc(self, doc: Doc) -> None:
+        if (pvc := self.parse(doc, parse_persistent_volume_claim)) is not None:
+            self.volumes.add_pvc(pvc)
 
     def add_group(self, doc: Doc) -> ObjectKey:
         key = _key(doc)
@@ -145,7 +178,8 @@ def _pod(doc: Doc) -> Pod:
 
 
 def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: Policy = "best-fit",
-             backend: Backend | None = None, budget: int = DEFAULT_BUDGET, topology: TopologyConfig | None = None) -> SimResult:
+             backend: Backend | None = None, budget: int = DEFAULT_BUDGET, topology: TopologyConfig | None = None,
+             default_spread: Sequence[SpreadConstraint] = ()) -> SimResult:
     scene = _Scene()
     for doc in cluster_docs:
         k = doc.kind
@@ -161,9 +195,17 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
                 scene.templates.append(t)
         elif k == "PodGroup":
             scene.add_group(doc)
-        elif k == "Pod" and _pod(doc).node_name is None:
-            scene.warnings.append(f"{doc.where}: a pod in the cluster file without spec.nodeName is not scheduled; "
-                                  "put pods to schedule in the workload file")
+        elif k == "PersistentVolumeClaim":
+            scene.add_pvc(doc)
+        elif k == "Pod":
+            bp = _pod(doc)
+            if bp.node_name is None:
+                scene.warnings.append(f"{doc.where}: a pod in the cluster file without spec.nodeName is not scheduled; "
+                                      "put pods to schedule in the workload file")
+            elif bp.error:
+                scene.warnings.append(f"{doc.where}: {bp.error}; this bound pod is not counted on node {bp.node_name}")
+            elif not bp.finished:
+                scene.bound.append(bp)
     arrivals: list[Doc] = []
     for doc in workload_docs:
         if doc.kind in CLUSTER_KINDS:
@@ -173,7 +215,12 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
             arrivals.append(doc)
 
     cluster = Cluster.build(scene.nodes, scene.namespaces, scene.classes, scene.slices, backend, topology)
-    session = Session(cluster, scene.claims, scene.templates, policy=policy, budget=budget)
+    session = Session(cluster, scene.claims, scene.templates, policy=policy, budget=budget, volumes=scene.volumes,
+                      default_spread=default_spread)
+    for bp in scene.bound:
+        # Bound pods hold their node's resources, ports and volumes, and count for affinity and spread.
+        session.pods.place(bp, bp.node_name or "")
+        session.volumes.use(bp.key, [(bp.namespace, v.claim_name) for v in bp.volumes])
     warnings = scene.warnings
     warnings.extend(cluster.topology.model.problems)
     warnings.extend(f"{c.error}; pods that use claim {c.ref} are unschedulable" for c in session.claims.values() if c.error)
@@ -221,6 +268,8 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
         elif k == "ResourceClaimTemplate":
             if (t := scene.parse(doc, parse_claim_template)) is not None:
                 session.add_template(t)
+        elif k == "PersistentVolumeClaim":
+            scene.add_pvc(doc)
         elif k == "PodGroup":
             gkey = scene.add_group(doc)
             group_present.add(gkey)
@@ -232,6 +281,10 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
                 session.resolve(p)  # a template claim exists from the pod's arrival on
                 waiting[member_of] -= 1
                 maybe_place(member_of)
+            elif p.node_name is not None and not p.claims and not p.error:
+                # Already bound by whoever wrote it: not Tessera's to schedule, but it takes its place.
+                session.pods.place(p, p.node_name)
+                decided[p.key] = Placed(p.node_name, {})
             else:
                 decided[p.key] = schedule_pod(session, p).decisions[p.key]
 
@@ -242,7 +295,7 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
             if pc.key is not None and pc.key in session.claims:
                 claim_order[pc.key] = None
         d = decided.get(p.key) or Unschedulable(f"not scheduled: PodGroup {p.namespace}/{p.group} never arrived")
-        outcomes.append(PodOutcome(p, d.node, None) if isinstance(d, Placed) else PodOutcome(p, None, d.reason))
+        outcomes.append(PodOutcome(p, d.node, None, d.volumes) if isinstance(d, Placed) else PodOutcome(p, None, d.reason))
         seen_warnings.update(dict.fromkeys(d.warnings))
     placed = {o.pod.key for o in outcomes if o.node is not None}
     group_rows = [(g, sum(1 for p in members.get(gkey, []) if p.key in placed), landed.get(gkey))

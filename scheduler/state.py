@@ -9,7 +9,9 @@ decided but not yet seen back from the API (the assume cache).
   same device. The assumption holds until the informer delivers the claim at or after the
   resourceVersion our write produced; an informer event older than that (a stale view) does not
   undo it. A failed write forgets the assumption and restores what the informer last said.
-- Node resource usage (CPU, memory, pod count) is summed from bound pods and assumed bindings.
+- Pods holding a place on a node (bound, or assumed) live in the allocator's `PodIndex`, and
+  storage classes, PVs and PVCs in its `VolumeIndex`; both outlive Session rebuilds, and every
+  rule beyond devices (resource fit, affinity, spread, ports, volumes) reads them there.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 from allocator.cel import Backend
@@ -35,8 +36,16 @@ from allocator.parse import (
     parse_pod_or_error,
     parse_resource_slice,
 )
+from allocator.pipeline import resource_fit
 from allocator.placement import Cluster, Commit, Placed, Policy, Session
+from allocator.pods import PodIndex
 from allocator.search import DEFAULT_BUDGET
+from allocator.volumes import (
+    VolumeIndex,
+    parse_persistent_volume,
+    parse_persistent_volume_claim,
+    parse_storage_class,
+)
 from topology import TopologyConfig
 
 from .informer import rv_int
@@ -45,8 +54,6 @@ log = logging.getLogger("tessera.state")
 Obj = dict[str, Any]
 Listener = Callable[[str, str, Obj, Obj | None], None]  # (kind, event, object, previous)
 
-
-NATIVE_RESOURCES = frozenset({"cpu", "memory", "ephemeral-storage", "pods"})
 
 @dataclass(slots=True)
 class Assumed:
@@ -78,8 +85,8 @@ class ClusterState:
         self.assumed_pods: dict[ObjectKey, tuple[str, Pod]] = {}
         self.group_pods: dict[ObjectKey, set[ObjectKey]] = defaultdict(set)  # PodGroup -> its pods
         self.pod_by_uid: dict[str, ObjectKey] = {}
-        self._bound: dict[str, dict[str, Fraction]] = defaultdict(lambda: defaultdict(Fraction))
-        self._assumed_usage: dict[str, dict[str, Fraction]] = defaultdict(lambda: defaultdict(Fraction))
+        self.pod_index = PodIndex()
+        self.volume_index = VolumeIndex()
         self._session: Session | None = None
         self._stale = True
         self.listeners: list[Listener] = []
@@ -93,7 +100,8 @@ class ClusterState:
             cluster = Cluster.build(self.nodes.values(), self.namespaces.values(), self.classes.values(),
                                     self.slices.values(), self.backend, self.topology)
             self._session = Session(cluster, (self.effective(k) for k in self._claim_keys()), self.templates.values(),
-                                    policy=self.policy, budget=self.budget, generate_claims=False, node_check=self.node_check)
+                                    policy=self.policy, budget=self.budget, generate_claims=False,
+                                    pods=self.pod_index, volumes=self.volume_index)
             self._stale = False
             self.rebuilds += 1
         return self._session
@@ -110,41 +118,8 @@ class ClusterState:
         return hit[1] if hit is not None else None
 
     def node_check(self, pod: Pod, node: Node) -> str | None:
-        """Every resource the pod requests, and the pod count, against the node's allocatable minus
-        bound and assumed pods, as kube-scheduler's NodeResourcesFit checks them. A node that
-        reports no allocatable at all is not checked; one that reports some but not an extended
-        resource (a device plugin's `nvidia.com/gpu`, hugepages) has none of it."""
-        alloc = node.allocatable
-        if not alloc:
-            return None
-        bound, assumed = self._bound.get(node.name, {}), self._assumed_usage.get(node.name, {})
-        for res, want in sorted(pod.requests.items()):
-            if not want:
-                continue
-            cap = alloc.get(res)
-            if cap is None:
-                if res in NATIVE_RESOURCES:
-                    continue  # not reported: assume enough, as for a node without allocatable
-                mapped = self._dra_backed(res)
-                if mapped is not None:
-                    return (f"node(s) had no {res}: DeviceClass {mapped} offers it through DRA (extendedResourceName), "
-                            "which Tessera does not allocate; ask for the device with a ResourceClaim instead")
-                return f"node(s) had no {res}"
-            if bound.get(res, Fraction(0)) + assumed.get(res, Fraction(0)) + want > cap:
-                return f"node(s) had insufficient {res}"
-        cap = alloc.get("pods")
-        if cap is not None and bound.get("pods", Fraction(0)) + assumed.get("pods", Fraction(0)) + 1 > cap:
-            return "node(s) had too many pods"
-        return None
-
-    def _dra_backed(self, resource: str) -> str | None:
-        """The DeviceClass that maps `resource` to DRA devices (DRAExtendedResource), if any."""
-        prefix = "deviceclass.resource.kubernetes.io/"
-        implicit = resource[len(prefix):] if resource.startswith(prefix) else None
-        for name in sorted(self.classes):
-            if name == implicit or self.classes[name].extended_resource_name == resource:
-                return name
-        return None
+        """The allocator's resource fit of the pod on the node, against bound and assumed pods."""
+        return resource_fit(pod, node, self.pod_index, self.classes)
 
     # --- informer events -------------------------------------------------------------------
 
@@ -263,20 +238,20 @@ class ClusterState:
         key = _key(obj)
         previous = self.pods.pop(key, None)
         if previous is not None:
-            self._count(previous[0], -1)
             self._group_index(previous[0], remove=True)
             self.pod_by_uid.pop(previous[0].uid, None)
         if event == "DELETED":
             self._unassume_pod(key)
+            self._sync_pod(key)
             return
         pod = parse_pod_or_error(obj)
         self.pods[key] = (pod, obj)
-        self._count(pod, +1)
         self._group_index(pod)
         if pod.uid:
             self.pod_by_uid[pod.uid] = key
         if pod.node_name is not None:
-            self._unassume_pod(key)
+            self.assumed_pods.pop(key, None)
+        self._sync_pod(key)
 
     def _group_index(self, pod: Pod, remove: bool = False) -> None:
         if pod.group is None:
@@ -295,13 +270,59 @@ class ClusterState:
         """The pods labelled with this PodGroup, by name."""
         return [self.pods[k][0] for k in sorted(self.group_pods.get(group, ()))]
 
-    def _count(self, pod: Pod, sign: int) -> None:
-        if pod.node_name is None or pod.finished:
+    def _sync_pod(self, key: ObjectKey) -> None:
+        """Puts the pod in the PodIndex where it holds a place: the node it is bound to (unless
+        finished), else the node Tessera assumed for it, else nowhere."""
+        hit = self.pods.get(key)
+        assumed = self.assumed_pods.get(key)
+        if hit is not None and hit[0].node_name is not None:
+            if hit[0].finished:
+                self.pod_index.remove(key)
+                self.volume_index.unuse(key)
+                return
+            self.pod_index.place(hit[0], hit[0].node_name)
+            self.volume_index.use(key, [(hit[0].namespace, v.claim_name) for v in hit[0].volumes])
+        elif assumed is not None:
+            node, pod = assumed
+            self.pod_index.place(pod, node)
+        else:
+            self.pod_index.remove(key)
+            self.volume_index.unuse(key)
+
+    # --- volumes -------------------------------------------------------------------------------
+
+    def _on_storageclass(self, event: str, obj: Obj, old: Obj | None) -> None:
+        name = _key(obj)[1]
+        if event == "DELETED":
+            self.volume_index.remove_storage_class(name)
             return
-        usage = self._bound[pod.node_name]
-        for res, v in pod.requests.items():
-            usage[res] += sign * v
-        usage["pods"] += sign
+        try:
+            self.volume_index.add_storage_class(parse_storage_class(obj))
+        except SpecError as e:
+            log.warning("event=invalid kind=StorageClass name=%s error=%r", name, str(e))
+            self.volume_index.remove_storage_class(name)
+
+    def _on_persistentvolume(self, event: str, obj: Obj, old: Obj | None) -> None:
+        name = _key(obj)[1]
+        if event == "DELETED":
+            self.volume_index.remove_pv(name)
+            return
+        try:
+            self.volume_index.add_pv(parse_persistent_volume(obj))
+        except SpecError as e:
+            log.warning("event=invalid kind=PersistentVolume name=%s error=%r", name, str(e))
+            self.volume_index.remove_pv(name)
+
+    def _on_persistentvolumeclaim(self, event: str, obj: Obj, old: Obj | None) -> None:
+        key = _key(obj)
+        if event == "DELETED":
+            self.volume_index.remove_pvc(key)
+            return
+        try:
+            self.volume_index.add_pvc(parse_persistent_volume_claim(obj))
+        except SpecError as e:
+            log.warning("event=invalid kind=PersistentVolumeClaim name=%s/%s error=%r", *key, str(e))
+            self.volume_index.remove_pvc(key)
 
     # --- the assume cache --------------------------------------------------------------------
 
@@ -311,10 +332,7 @@ class ClusterState:
         for key, _ in commit.previous:
             self.assumed[key] = Assumed(session.claims[key])
         self.assumed_pods[pod.key] = (decision.node, pod)
-        usage = self._assumed_usage[decision.node]
-        for res, v in pod.requests.items():
-            usage[res] += v
-        usage["pods"] += 1
+        self._sync_pod(pod.key)
 
     def written(self, key: ObjectKey, resource_version: int) -> None:
         """Our write of the claim succeeded, producing `resource_version`."""
@@ -339,6 +357,8 @@ class ClusterState:
                 self._session.add_claim(seen[0])
             else:
                 self._session.remove_claim(key)
+        if commit.volumes is not None:
+            self.volume_index.undo(commit.volumes)
         self._unassume_pod(pod.key)
 
     def unassume_pod(self, key: ObjectKey) -> None:
@@ -346,14 +366,8 @@ class ClusterState:
         self._unassume_pod(key)
 
     def _unassume_pod(self, key: ObjectKey) -> None:
-        hit = self.assumed_pods.pop(key, None)
-        if hit is None:
-            return
-        node, pod = hit
-        usage = self._assumed_usage[node]
-        for res, v in pod.requests.items():
-            usage[res] -= v
-        usage["pods"] -= 1
+        if self.assumed_pods.pop(key, None) is not None:
+            self._sync_pod(key)
 
     def is_assumed(self, key: ObjectKey) -> bool:
         return key in self.assumed_pods
