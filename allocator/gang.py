@@ -212,7 +212,7 @@ def _estimate(session: Session, nodes: frozenset[str], members: Sequence[Pod], r
         node = session.cluster.node_by_name.get(name)
         if node is None or name not in allowed:
             continue
-        per_node = None
+        per_node = None if ask is None or ask.needs else len(members)  # no devices: other rules decide in the attempt
         for key, g in selectors.items():
             f = free_ix.free(g.selector, node, g.admin)
             have[key] += f.slots(g.requests)
