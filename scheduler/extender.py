@@ -6,9 +6,11 @@ the exact Go names. Bodies are parsed with orjson straight from the raw bytes (n
 models on the hot path). A request that cannot be understood gets HTTP 400 naming the field;
 a pod Tessera cannot place gets a normal answer saying why, per node.
 
-- filter: the nodes where the pod's claims can be allocated (or already are); every other node
-  in `FailedNodes` (freeing devices could help) or `FailedAndUnresolvableNodes` (nothing
-  could). Pods without claims pass untouched, so the extender can front every pod.
+- filter: the nodes where the pod fits by every rule of Tessera's pipeline (resources, ports,
+  affinity, spread, volumes) and its claims can be allocated (or already are); every other
+  node in `FailedNodes` (evicting pods could help) or `FailedAndUnresolvableNodes` (nothing
+  could). The same engine as the secondary scheduler and simulate, so all three agree; a pod
+  without claims is filtered too, and should agree with kube-scheduler's own filters.
 - prioritize: 0-10 per node from the best-fit and topology order.
 - bind: decides the pod's devices on the chosen node, writes claim status, creates the Binding;
   any failure answers `Error` with nothing left half-written. Only the leader binds.
@@ -122,9 +124,9 @@ class Extender:
         args = decode(raw, "ExtenderArgs")
         pod = _pod(args, "ExtenderArgs")
         nodes = _nodes(args)
-        if not pod.claims:
-            return self._filter_result(nodes, nodes.names, {}, {})
         if not self.ready():
+            if not pod.claims and not pod.volumes:
+                return self._filter_result(nodes, nodes.names, {}, {})  # kube-scheduler's own filters suffice meanwhile
             return {"Nodes": None, "NodeNames": None, "FailedNodes": {}, "FailedAndUnresolvableNodes": {},
                     "Error": "Tessera's informer cache has not synced yet"}
         res = self.state.session().filter(pod, nodes.names)

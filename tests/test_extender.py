@@ -12,6 +12,7 @@ import aiohttp
 import orjson
 import pytest
 
+from allocator.parse import parse_pod
 from scheduler.app import extender_app
 from scheduler.serve import start_http
 from scheduler.service import Service
@@ -118,11 +119,31 @@ async def test_a_claim_allocated_elsewhere_makes_other_nodes_unresolvable() -> N
         assert "not where claim default/half-claim is allocated" in out["FailedAndUnresolvableNodes"]["n2"]
 
 
-async def test_pods_without_claims_pass_every_node_untouched() -> None:
-    async with extender() as (api, _svc, http, base):
-        args = {"Pod": api.get("Pod", "cpu-only", "default"), "Nodes": None, "NodeNames": ["n0", "ghost", "n3"]}
+async def test_pods_without_claims_pass_nodes_they_fit_and_unknown_ones() -> None:
+    async with extender() as (_api, _svc, http, base):
+        args = {"Pod": pod("web", schedulerName="default-scheduler"), "Nodes": None, "NodeNames": ["n0", "ghost", "n3"]}
         status, out = await post(http, base + "/filter", args)
         assert status == 200 and out["NodeNames"] == ["n0", "ghost", "n3"] and out["FailedNodes"] == {}
+
+
+async def test_pods_without_claims_are_filtered_by_the_same_rules() -> None:
+    async with extender() as (api, svc, http, base):
+        # cpu-only runs on n1; a pod that must not share a node with it is kept off n1.
+        cpu_only = api.get("Pod", "cpu-only", "default")
+        assert cpu_only is not None
+        cpu_only["metadata"]["labels"] = {"app": "cpu"}
+        api.put(cpu_only)
+        await eventually(lambda: svc.state.pods[("default", "cpu-only")][0].labels == {"app": "cpu"},
+                         what="the label to reach the cache")
+        shy = pod("shy", schedulerName="default-scheduler", affinity={"podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": {"app": "cpu"}}, "topologyKey": "kubernetes.io/hostname"}]}})
+        status, out = await post(http, base + "/filter", {"Pod": shy, "NodeNames": ["n0", "n1", "n2"]})
+        assert status == 200 and out["NodeNames"] == ["n0", "n2"], out
+        assert out["FailedNodes"] == {"n1": "node(s) didn't match pod anti-affinity rules"}
+        # The secondary scheduler's engine gives the same answer from the same cache.
+        session = svc.state.session()
+        assert session.filter(parse_pod(shy), ["n0", "n1", "n2"]).ok == ["n0", "n2"]
 
 
 @pytest.mark.parametrize(("raw", "needle"), [
