@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal
 
+from .errors import SpecError
 from .labels import LabelRequirement, LabelSelector, parse_label_selector
 from .nodeselector import NodeSelectorTerm
 
@@ -282,6 +283,37 @@ def pod_requests(o: _Obj, spec: Mapping[str, Any]) -> dict[str, Fraction]:
     for k, v in o.mapping(spec, "overhead", "spec").items():
         total[str(k)] = total.get(str(k), Fraction(0)) + o.quantity(v, f"spec.overhead[{k}]").value
     return {k: v for k, v in total.items() if v}
+
+
+def parse_default_spread(raw: Any) -> tuple[SpreadConstraint, ...]:
+    """The `podTopologySpread.defaultConstraints` of Tessera's config file, shaped as
+    kube-scheduler's PodTopologySpreadArgs: constraints without a labelSelector, applied to pods
+    that have none of their own and count the pods of the same controller."""
+    from .parse import _Obj
+
+    o = _Obj("Config", "")
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise o.fail("podTopologySpread", "must be a mapping with defaultConstraints")
+    unknown = set(raw) - {"defaultConstraints", "defaultingType"}
+    if unknown:
+        raise o.fail("podTopologySpread", f"unknown field(s) {', '.join(sorted(map(str, unknown)))} "
+                                          "(expected defaultConstraints, defaultingType)")
+    if raw.get("defaultingType", "List") != "List":
+        raise o.fail("podTopologySpread.defaultingType", "only List is supported (Tessera has no System defaults)")
+    items = raw.get("defaultConstraints") or []
+    if not isinstance(items, list):
+        raise o.fail("podTopologySpread.defaultConstraints", "must be a list of topology spread constraints")
+    for i, c in enumerate(items):
+        if isinstance(c, Mapping) and ("labelSelector" in c or "matchLabelKeys" in c):
+            raise o.fail(f"podTopologySpread.defaultConstraints[{i}]",
+                         "must not set labelSelector or matchLabelKeys: a default counts the pod's own controller's pods")
+    try:
+        return parse_spread(o, {"topologySpreadConstraints": items}, {})
+    except SpecError as e:
+        raise SpecError("Config", "", e.path.replace("spec.topologySpreadConstraints", "podTopologySpread.defaultConstraints"),
+                        e.message) from None
 
 
 def controller_uid(meta: Mapping[str, Any]) -> str:

@@ -18,7 +18,7 @@ from allocator.cel import available_backends, get_backend
 from allocator.placement import POLICIES
 from allocator.search import DEFAULT_BUDGET
 
-from .loader import InputError, load_config, read_documents
+from .loader import Config, InputError, load_config, read_documents
 from .readiness import DEFAULT_BIND_WAIT, DEFAULT_BINDING_TIMEOUT
 from .render import render_table
 from .simulate import simulate
@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--budget", type=int, default=DEFAULT_BUDGET, metavar="STEPS",
                      help=f"search steps allowed per node and pod before giving up (default: {DEFAULT_BUDGET})")
     sim.add_argument("--config", metavar="FILE",
-                     help="Tessera config file; its topology: section sets node levels, locality attributes and tori")
+                     help="Tessera config file: topology: (levels, locality, tori) and podTopologySpread: (defaultConstraints)")
     sim.add_argument("--map", metavar="FILE.svg", help="also draw the cluster and where the workload landed, as SVG")
     _serve_parser(sub)
     return p
@@ -83,7 +83,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                      help="this replica's identity in the Lease and in events (default: $POD_NAME or the host name, "
                           "plus a random suffix)")
     srv.add_argument("--config", metavar="FILE",
-                     help="Tessera config file; its topology: section sets node levels, locality attributes and tori")
+                     help="Tessera config file: topology: (levels, locality, tori) and podTopologySpread: (defaultConstraints)")
     srv.add_argument("--policy", choices=POLICIES, default="best-fit",
                      help="node choice: best-fit (default) or first-fit")
     srv.add_argument("--binding-timeout", type=float, default=DEFAULT_BINDING_TIMEOUT, metavar="SECONDS",
@@ -107,14 +107,14 @@ def _simulate(args: argparse.Namespace) -> int:
         print(f"tessera simulate: CEL backend {args.cel_backend} is not installed", file=sys.stderr)
         return EXIT_INPUT
     try:
-        topology = load_config(args.config) if args.config else None
+        config = load_config(args.config) if args.config else Config()
         cluster = read_documents(args.cluster)
         workload = read_documents(args.workload)
     except InputError as e:
         print(f"tessera simulate: {e}", file=sys.stderr)
         return EXIT_INPUT
     result = simulate(cluster, workload, policy=args.policy, backend=get_backend(args.cel_backend), budget=args.budget,
-                      topology=topology)
+                      topology=config.topology, default_spread=config.default_spread)
     if args.map:
         try:
             pathlib.Path(args.map).write_text(render_map(result), encoding="utf-8")
@@ -158,7 +158,7 @@ def _serve(args: argparse.Namespace) -> int:
               f"between 0 and 3600 seconds (got {args.bind_wait})", file=sys.stderr)
         return EXIT_INPUT
     try:
-        topology = load_config(args.config) if args.config else None
+        config = load_config(args.config) if args.config else Config()
     except InputError as e:
         print(f"tessera serve: {e}", file=sys.stderr)
         return EXIT_INPUT
@@ -166,7 +166,7 @@ def _serve(args: argparse.Namespace) -> int:
     identity = args.identity or f"{os.environ.get('POD_NAME') or socket.gethostname()}_{secrets.token_hex(4)}"
     options = Options(scheduler_name=args.scheduler_name, leader_elect=args.leader_elect,
                       lease_namespace=_lease_namespace(args.lease_namespace), lease_name=args.lease_name,
-                      identity=identity, topology=topology, policy=args.policy,
+                      identity=identity, topology=config.topology, default_spread=config.default_spread, policy=args.policy,
                       binding_timeout=args.binding_timeout, bind_wait=args.bind_wait)
     try:
         return asyncio.run(run(options, args.kubeconfig, args.bind_address, args.port, args.metrics_port))

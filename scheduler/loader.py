@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
+from allocator.errors import SpecError
+from allocator.podspec import SpreadConstraint, parse_default_spread
 from topology import TopologyConfig, parse_topology_config
 from topology.config import ConfigError
 
@@ -41,8 +43,16 @@ class InputError(Exception):
     """Input that cannot be read at all: simulate exits 2 with this message."""
 
 
-def load_config(path: str | pathlib.Path) -> TopologyConfig:
-    """The topology section of a Tessera config file (YAML)."""
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Tessera's config file: the topology, and cluster-level default spread constraints."""
+
+    topology: TopologyConfig = field(default_factory=TopologyConfig)
+    default_spread: tuple[SpreadConstraint, ...] = ()
+
+
+def load_config(path: str | pathlib.Path) -> Config:
+    """A Tessera config file (YAML): `topology:` and `podTopologySpread:` sections."""
     p = pathlib.Path(path)
     try:
         doc = yaml.load(p.read_text(encoding="utf-8"), Loader=_Loader)
@@ -51,9 +61,13 @@ def load_config(path: str | pathlib.Path) -> TopologyConfig:
     except (yaml.YAMLError, ValueError, UnicodeDecodeError) as e:
         raise InputError(f"{p}: invalid YAML: {str(e).splitlines()[0]}") from None
     try:
-        return parse_topology_config(doc)
+        topology = parse_topology_config(doc, ("podTopologySpread",))
+        spread = parse_default_spread(doc.get("podTopologySpread")) if isinstance(doc, Mapping) else ()
     except ConfigError as e:
         raise InputError(f"{p}: {e}") from None
+    except SpecError as e:
+        raise InputError(f"{p}: {e.path}: {e.message}") from None
+    return Config(topology, spread)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from allocator.cel import Backend
 from allocator.placement import Policy
+from allocator.podspec import SpreadConstraint
 from topology import TopologyConfig
 
 from .extender import Extender
@@ -34,6 +35,7 @@ class Options:
     lease_name: str = "tessera"
     identity: str = field(default_factory=lambda: f"tessera-{secrets.token_hex(4)}")
     topology: TopologyConfig | None = None
+    default_spread: tuple[SpreadConstraint, ...] = ()  # podTopologySpread.defaultConstraints of --config
     policy: Policy = "best-fit"
     backend: Backend | None = None
     watch_timeout: int = 300
@@ -50,7 +52,8 @@ class Service:
         self.kube = kube
         self.options = options
         self.metrics = Metrics()
-        self.state = ClusterState(options.topology, options.policy, backend=options.backend)
+        self.state = ClusterState(options.topology, options.policy, backend=options.backend,
+                                  default_spread=options.default_spread)
         self.writer = Writer(kube, self.state, self.metrics, options.scheduler_name, options.identity,
                              options.binding_timeout, options.binding_poll)
         self.scheduler = SecondaryScheduler(self.state, self.writer, self.metrics, options.scheduler_name)

@@ -39,6 +39,7 @@ from allocator.parse import (
 from allocator.pipeline import resource_fit
 from allocator.placement import Cluster, Commit, Placed, Policy, Session
 from allocator.pods import PodIndex
+from allocator.podspec import SpreadConstraint
 from allocator.search import DEFAULT_BUDGET
 from allocator.volumes import (
     VolumeIndex,
@@ -68,7 +69,9 @@ def _key(obj: Obj) -> ObjectKey:
 
 class ClusterState:
     def __init__(self, topology: TopologyConfig | None = None, policy: Policy = "best-fit",
-                 budget: int = DEFAULT_BUDGET, backend: Backend | None = None) -> None:
+                 budget: int = DEFAULT_BUDGET, backend: Backend | None = None,
+                 default_spread: tuple[SpreadConstraint, ...] = ()) -> None:
+        self.default_spread = default_spread
         self.topology = topology or TopologyConfig()
         self.policy: Policy = policy
         self.budget = budget
@@ -101,7 +104,7 @@ class ClusterState:
                                     self.slices.values(), self.backend, self.topology)
             self._session = Session(cluster, (self.effective(k) for k in self._claim_keys()), self.templates.values(),
                                     policy=self.policy, budget=self.budget, generate_claims=False,
-                                    pods=self.pod_index, volumes=self.volume_index)
+                                    pods=self.pod_index, volumes=self.volume_index, default_spread=self.default_spread)
             self._stale = False
             self.rebuilds += 1
         return self._session

@@ -102,7 +102,7 @@ def test_the_deployment_runs_a_command_line_tessera_accepts_with_its_config(tmp_
     cfg = tmp_path / "config.yaml"
     cfg.write_text(cm["data"][pathlib.Path(args.config).name], encoding="utf-8")
     topo = load_config(cfg)
-    assert "nvidia.com/gpu.clique" in topo.levels
+    assert "nvidia.com/gpu.clique" in topo.topology.levels
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "tessera"
 
 

@@ -13,6 +13,7 @@ from allocator.gang import schedule_gang
 from allocator.model import PodGroup
 from allocator.parse import parse_pod_or_error
 from allocator.pipeline import resource_fit
+from allocator.podspec import parse_default_spread
 from allocator.pods import PodIndex
 from tests.builders import placed, refused
 
@@ -388,3 +389,40 @@ def test_bad_scheduling_fields_make_the_pod_unschedulable_with_the_field(spec: O
     assert why.startswith("Pod ml/w0: ") and words in why, why
     assert not s.pods.entries
 
+
+
+# --- cluster-level default constraints ---------------------------------------------------------------
+
+def owned(name: str, uid: str = "rs-1") -> Obj:
+    p = mkpod(name, {"app": "web"})
+    p["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": uid,
+                                         "controller": True}]
+    return p
+
+
+def test_default_spread_constraints_count_the_pods_of_one_controller() -> None:
+    defaults = parse_default_spread({"defaultConstraints": [
+        {"maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule"}]})
+    cluster = alloc.Cluster.build([alloc.parse_node(mknode(f"{z}{i}", z)) for z in "ab" for i in range(2)], [], [], [])
+    s = alloc.Session(cluster, default_spread=defaults)
+    s.pods.place(alloc.parse_pod(owned("other", uid="rs-2")), "a0")  # another workload's pod does not count
+    zones = [placed(s.schedule(alloc.parse_pod(owned(f"w{i}")))).node[0] for i in range(4)]
+    assert sorted(zones) == ["a", "a", "b", "b"]
+    # Without defaults (the default), nothing spreads a pod that asks for nothing.
+    plain = alloc.Session(alloc.Cluster.build([alloc.parse_node(mknode("a0", "a")), alloc.parse_node(mknode("b0", "b"))],
+                                              [], [], []))
+    assert {placed(plain.schedule(alloc.parse_pod(owned(f"w{i}")))).node for i in range(3)} == {"a0"}
+
+
+@pytest.mark.parametrize(("raw", "words"), [
+    ({"defaultConstraints": [{"maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule",
+                              "labelSelector": {}}]}, "podTopologySpread.defaultConstraints[0]: must not set labelSelector"),
+    ({"defaultConstraints": [{"maxSkew": 0, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule"}]},
+     "podTopologySpread.defaultConstraints[0].maxSkew: must be at least 1"),
+    ({"defaultingType": "System"}, "only List is supported"),
+    ({"constraints": []}, "unknown field(s) constraints"),
+])
+def test_default_spread_config_errors_name_the_field(raw: Obj, words: str) -> None:
+    with pytest.raises(alloc.SpecError) as e:
+        parse_default_spread(raw)
+    assert words in str(e.value)

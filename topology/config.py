@@ -72,15 +72,17 @@ def _strings(raw: Any, path: str) -> tuple[str, ...]:
     return tuple(raw)
 
 
-def parse_topology_config(doc: Any) -> TopologyConfig:
-    """The `topology` section of a parsed config file (the whole document); absent means defaults."""
+def parse_topology_config(doc: Any, other_sections: tuple[str, ...] = ()) -> TopologyConfig:
+    """The `topology` section of a parsed config file (the whole document); absent means defaults.
+    `other_sections` are the sections other parts of Tessera read from the same file."""
     if doc is None:
         return TopologyConfig()
     if not isinstance(doc, Mapping):
         raise ConfigError("config: must be a mapping with a topology: section")
-    unknown = set(doc) - {"topology"}
+    known = ("topology", *other_sections)
+    unknown = set(doc) - set(known)
     if unknown:
-        raise ConfigError(f"config: unknown section(s) {', '.join(sorted(map(str, unknown)))} (expected topology)")
+        raise ConfigError(f"config: unknown section(s) {', '.join(sorted(map(str, unknown)))} (expected {', '.join(known)})")
     raw = doc.get("topology")
     if raw is None:
         return TopologyConfig()
