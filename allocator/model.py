@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal
 
 from .nodeselector import Node, NodeSelector, Taint, Toleration
@@ -339,7 +338,7 @@ class Pod:
     scheduler_name: str = "default-scheduler"
     error: str | None = None
     # What the live scheduler needs beyond simulate:
-    requests: Mapping[str, Fraction] = field(default_factory=dict)  # effective requests, as NodeResourcesFit counts them
+    requests: Mapping[str, int] = field(default_factory=dict)  # effective requests in milli-units, as NodeResourcesFit counts them
     priority: int = 0
     created: str = ""  # metadata.creationTimestamp (RFC 3339 sorts as text)
     gated: bool = False  # spec.schedulingGates is not empty

@@ -122,6 +122,12 @@ class Toleration:
         return out
 
 
+def milli(v: Fraction) -> int:
+    """A resource quantity in integer milli-units, rounded up, as kube-scheduler's MilliValue:
+    resource fit adds and compares plain ints on its hot path."""
+    return -((-v * 1000) // 1)
+
+
 BLOCKING_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
 
 
@@ -139,4 +145,4 @@ class Node:
     labels: Mapping[str, str] = field(default_factory=dict)
     unschedulable: bool = False
     taints: tuple[Taint, ...] = ()
-    allocatable: Mapping[str, Fraction] = field(default_factory=dict)  # status.allocatable: cpu, memory, pods
+    allocatable: Mapping[str, int] = field(default_factory=dict)  # status.allocatable, in milli-units (see milli())

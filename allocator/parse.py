@@ -45,7 +45,7 @@ from .model import (
     ResourceSlice,
     ValidRange,
 )
-from .nodeselector import Node, NodeSelector, NodeSelectorTerm, Requirement, Taint, Toleration
+from .nodeselector import Node, NodeSelector, NodeSelectorTerm, Requirement, Taint, Toleration, milli
 from .podspec import (
     controller_uid,
     parse_host_ports,
@@ -274,7 +274,7 @@ def parse_node(obj: Mapping[str, Any]) -> Node:
     for p, t in o.objects(spec, "taints", "spec"):
         taints.append(Taint(o.text(t, "key", p, required=True), o.text(t, "value", p),
                             o.text(t, "effect", p, required=True)))
-    allocatable = {str(k): o.quantity(v, f"status.allocatable[{k}]").value
+    allocatable = {str(k): milli(o.quantity(v, f"status.allocatable[{k}]").value)
                    for k, v in o.mapping(o.mapping(obj, "status", ""), "allocatable", "status").items()}
     return Node(name, labels, o.flag(spec, "unschedulable", "spec"), tuple(taints), allocatable)
 

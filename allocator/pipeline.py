@@ -26,7 +26,6 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from fractions import Fraction
 
 from .labels import LabelSelector
 from .model import DeviceClass, Namespace, Pod
@@ -34,6 +33,7 @@ from .nodeselector import BLOCKING_EFFECTS, Node, Taint
 from .pods import Matcher, OwnerMatch, PodIndex
 from .podspec import HOSTNAME, AffinityTerm, SpreadConstraint
 
+_EMPTY: Mapping[str, int] = {}
 NATIVE_RESOURCES = frozenset({"cpu", "memory", "ephemeral-storage", "pods"})
 MAX_NODE_SCORE = 100
 NO_DOMAINS = 2**31 - 1  # the global minimum when no node counts: every skew passes, as upstream
@@ -67,9 +67,9 @@ def resource_fit(pod: Pod, node: Node, pods: PodIndex, classes: Mapping[str, Dev
     alloc = node.allocatable
     if not alloc:
         return None
-    used = pods.usage.get(node.name, {})
+    used = pods.usage.get(node.name, _EMPTY)
     cap = alloc.get("pods")
-    if cap is not None and used.get("pods", Fraction(0)) + 1 > cap:
+    if cap is not None and used.get("pods", 0) + 1000 > cap:
         return "node(s) had too many pods"
     for res, want in pod.requests.items():
         cap = alloc.get(res)
@@ -81,7 +81,7 @@ def resource_fit(pod: Pod, node: Node, pods: PodIndex, classes: Mapping[str, Dev
                 return (f"node(s) had no {res}: DeviceClass {mapped} offers it through DRA (extendedResourceName), "
                         "which Tessera does not allocate; ask for the device with a ResourceClaim instead")
             return f"node(s) had no {res}"
-        if used.get(res, Fraction(0)) + want > cap:
+        if used.get(res, 0) + want > cap:
             return f"node(s) had insufficient {res}"
     return None
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 
 from .labels import LabelSelector
 from .model import ObjectKey, Pod
@@ -58,7 +57,7 @@ class PodIndex:
     def __init__(self) -> None:
         self.entries: dict[ObjectKey, tuple[Pod, str]] = {}
         self.by_node: dict[str, dict[ObjectKey, Pod]] = defaultdict(dict)
-        self.usage: dict[str, dict[str, Fraction]] = defaultdict(lambda: defaultdict(Fraction))
+        self.usage: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # milli-units
         self.ports: dict[str, Counter[HostPort]] = defaultdict(Counter)
         self._counters: dict[tuple[Matcher, ...], Counts] = {}
         # Terms carried by placed pods: term -> node -> pods carrying it there.
@@ -114,7 +113,7 @@ class PodIndex:
         usage = self.usage[node]
         for res, v in pod.requests.items():
             usage[res] += sign * v
-        usage["pods"] += sign
+        usage["pods"] += sign * 1000  # milli-units, like everything else here
         if pod.host_ports:
             ports = self.ports[node]
             for hp in pod.host_ports:
@@ -123,7 +122,7 @@ class PodIndex:
                 ports += Counter()  # drop zero counts
                 if not ports:
                     del self.ports[node]
-        if sign < 0 and usage["pods"] == 0:
+        if sign < 0 and usage["pods"] <= 0:
             del self.usage[node]
         at = (pod.namespace, node)
         for matchers, counts in self._counters.items():

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import SpecError
 from .labels import LabelRequirement, LabelSelector, parse_label_selector
-from .nodeselector import NodeSelectorTerm
+from .nodeselector import NodeSelectorTerm, milli
 
 if TYPE_CHECKING:
     from .parse import _Obj
@@ -250,12 +250,12 @@ def _max(into: dict[str, Fraction], other: Mapping[str, Fraction]) -> None:
             into[k] = v
 
 
-def pod_requests(o: _Obj, spec: Mapping[str, Any]) -> dict[str, Fraction]:
+def pod_requests(o: _Obj, spec: Mapping[str, Any]) -> dict[str, int]:
     """What the pod asks of its node, as kube-scheduler's NodeResourcesFit computes it: the app
     containers plus the restartable init containers (sidecars), or the largest init container
     together with the sidecars started before it, whichever is more, per resource; pod-level
     `spec.resources.requests` replace the containers' figure for the resources they name; then
-    `spec.overhead` is added. Limits do not count."""
+    `spec.overhead` is added. Limits do not count. In milli-units, like node allocatable."""
     total: dict[str, Fraction] = {}
     for cp, c in o.objects(spec, "containers", "spec"):
         _add(total, _requests_of(o, c, cp))
@@ -282,7 +282,7 @@ def pod_requests(o: _Obj, spec: Mapping[str, Any]) -> dict[str, Fraction]:
             total[name] = o.quantity(v, f"spec.resources.requests[{name}]").value
     for k, v in o.mapping(spec, "overhead", "spec").items():
         total[str(k)] = total.get(str(k), Fraction(0)) + o.quantity(v, f"spec.overhead[{k}]").value
-    return {k: v for k, v in total.items() if v}
+    return {k: milli(v) for k, v in total.items() if v}
 
 
 def parse_default_spread(raw: Any) -> tuple[SpreadConstraint, ...]:

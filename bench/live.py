@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench.workloads import GPU, cluster, template
+from bench.workloads import GPU, ZONE, bound_pods, cluster, spread_spec, template
 
 Obj = dict[str, Any]
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -68,12 +68,28 @@ def extender_objects(nodes: int = 1000, devices: int = 8) -> list[Obj]:
     return objs
 
 
-TRAINER = {"metadata": {"name": "trainer", "namespace": "default", "uid": "uid-trainer",
+TRAINER: Obj = {"metadata": {"name": "trainer", "namespace": "default", "uid": "uid-trainer",
                         "creationTimestamp": "2026-11-23T10:00:00Z"},
            "spec": {"schedulerName": "default-scheduler",
                     "containers": [{"name": "main", "image": "train:1", "resources": {"claims": [{"name": "gpus"}]}}],
                     "resourceClaims": [{"name": "gpus", "resourceClaimName": "trainer-gpus"}]},
            "status": {"phase": "Pending"}}
+
+
+def rules_objects(nodes: int = 1000, devices: int = 8, existing: int = 10_000) -> list[Obj]:
+    """The extender cluster with zones and racks on its nodes and `existing` running pods of 100
+    apps, for a pod with two spread constraints and an anti-affinity term."""
+    objs = extender_objects(nodes, devices)
+    for o in objs:
+        if o["kind"] == "Node":
+            n = int(o["metadata"]["name"].split("-")[1])
+            o["metadata"]["labels"].update({ZONE: f"zone-{n % 10}", "rack": f"rack-{n % 10}-{(n // 10) % 10}"})
+    return objs + bound_pods(existing, nodes)
+
+
+RULES_POD: Obj = {**TRAINER, "metadata": {**TRAINER["metadata"], "name": "spread-trainer", "uid": "uid-spread-trainer",
+                                     "labels": {"app": "app-07"}},
+             "spec": {**TRAINER["spec"], **spread_spec("app-07")}}
 
 
 def scheduler_objects(nodes: int, devices: int) -> list[Obj]:
@@ -86,7 +102,7 @@ async def _serve_api(workload: str, nodes: int, devices: int) -> None:
     sys.path.insert(0, str(ROOT))
     from tests.apiserver import FakeApiServer
 
-    objs = extender_objects(nodes, devices) if workload == "extender" else scheduler_objects(nodes, devices)
+    objs = {"extender": extender_objects, "rules": rules_objects}.get(workload, scheduler_objects)(nodes, devices)
     api = FakeApiServer(claim_controller=workload == "scheduler", bookmark_interval=5.0, history=200_000)
     url = await api.start()
     for o in objs:
@@ -170,15 +186,16 @@ async def _timed_posts(http: aiohttp.ClientSession, url: str, body: bytes, n: in
     return times, last
 
 
-async def bench_extender(requests: int = 1000, warmup: int = 100, nodes: int = 1000) -> dict[str, Any]:
-    async with running("extender", nodes, 8) as (_url, port, _metrics):
+async def bench_extender(requests: int = 1000, warmup: int = 100, nodes: int = 1000, rules: bool = False) -> dict[str, Any]:
+    async with running("rules" if rules else "extender", nodes, 8) as (_url, port, _metrics):
         names = [f"node-{n:04d}" for n in range(nodes)]
-        body = orjson.dumps({"Pod": TRAINER, "Nodes": None, "NodeNames": names})
+        body = orjson.dumps({"Pod": RULES_POD if rules else TRAINER, "Nodes": None, "NodeNames": names})
         async with aiohttp.ClientSession() as http:
             ft, fres = await _timed_posts(http, f"http://127.0.0.1:{port}/filter", body, requests, warmup)
             pt, _ = await _timed_posts(http, f"http://127.0.0.1:{port}/prioritize", body, requests // 2, warmup // 2)
     passed = len(fres["NodeNames"])
     return {"nodes": nodes, "devices_per_node": 8, "request_bytes": len(body), "nodes_passing": passed,
+            "existing_pods": 10_000 if rules else 0,
             "nodes_failed": len(fres["FailedNodes"]),
             "filter_p50_ms": round(percentile(ft, 50) * 1000, 2), "filter_p99_ms": round(percentile(ft, 99) * 1000, 2),
             "prioritize_p50_ms": round(percentile(pt, 50) * 1000, 2),
@@ -265,8 +282,10 @@ async def bench_scheduler(nodes: int = 500, devices: int = 8, pods: int = 5000, 
 async def run(quick: bool = False) -> dict[str, Any]:
     if quick:
         return {"extender": await bench_extender(requests=100, warmup=10, nodes=200),
+                "extender_rules": await bench_extender(requests=100, warmup=10, nodes=200, rules=True),
                 "scheduler": await bench_scheduler(nodes=50, devices=8, pods=300)}
     return {"extender": await bench_extender(),
+            "extender_rules": await bench_extender(rules=True),
             "scheduler": await bench_scheduler(500, 8, 5000),
             "scheduler_all_fit": await bench_scheduler(500, 10, 5000)}
 

@@ -13,8 +13,8 @@ from allocator.gang import schedule_gang
 from allocator.model import PodGroup
 from allocator.parse import parse_pod_or_error
 from allocator.pipeline import resource_fit
-from allocator.podspec import parse_default_spread
 from allocator.pods import PodIndex
+from allocator.podspec import parse_default_spread
 from tests.builders import placed, refused
 
 Obj = dict[str, Any]
@@ -79,7 +79,7 @@ def spread(key: str, skew: int = 1, hard: bool = True, **extra: Any) -> list[Obj
 
 def requests_of(spec: Obj) -> dict[str, Any]:
     p = alloc.parse_pod({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec})
-    return {k: float(v) for k, v in p.requests.items()}
+    return {k: v / 1000 for k, v in p.requests.items()}
 
 
 def test_effective_requests_count_sidecars_init_peaks_pod_level_and_overhead() -> None:
