@@ -117,7 +117,7 @@ class Context:
     def __init__(self, pod: Pod, nodes: Sequence[Node], node_by_name: Mapping[str, Node], pods: PodIndex,
                  namespaces: Mapping[str, Namespace], classes: Mapping[str, DeviceClass],
                  eligible: Callable[[Pod, SpreadConstraint, tuple[str, ...]], Sequence[Node]],
-                 default_spread: Sequence[SpreadConstraint] = ()) -> None:
+                 default_spread: Sequence[SpreadConstraint] = (), soft_taints: bool = True) -> None:
         self.pod = pod
         self.nodes = nodes
         self.node_by_name = node_by_name
@@ -125,6 +125,7 @@ class Context:
         self.classes = classes
         self.ns_labels = _ns_labels(namespaces)
         self.eligible = eligible
+        self.soft_taints = soft_taints
         self.spread = pod.spread or _defaults(pod, default_spread)
         hard = [c for c in self.spread if c.hard]
         self.hard_keys = tuple(dict.fromkeys(c.topology_key for c in hard))
@@ -270,6 +271,8 @@ class Context:
         return total
 
     def _taint_scores(self, feasible: Sequence[Node]) -> dict[str, int] | None:
+        if not self.soft_taints:
+            return None
         tolerations = [t for t in self.pod.tolerations if t.effect in ("", "PreferNoSchedule")]
         raw: dict[str, int] = {}
         for n in feasible:

@@ -154,6 +154,21 @@ class Gate:
                 return Rejection(why, resolvable=False)
         return None
 
+    def survivors(self, nodes: Iterable[Node], rejected: Counter[str]) -> list[Node]:
+        """The nodes that pass, counting why the others did not (the hot loop of a decision)."""
+        reject = self.ctx.reject
+        volumes = self.volumes.filter if self.volumes is not None else None
+        keep = []
+        for n in nodes:
+            r = reject(n)
+            if r is not None:
+                rejected[r.reason] += 1
+            elif volumes is not None and (why := volumes(n)) is not None:
+                rejected[why] += 1
+            else:
+                keep.append(n)
+        return keep
+
 
 @dataclass(slots=True)
 class _Need:
@@ -347,6 +362,7 @@ class Session:
         self.volumes = volumes if volumes is not None else VolumeIndex()
         self.default_spread = tuple(default_spread)
         self._eligible: dict[tuple[object, ...], list[Node]] = {}
+        self._soft_taints: bool | None = None  # whether any node has a PreferNoSchedule taint
         self.claims: dict[ObjectKey, Claim] = {}
         self.templates: dict[ObjectKey, ClaimTemplate] = {}
         self.generated: dict[ObjectKey, tuple[ObjectKey, str]] = {}  # claim -> (pod, pod claim name)
@@ -465,14 +481,7 @@ class Session:
         rejected = Counter(base_rejected)
         if only is not None:
             nodes = [n for n in nodes if n.name in only]
-        keep = []
-        for n in nodes:
-            r = gate.reject(n)
-            if r is None:
-                keep.append(n)
-            else:
-                rejected[r.reason] += 1
-        nodes = keep
+        nodes = gate.survivors(nodes, rejected)
         for c in prep.allocated:
             sel = c.allocation.node_selector if c.allocation else None
             if sel is None:
@@ -506,8 +515,10 @@ class Session:
             if isinstance(got, VolumeProblem):
                 return Unschedulable(got.reason, waiting=got.waiting)
             vc = got
+        if self._soft_taints is None:
+            self._soft_taints = any(t.effect == "PreferNoSchedule" for n in self.cluster.nodes for t in n.taints)
         ctx = Context(pod, self.cluster.nodes, self.cluster.node_by_name, self.pods, self.cluster.namespaces,
-                      self.cluster.classes, self._spread_nodes, self.default_spread)
+                      self.cluster.classes, self._spread_nodes, self.default_spread, self._soft_taints)
         return Gate(ctx, vc)
 
     def _spread_nodes(self, pod: Pod, c: SpreadConstraint, keys: tuple[str, ...]) -> list[Node]:
@@ -729,8 +740,8 @@ class Session:
         if scores:
             top = max(scores.values())
             nodes = [n for n in nodes if scores.get(n.name) == top]
-        if self.policy == "first-fit":
-            return nodes[0]
+        if self.policy == "first-fit" or not self.cluster.pools.devices:
+            return nodes[0]  # nodes are sorted by name
         free = self.cluster.free
         return min(nodes, key=lambda n: (free.free_total(n), n.name))
 
