@@ -943,6 +943,17 @@ class Session:
             for a in reversed(allocations):
                 self.cluster.ledger.add(a)
 
+    @contextmanager
+    def without(self, pods: Iterable[ObjectKey]) -> Iterator[None]:
+        """While inside, these pods hold no place on their nodes (their resources, ports and
+        affinity terms count for nothing): the other half of a preemption what-if."""
+        removed = [(k, hit) for k in dict.fromkeys(pods) if (hit := self.pods.remove(k)) is not None]
+        try:
+            yield
+        finally:
+            for _, (pod, node) in reversed(removed):
+                self.pods.place(pod, node)
+
     def rollback(self, commit: Commit) -> None:
         if commit.volumes is not None:
             self.volumes.unuse(commit.pod)

@@ -14,8 +14,9 @@ a pod Tessera cannot place gets a normal answer saying why, per node.
 - prioritize: 0-10 per node from the best-fit and topology order.
 - bind: decides the pod's devices on the chosen node, writes claim status, creates the Binding;
   any failure answers `Error` with nothing left half-written. Only the leader binds.
-- preempt: for a pod with claims, keeps the candidate nodes whose victims free the devices the
-  pod needs (or where it needs none freed) and drops the others; otherwise echoes the candidates.
+- preempt: for a pod with claims, keeps the candidate nodes where, with the victims gone (their
+  devices, resources, ports and affinity terms), the pod fits, and drops the others; otherwise
+  echoes the candidates (kube-scheduler chose them by the same rules Tessera filters with).
 """
 
 from __future__ import annotations
@@ -259,7 +260,7 @@ class Extender:
             if len(victims) != len(uids):
                 out[node] = (uids, pdb)  # victims Tessera does not know: it cannot judge, so it does not object
                 continue
-            with session.freed(self._freed_claims(victims)):
+            with session.freed(self._freed_claims(victims)), session.without(v.key for v in victims):
                 res = session.filter(pod, [node])
             if res.ok:
                 out[node] = (uids, pdb)

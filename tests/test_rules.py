@@ -426,3 +426,12 @@ def test_default_spread_config_errors_name_the_field(raw: Obj, words: str) -> No
     with pytest.raises(alloc.SpecError) as e:
         parse_default_spread(raw)
     assert words in str(e.value)
+
+
+def test_a_preemption_what_if_frees_the_victims_place_and_restores_it() -> None:
+    s = session(mknode("n1", cpu="16"), bound=(mkpod("low", {"app": "x"}, cpu="10", node="n1"),))
+    p = alloc.parse_pod(mkpod("high", cpu="10", affinity=anti(HOST, app="x")))
+    assert s.filter(p, ["n1"]).ok == []
+    with s.without([("default", "low")]):
+        assert s.filter(p, ["n1"]).ok == ["n1"]
+    assert s.filter(p, ["n1"]).ok == [] and ("default", "low") in s.pods
