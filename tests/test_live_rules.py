@@ -54,7 +54,7 @@ def scenario() -> tuple[list[Obj], list[Obj | list[Obj]]]:
     soft = [{"key": "spot", "value": "true", "effect": "PreferNoSchedule"}]
     resident = pod("resident", {"app": "db"}, cpu="2", nodeName="n0", schedulerName="default-scheduler")
     cluster = [node("n0", "a"), node("n1", "a"), node("n2", "b"), node("n3", "b", soft), resident]
-    ports = {"containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}
+    ports: Obj = {"containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}
     gang_group: Obj = {"apiVersion": "scheduling.x-k8s.io/v1alpha1", "kind": "PodGroup",
                        "metadata": {"name": "job", "namespace": "default"}, "spec": {"minMember": 2}}
     work: list[Obj | list[Obj]] = [
