@@ -631,13 +631,15 @@ class VolumeIndex:
         """kube-scheduler's PreFilter for the pod's volumes. With `generate_ephemeral` (simulate), a
         missing ephemeral claim is created from its template (and recorded in `generated`); without
         it (live), the pod waits for the ephemeral volume controller."""
-        pod = f"pod {pod_namespace}/{pod_name}"
         default = self.default_class()
         pvcs: dict[ObjectKey, None] = {}
         bound: dict[ObjectKey, _Bound] = {}
         pinned: list[tuple[ObjectKey, str]] = []
         unbound: list[_Unbound] = []
-        for vol in volumes:
+        for i, vol in enumerate(volumes):
+            # Reasons name the pod and its field, as validation errors do.
+            pod = f"Pod {pod_namespace}/{pod_name}: spec.volumes[{i}]" + (
+                ".ephemeral" if vol.ephemeral is not None else ".persistentVolumeClaim.claimName")
             key = (pod_namespace, vol.claim_name)
             pvc = self.pvcs.get(key)
             if pvc is None:
@@ -674,7 +676,7 @@ class VolumeIndex:
                 return sc_or_problem
             sc = sc_or_problem
             if sc.binding_mode == "Immediate":
-                return VolumeProblem(f"pod has unbound immediate PersistentVolumeClaim {_key(key)}: "
+                return VolumeProblem(f"{pod}: pod has unbound immediate PersistentVolumeClaim {_key(key)}: "
                                      "waiting for the volume controller to bind it")
             if pvc.selected_node:
                 pinned.append((key, pvc.selected_node))
@@ -695,8 +697,8 @@ class VolumeIndex:
                                  "only a PersistentVolume bound to it by the volume controller can serve it")
         sc = self.storage_classes.get(pvc.storage_class)
         if sc is None:
-            return VolumeProblem(f"{pod}: PersistentVolumeClaim {ref} is unbound and its StorageClass "
-                                 f"{pvc.storage_class} does not exist")
+            return VolumeProblem(f"{pod}: PersistentVolumeClaim {ref} is unbound and its spec.storageClassName names "
+                                 f'StorageClass "{pvc.storage_class}", which does not exist')
         return sc
 
     def _unbound(self, pvc: PersistentVolumeClaim, sc: StorageClass) -> _Unbound:

@@ -45,6 +45,8 @@ POD: ObjectKey = ("ml", "p")
 
 
 # --- builders --------------------------------------------------------------------------------
+AT_P = "Pod ml/p: spec.volumes[0].persistentVolumeClaim.claimName: "  # where reasons name the pod and its field
+AT_SECOND = "Pod ml/second: spec.volumes[0].persistentVolumeClaim.claimName: "
 
 
 def sc_obj(name: str, provisioner: str = "csi.example.com", mode: str | None = "WaitForFirstConsumer",
@@ -278,7 +280,7 @@ def test_bound_pv_node_affinity() -> None:
 def test_bound_claim_whose_volume_is_missing() -> None:
     ix = index(LOCAL, pvc_obj("data", volume="pv9"))
     p = problem(ix, "data")
-    assert p.reason == "pod ml/p: PersistentVolumeClaim ml/data is bound to PersistentVolume pv9, which does not exist"
+    assert p.reason == AT_P + "PersistentVolumeClaim ml/data is bound to PersistentVolume pv9, which does not exist"
     assert not p.waiting
 
 
@@ -441,19 +443,20 @@ def test_plan_refuses_a_node_that_does_not_fit() -> None:
 def test_unbound_immediate_claim() -> None:
     ix = index(sc_obj("std", mode="Immediate"), pv_obj("pv1", cls="std"), pvc_obj("data", cls="std"))
     p = problem(ix, "data")
-    assert p == VolumeProblem("pod has unbound immediate PersistentVolumeClaim ml/data: "
+    assert p == VolumeProblem(AT_P + "pod has unbound immediate PersistentVolumeClaim ml/data: "
                               "waiting for the volume controller to bind it", waiting=False)
 
 
 def test_missing_and_deleting_claims() -> None:
     ix = index(LOCAL, pvc_obj("gone", deleting=True))
-    assert problem(ix, "data").reason == "pod ml/p: PersistentVolumeClaim ml/data not found"
-    assert problem(ix, "gone").reason == "pod ml/p: PersistentVolumeClaim ml/gone is being deleted"
+    assert problem(ix, "data").reason == AT_P + "PersistentVolumeClaim ml/data not found"
+    assert problem(ix, "gone").reason == AT_P + "PersistentVolumeClaim ml/gone is being deleted"
 
 
 def test_missing_or_no_storage_class() -> None:
     ix = index(pvc_obj("data", cls="fast"), pvc_obj("none", cls=None), pvc_obj("empty", cls=""))
-    assert problem(ix, "data").reason == "pod ml/p: PersistentVolumeClaim ml/data is unbound and its StorageClass fast does not exist"
+    assert problem(ix, "data").reason == (AT_P + 'PersistentVolumeClaim ml/data is unbound and its spec.storageClassName names '
+        'StorageClass "fast", which does not exist')
     p = problem(ix, "none").reason
     assert "ml/none" in p and "no default StorageClass" in p
     p = problem(ix, "empty").reason
@@ -476,7 +479,7 @@ def test_read_write_once_pod_conflict_until_unuse() -> None:
     ix.use(first, [("ml", "solo")])
     assert isinstance(ix.check("ml", "first", first, vols("solo"), True), VolumeCheck)  # its own use does not count
     p = ix.check("ml", "second", second, vols("solo"), True)
-    assert p == VolumeProblem("pod ml/second: PersistentVolumeClaim ml/solo has access mode ReadWriteOncePod "
+    assert p == VolumeProblem(AT_SECOND + "PersistentVolumeClaim ml/solo has access mode ReadWriteOncePod "
                               "and is already used by pod ml/first")
     ix.unuse(first)
     assert isinstance(ix.check("ml", "second", second, vols("solo"), True), VolumeCheck)
