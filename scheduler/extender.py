@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ from .writer import Writer
 
 log = logging.getLogger("tessera.extender")
 Obj = dict[str, Any]
+MAX_OBJECT_DEPTH = 64
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 class BadRequest(Exception):
@@ -94,17 +98,39 @@ def _nodes(args: Mapping[str, Any]) -> _Nodes:
         raise BadRequest("ExtenderArgs.Nodes.items: expected a list of Node objects")
     objects: dict[str, Obj] = {}
     for i, n in enumerate(items):
-        name = ((n.get("metadata") or {}).get("name") if isinstance(n, dict) else None)
+        if not isinstance(n, dict):
+            raise BadRequest(f"ExtenderArgs.Nodes.items[{i}]: expected a Node object")
+        meta = n.get("metadata")
+        name = meta.get("name") if isinstance(meta, dict) else None
         if not isinstance(name, str) or not name:
             raise BadRequest(f"ExtenderArgs.Nodes.items[{i}].metadata.name: required")
+        if _depth(n, MAX_OBJECT_DEPTH) > MAX_OBJECT_DEPTH:
+            # Echoed back in the answer: refuse what could not be encoded again (orjson writes 254 levels).
+            raise BadRequest(f"ExtenderArgs.Nodes.items[{i}]: nested deeper than {MAX_OBJECT_DEPTH} levels; "
+                             "a Node object is far shallower")
         objects[name] = n
     return _Nodes(list(objects), objects)
 
 
-def _text(args: Mapping[str, Any], key: str, what: str) -> str:
+def _depth(v: Any, limit: int) -> int:
+    """How deeply `v` nests (stops counting past `limit`)."""
+    if limit < 0:
+        return 1
+    if isinstance(v, dict):
+        return 1 + max((_depth(x, limit - 1) for x in v.values()), default=0)
+    if isinstance(v, list):
+        return 1 + max((_depth(x, limit - 1) for x in v), default=0)
+    return 0
+
+
+def _text(args: Mapping[str, Any], key: str, what: str, pattern: re.Pattern[str] | None = None,
+          rule: str = "") -> str:
     v = args.get(key.lower())
     if not isinstance(v, str) or not v:
         raise BadRequest(f"{what}.{key}: required, a non-empty string")
+    if pattern is not None and (len(v) > 253 or not pattern.fullmatch(v)):
+        # Names end up in API paths: only what Kubernetes accepts as a name gets that far.
+        raise BadRequest(f"{what}.{key}: {v[:80]!r} is not a valid {rule}")
     return v
 
 
@@ -155,10 +181,10 @@ class Extender:
 
     async def bind(self, raw: bytes) -> Obj:
         args = decode(raw, "ExtenderBindingArgs")
-        name = _text(args, "PodName", "ExtenderBindingArgs")
-        namespace = _text(args, "PodNamespace", "ExtenderBindingArgs")
+        name = _text(args, "PodName", "ExtenderBindingArgs", DNS_SUBDOMAIN, "pod name (a DNS subdomain)")
+        namespace = _text(args, "PodNamespace", "ExtenderBindingArgs", DNS_LABEL, "namespace (a DNS label)")
         uid = _text(args, "PodUID", "ExtenderBindingArgs")
-        node = _text(args, "Node", "ExtenderBindingArgs")
+        node = _text(args, "Node", "ExtenderBindingArgs", DNS_SUBDOMAIN, "node name (a DNS subdomain)")
         return {"Error": await self._bind(namespace, name, uid, node) or ""}
 
     async def _bind(self, namespace: str, name: str, uid: str, node: str) -> str | None:
@@ -233,7 +259,8 @@ class Extender:
         def uid_of(p: Obj) -> Any:
             if meta is not None:
                 return lower_keys(p, "victim").get("uid")
-            return (p.get("metadata") or {}).get("uid")
+            m = p.get("metadata")
+            return m.get("uid") if isinstance(m, dict) else None
 
         if source is None:
             return {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import pathlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -283,3 +284,32 @@ async def test_health_readiness_and_metrics() -> None:
             text = await r.text()
         assert 'tessera_extender_request_duration_seconds_count{verb="filter"} 2.0' in text
         assert 'tessera_informer_events_total{kind="Node",type="LIST"}' in text
+
+
+def _nested(depth: int) -> Obj:
+    inner: Obj = {}
+    for _ in range(depth):
+        inner = {"x": inner}
+    return inner
+
+
+POD_JSON: Obj = {"metadata": {"name": "p", "namespace": "default"}, "spec": {}}
+
+
+@pytest.mark.parametrize(("verb", "body", "needle"), [
+    ("filter", {"Pod": POD_JSON, "Nodes": {"items": [{"metadata": "x"}]}}, "ExtenderArgs.Nodes.items[0].metadata.name: required"),
+    ("prioritize", {"Pod": POD_JSON, "Nodes": {"items": [{"metadata": "x"}]}}, "ExtenderArgs.Nodes.items[0].metadata.name"),
+    ("filter", {"Pod": POD_JSON, "Nodes": {"items": ["n0"]}}, "ExtenderArgs.Nodes.items[0]: expected a Node object"),
+    ("filter", {"Pod": POD_JSON, "Nodes": {"items": [{"metadata": {"name": "n0"}, "spec": _nested(255)}]}},
+     "nested deeper than 64 levels"),
+    ("preempt", {"Pod": POD_JSON, "NodeNameToVictims": {"n0": {"Pods": [{"metadata": "x"}]}}}, "every victim needs a UID"),
+    ("bind", {"PodName": "victim/status", "PodNamespace": "default", "PodUID": "u", "Node": "n0"},
+     "ExtenderBindingArgs.PodName: 'victim/status' is not a valid pod name"),
+    ("bind", {"PodName": "p", "PodNamespace": "../x", "PodUID": "u", "Node": "n0"}, "PodNamespace: '../x' is not a valid namespace"),
+    ("bind", {"PodName": "p", "PodNamespace": "default", "PodUID": "u", "Node": "n0?watch=1"}, "Node: 'n0?watch=1' is not a valid node"),
+])
+async def test_malformed_requests_get_400_never_500(verb: str, body: Obj, needle: str) -> None:
+    async with extender() as (api, _svc, http, base):
+        status, out = await post(http, f"{base}/{verb}", None, raw=json.dumps(body).encode())  # orjson writes 254 levels
+        assert status == 400 and needle in out["Error"], out
+        assert not [r for r in api.requests if r[0] != "GET"], "nothing was written for a refused request"
