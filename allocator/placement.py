@@ -364,6 +364,8 @@ class Session:
         self._eligible: dict[tuple[object, ...], list[Node]] = {}
         self._soft_taints: bool | None = None  # whether any node has a PreferNoSchedule taint
         self.claims: dict[ObjectKey, Claim] = {}
+        self.allocated_here: set[ObjectKey] = set()  # claims whose allocation this Session decided
+        self.conflicting: dict[ObjectKey, str] = {}  # claims given with an allocation that reuses a held device
         self.templates: dict[ObjectKey, ClaimTemplate] = {}
         self.generated: dict[ObjectKey, tuple[ObjectKey, str]] = {}  # claim -> (pod, pod claim name)
         self._by_pod_claim: dict[tuple[ObjectKey, str], ObjectKey] = {}
@@ -388,11 +390,15 @@ class Session:
         old = self.claims.get(claim.key)
         if old is not None and old.allocation is not None:
             self.cluster.ledger.remove(old.allocation)
+        self.allocated_here.discard(claim.key)
+        self.conflicting.pop(claim.key, None)
         allocation = claim.allocation
         if allocation is not None:
             problems = self.cluster.ledger.conflicts(allocation)
-            if problems and claim.error is None:
-                claim = replace(claim, error=f"ResourceClaim {claim.ref}: {problems[0]}")
+            if problems:
+                self.conflicting[claim.key] = problems[0]
+                if claim.error is None:
+                    claim = replace(claim, error=f"ResourceClaim {claim.ref}: {problems[0]}")
             self.cluster.ledger.add(allocation)
         self.claims[claim.key] = claim
         return claim
@@ -904,6 +910,7 @@ class Session:
             if alloc is not None:
                 new = replace(new, allocation=alloc)
                 self.cluster.ledger.add(alloc)
+                self.allocated_here.add(pc.key)
             if ref not in new.reserved_for:
                 new = replace(new, reserved_for=(*new.reserved_for, ref))
             self.claims[pc.key] = new
@@ -923,6 +930,7 @@ class Session:
             reserved = tuple(r for r in c.reserved_for if not (r.name == pod.name and r.uid == pod.uid))
             if not reserved and c.allocation is not None:
                 self.cluster.ledger.remove(c.allocation)
+                self.allocated_here.discard(pc.key)
                 c = replace(c, allocation=None)
             self.claims[pc.key] = replace(c, reserved_for=reserved)
             if self.generated.get(pc.key, (None, None))[0] == pod.key:
@@ -963,6 +971,7 @@ class Session:
             cur = self.claims[key]
             if cur.allocation is not None and cur.allocation is not old.allocation:
                 self.cluster.ledger.remove(cur.allocation)
+                self.allocated_here.discard(key)
             self.claims[key] = old
 
     def schedule(self, pod: Pod) -> Decision:

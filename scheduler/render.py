@@ -60,6 +60,9 @@ def render_table(result: SimResult, width: int = 140) -> str:
     ledger = result.session.cluster.ledger
     total = len(result.session.cluster.pools.devices)
     lines.append(f"Devices allocated: {ledger.used_count} of {total} (dedicated; shared devices and adminAccess not counted).")
+    for c in result.conflicts():
+        lines.append(f"Conflict: claim {c['claim']} ({c['allocatedBy']}) is given device {c['device']}, which claim "
+                     f"{c['alsoIn']} ({c['alsoAllocatedBy']}) holds: {c['problem']}.")
     for o in result.pods:
         if o.volumes is not None and not o.volumes.empty:
             lines.append(f"Volumes of pod {o.pod.ref}: {o.volumes.describe()}.")

@@ -97,6 +97,37 @@ class SimResult:
         }
         if volumes:
             out["volumes"] = volumes
+        conflicts = self.conflicts()
+        if conflicts:
+            out["conflicts"] = conflicts
+        return out
+
+    def conflicts(self) -> list[dict[str, Any]]:
+        """Devices the input gives to a claim while another claim holds them: each with whose
+        allocation is whose (`tessera`: decided in this run; `input`: given in the files), so a
+        double allocation in the input is flagged, never passed off as a result."""
+        s = self.session
+        if not s.conflicting:
+            return []
+        holders: dict[tuple[str, str, str], list[ObjectKey]] = defaultdict(list)
+        for key, c in s.claims.items():
+            for r in c.allocation.results if c.allocation is not None else ():
+                if not r.admin_access:
+                    holders[r.key].append(key)
+
+        def by(key: ObjectKey) -> str:
+            return "tessera" if key in s.allocated_here else "input"
+
+        out = []
+        for key in sorted(s.conflicting):
+            given = s.claims.get(key)
+            if given is None or given.allocation is None:
+                continue
+            for r in given.allocation.results:
+                for other in holders.get(r.key, []):
+                    if other != key:
+                        out.append({"claim": f"{key[0]}/{key[1]}", "allocatedBy": by(key), "device": f"{r.driver}/{r.pool}/{r.device}",
+                                    "alsoIn": f"{other[0]}/{other[1]}", "alsoAllocatedBy": by(other), "problem": s.conflicting[key]})
         return out
 
 

@@ -15,7 +15,9 @@ from scheduler.cli import main
 from scheduler.loader import read_documents
 from scheduler.simulate import simulate
 from tests.builders import (
+    GPU,
     GPU_CLASS,
+    allocated,
     claim,
     exact,
     gpus,
@@ -371,3 +373,21 @@ def test_config_file_sets_levels(tmp_path: pathlib.Path, capsys: pytest.CaptureF
     cfg.write_text("topology:\n  levels: []\n")
     code, _, err = run(capsys, "--cluster", str(TOPO_CLUSTER), "--workload", str(TOPO_WORKLOAD), "--config", str(cfg))
     assert code == 2 and f"{cfg}: topology.levels: must be a non-empty list of strings" in err
+
+
+def test_an_input_allocation_of_a_device_tessera_gave_away_is_flagged(tmp_path: pathlib.Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = small_cluster(tmp_path, 1)
+    late = allocated("late", [("g", GPU, "n0", "gpu-0")], node_name="n0", reserved=())
+    workload = write(tmp_path, "w.yaml", [template("one", exact("g")), pod("p", templates={"g": "one"}), late])
+    out = run_json(capsys, cluster, workload)
+    assert out["pods"][0]["node"] == "n0"
+    assert out["conflicts"] == [{"claim": "default/late", "allocatedBy": "input", "device": f"{GPU}/n0/gpu-0",
+                                 "alsoIn": "default/p-g", "alsoAllocatedBy": "tessera",
+                                 "problem": f"status.allocation.devices.results[0]: device {GPU}/n0/gpu-0 is already "
+                                            "allocated to another claim"}]
+    code, table, _ = run(capsys, "--cluster", str(cluster), "--workload", str(workload))
+    assert code == 0 and "Conflict: claim default/late (input) is given device" in table
+    # Without conflicts the contract has no such key.
+    assert "conflicts" not in run_json(capsys, cluster, write(tmp_path, "w2.yaml", [template("one", exact("g")),
+                                                                                     pod("p", templates={"g": "one"})]))
