@@ -4,13 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import orjson
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .extender import Extender, run_verb
+from .limits import DEFAULT_MAX_BODY
 from .metrics import Metrics
 
 JSON = "application/json"
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than `limit` bytes before holding them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body of {int(declared)} bytes is over the limit of {limit} bytes")
+    buf = bytearray()
+    async for chunk in request.stream():
+        buf += chunk
+        if len(buf) > limit:
+            raise BodyTooLarge(f"request body is over the limit of {limit} bytes")
+    return bytes(buf)
 
 
 def health_app(metrics: Metrics, unsynced: Callable[[], list[str]], problems: Callable[[], list[str]]) -> FastAPI:
@@ -43,12 +62,16 @@ def _add_health(app: FastAPI, metrics: Metrics, unsynced: Callable[[], list[str]
 
 
 def extender_app(ext: Extender, metrics: Metrics, unsynced: Callable[[], list[str]],
-                 problems: Callable[[], list[str]]) -> FastAPI:
-    """The extender webhooks at /filter, /prioritize, /bind, /preempt, plus health and metrics."""
+                 problems: Callable[[], list[str]], max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
+    """The extender webhooks at /filter, /prioritize, /bind, /preempt, plus health and metrics.
+    A body over `max_body` bytes is refused with 413 before it is read whole."""
     app = FastAPI(title="tessera", docs_url=None, redoc_url=None, openapi_url=None)
 
     async def answer(verb: str, request: Request) -> Response:
-        raw = await request.body()
+        try:
+            raw = await read_body(request, max_body)
+        except BodyTooLarge as e:
+            return Response(orjson.dumps({"Error": f"{verb}: {e} (--max-request-bytes)"}), status_code=413, media_type=JSON)
         work = {"filter": lambda: ext.filter(raw), "prioritize": lambda: ext.prioritize(raw),
                 "bind": lambda: ext.bind(raw), "preempt": lambda: ext.preempt(raw)}[verb]
         status, body = await run_verb(verb, metrics, work)

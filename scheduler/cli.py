@@ -18,6 +18,7 @@ from allocator.cel import available_backends, get_backend
 from allocator.placement import POLICIES
 from allocator.search import DEFAULT_BUDGET
 
+from .limits import DEFAULT_MAX_BODY
 from .loader import Config, InputError, load_config, read_documents
 from .readiness import DEFAULT_BIND_WAIT, DEFAULT_BINDING_TIMEOUT
 from .render import render_table
@@ -89,6 +90,9 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     srv.add_argument("--binding-timeout", type=float, default=DEFAULT_BINDING_TIMEOUT, metavar="SECONDS",
                      help="how long devices with bindingConditions may take to become ready before their claim is "
                           "deallocated and the pod decided again (default: 600, as kube-scheduler)")
+    srv.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES",
+                     help="refuse extender requests with a larger body with 413 (default: 512 MiB, above kube-scheduler's "
+                          "largest call: 15,000 full Node objects)")
     srv.add_argument("--bind-wait", type=float, default=DEFAULT_BIND_WAIT, metavar="SECONDS",
                      help="how long one extender /bind call waits for such devices before answering with an Error "
                           "(the claims stay allocated for the next call); keep it under the extender's httpTimeout "
@@ -153,6 +157,9 @@ def _serve(args: argparse.Namespace) -> int:
         if not 0 <= port <= 65535:
             print(f"tessera serve: {flag} must be between 0 and 65535, got {port}", file=sys.stderr)
             return EXIT_INPUT
+    if args.max_request_bytes < 1024:
+        print(f"tessera serve: --max-request-bytes must be at least 1024, got {args.max_request_bytes}", file=sys.stderr)
+        return EXIT_INPUT
     if not args.binding_timeout > 0 or not 0 <= args.bind_wait < 3600:
         print(f"tessera serve: --binding-timeout must be positive (got {args.binding_timeout}) and --bind-wait "
               f"between 0 and 3600 seconds (got {args.bind_wait})", file=sys.stderr)
@@ -167,7 +174,8 @@ def _serve(args: argparse.Namespace) -> int:
     options = Options(scheduler_name=args.scheduler_name, leader_elect=args.leader_elect,
                       lease_namespace=_lease_namespace(args.lease_namespace), lease_name=args.lease_name,
                       identity=identity, topology=config.topology, default_spread=config.default_spread, policy=args.policy,
-                      binding_timeout=args.binding_timeout, bind_wait=args.bind_wait)
+                      binding_timeout=args.binding_timeout, bind_wait=args.bind_wait,
+                      max_request_bytes=args.max_request_bytes)
     try:
         return asyncio.run(run(options, args.kubeconfig, args.bind_address, args.port, args.metrics_port))
     except KeyboardInterrupt:  # pragma: no cover

@@ -44,7 +44,7 @@ async def run(options: Options, kubeconfig: str | None, host: str, port: int, me
     kube = await Kube.connect(kubeconfig)
     service = Service(kube, options)
     await service.start()
-    main_app = extender_app(service.extender, service.metrics, service.unsynced, service.problems)
+    main_app = extender_app(service.extender, service.metrics, service.unsynced, service.problems, options.max_request_bytes)
     main, main_task, bound = await start_http(main_app, host, port)
     tasks = [main_task]
     servers = [main]

@@ -17,6 +17,7 @@ from .extender import Extender
 from .informer import Reflector
 from .kube import Kube
 from .leader import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, LeaderElector
+from .limits import DEFAULT_MAX_BODY
 from .loop import SecondaryScheduler
 from .metrics import Metrics
 from .readiness import DEFAULT_BIND_WAIT, DEFAULT_BINDING_TIMEOUT
@@ -44,6 +45,7 @@ class Options:
     retry_period: float = RETRY_PERIOD
     binding_timeout: float = DEFAULT_BINDING_TIMEOUT
     bind_wait: float = DEFAULT_BIND_WAIT
+    max_request_bytes: int = DEFAULT_MAX_BODY
     binding_poll: float = 0.25
 
 

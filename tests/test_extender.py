@@ -15,6 +15,7 @@ import pytest
 
 from allocator.parse import parse_pod
 from scheduler.app import extender_app
+from scheduler.limits import DEFAULT_MAX_BODY
 from scheduler.serve import start_http
 from scheduler.service import Service
 from scheduler.writer import FINALIZER
@@ -313,3 +314,51 @@ async def test_malformed_requests_get_400_never_500(verb: str, body: Obj, needle
         status, out = await post(http, f"{base}/{verb}", None, raw=json.dumps(body).encode())  # orjson writes 254 levels
         assert status == 400 and needle in out["Error"], out
         assert not [r for r in api.requests if r[0] != "GET"], "nothing was written for a refused request"
+
+
+def realistic_node(i: int) -> Obj:
+    """A GPU node as a kubelet reports it: labels, annotations, conditions, 50 images (nodeStatusMaxImages)."""
+    labels = {f"node.example.com/label-{k}": f"value-{k}-{i}" for k in range(20)} | {"kubernetes.io/hostname": f"gpu-node-{i:05d}"}
+    images = [{"names": [f"registry.example.com/team/image-{k}@sha256:{'a' * 64}", f"registry.example.com/team/image-{k}:v1.2.{k}"],
+               "sizeBytes": 1234567890} for k in range(50)]
+    conditions = [{"type": t, "status": "False", "lastHeartbeatTime": "2026-12-01T00:00:00Z",
+                   "lastTransitionTime": "2026-12-01T00:00:00Z", "reason": f"Kubelet{t}", "message": f"kubelet has no {t}"}
+                  for t in ("MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable", "Ready")]
+    res = {"cpu": "192", "memory": "2113619384Ki", "pods": "110", "nvidia.com/gpu": "8", "ephemeral-storage": "3748409184Ki",
+           "hugepages-1Gi": "0", "hugepages-2Mi": "0"}
+    return {"metadata": {"name": f"gpu-node-{i:05d}", "uid": "u" * 36, "resourceVersion": "123456789", "labels": labels,
+                         "annotations": {f"node.alpha.kubernetes.io/annotation-{k}": "x" * 60 for k in range(10)}},
+            "spec": {"podCIDR": "10.0.0.0/24", "providerID": "cloud://zone/instance-" + str(i)},
+            "status": {"capacity": res, "allocatable": res, "conditions": conditions, "images": images,
+                       "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}, {"type": "Hostname", "address": f"gpu-node-{i}"}],
+                       "nodeInfo": {k: "x" * 40 for k in ("machineID", "systemUUID", "bootID", "kernelVersion", "osImage",
+                                                          "containerRuntimeVersion", "kubeletVersion", "kubeProxyVersion")}}}
+
+
+async def test_the_default_body_limit_is_well_above_kube_schedulers_largest_call() -> None:
+    per_node = len(orjson.dumps(realistic_node(1)))
+    largest = 15_000 * per_node  # ExtenderArgs.Nodes for 15,000 nodes (nodeCacheCapable: false)
+    assert largest * 1.5 < DEFAULT_MAX_BODY, (per_node, largest)
+
+
+async def test_a_body_over_the_limit_is_refused_with_413_before_it_is_read() -> None:
+    async with live(cluster(), claim_controller=False) as (_api, svc):
+        app = extender_app(svc.extender, svc.metrics, svc.unsynced, svc.problems, max_body=4096)
+        server, task, port = await start_http(app, "127.0.0.1", 0)
+        try:
+            async with aiohttp.ClientSession() as http:
+                base = f"http://127.0.0.1:{port}"
+                status, out = await post(http, base + "/filter", None, raw=b" " * 5000)
+                assert status == 413 and "over the limit of 4096 bytes" in out["Error"]
+
+                async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
+                    for _ in range(10):
+                        yield b" " * 1000
+
+                async with http.post(base + "/filter", data=chunks()) as r:
+                    assert r.status == 413
+                status, out = await post(http, base + "/filter", payload("filter-node-cache.json"))
+                assert status == 200 and out["NodeNames"] == ["n2", "n3"]
+        finally:
+            server.should_exit = True
+            await task
