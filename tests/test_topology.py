@@ -140,6 +140,31 @@ def test_every_placement_is_a_free_contiguous_box(shape: tuple[int, ...], data: 
         assert sorted(box.extent) == sorted(extent)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from([(4, 4, 4), (3, 5, 2), (8, 8), (5,), (2, 3)]), st.data())
+def test_box_counts_match_the_cells_also_when_a_box_wraps(shape: tuple[int, ...], data: st.DataObject) -> None:
+    t = Torus(shape)
+    cells = list(itertools.product(*(range(n) for n in shape)))
+    free = data.draw(st.sets(st.sampled_from(cells)))
+    grid = FreeGrid(t, free)
+    for _ in range(10):
+        extent = tuple(data.draw(st.integers(1, n)) for n in shape)
+        origin = tuple(data.draw(st.integers(0, n - 1 if w else n - e)) for n, e, w in zip(shape, extent, t.wraps, strict=True))
+        box = Box(origin, extent)
+        assert grid.count(box) == sum(1 for c in t.cells(box) if c in free)
+
+
+@pytest.mark.parametrize("label", ["100x100x100", "1000x1000x1000", "33x1x1", "32x32x32"])
+def test_absurd_torus_shapes_are_refused_at_once(label: str) -> None:
+    with pytest.raises(ShapeError, match="larger than any real torus"):
+        parse_shape(label)
+
+
+def test_the_largest_real_tori_are_accepted() -> None:
+    assert parse_shape("16x20x28") == (16, 20, 28)
+    assert parse_shape("16x16") == (16, 16)
+
+
 # --- locality ----------------------------------------------------------------------------------
 
 def test_locality_order_fills_one_group_best_fit() -> None:

@@ -19,15 +19,24 @@ Coord = tuple[int, ...]
 _SHAPE = re.compile(r"^[1-9][0-9]*(x[1-9][0-9]*){0,2}$")
 
 
+MAX_TORUS_SIDE = 32
+MAX_TORUS_CHIPS = 16_384
+
+
 class ShapeError(ValueError):
     pass
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
-    """`4x4x8` -> (4, 4, 8); one to three positive dimensions."""
+    """`4x4x8` -> (4, 4, 8); one to three positive dimensions, no larger than real hardware
+    builds (the largest TPU pods are 16x20x28 chips), so absurd labels cost nothing."""
     if not isinstance(text, str) or not _SHAPE.match(text.strip()):
         raise ShapeError(f"{text!r} is not a shape (expected dimensions like 2x2x1 or 4x4)")
-    return tuple(int(x) for x in text.strip().split("x"))
+    shape = tuple(int(x) for x in text.strip().split("x"))
+    if max(shape) > MAX_TORUS_SIDE or prod(shape) > MAX_TORUS_CHIPS:
+        raise ShapeError(f"{text!r} is larger than any real torus (at most {MAX_TORUS_SIDE} chips per axis and "
+                         f"{MAX_TORUS_CHIPS} chips in all)")
+    return shape
 
 
 def format_shape(shape: Sequence[int]) -> str:
@@ -133,38 +142,39 @@ class FreeGrid:
     def __init__(self, torus: Torus, free: Iterable[Coord]) -> None:
         self.torus = torus
         self.free = frozenset(free)
-        dims = [n * 2 if w else n for n, w in zip(torus.shape, torus.wraps, strict=True)]
-        dims += [1] * (3 - len(dims))
+        dims = list(torus.shape) + [1] * (3 - len(torus.shape))
         self._dims = dims
-        shape = list(torus.shape) + [1] * (3 - len(torus.shape))
-        self._sat = self._table(dims, shape)
+        self._sat = self._table(dims)
 
-    def _table(self, dims: list[int], shape: list[int]) -> list[list[list[int]]]:
-        """sat[x+1][y+1][z+1] = free chips in [0..x]x[0..y]x[0..z] of the (doubled) grid."""
+    def _table(self, dims: list[int]) -> list[list[list[int]]]:
+        """sat[x+1][y+1][z+1] = free chips in [0..x]x[0..y]x[0..z]: one cell per chip position, so
+        the work is proportional to the torus (a wrapping box is counted in pieces)."""
         n = len(self.torus.shape)
         sat = [[[0] * (dims[2] + 1) for _ in range(dims[1] + 1)] for _ in range(dims[0] + 1)]
         for x in range(dims[0]):
             for y in range(dims[1]):
                 for z in range(dims[2]):
-                    c = (x % shape[0], y % shape[1], z % shape[2])[:n]
+                    c = (x, y, z)[:n]
                     v = 1 if c in self.free else 0
                     sat[x + 1][y + 1][z + 1] = (v + sat[x][y + 1][z + 1] + sat[x + 1][y][z + 1] + sat[x + 1][y + 1][z]
                                                 - sat[x][y][z + 1] - sat[x][y + 1][z] - sat[x + 1][y][z] + sat[x][y][z])
         return sat
 
     def count(self, box: Box) -> int:
-        """Free chips inside the box (the box must lie within the doubled grid)."""
+        """Free chips inside the box; a box that wraps round an axis is counted as the (at most
+        eight) pieces it makes inside the grid."""
         o = list(box.origin) + [0] * (3 - len(box.origin))
         e = list(box.extent) + [1] * (3 - len(box.extent))
-        x0, y0, z0 = o
-        x1, y1, z1 = o[0] + e[0], o[1] + e[1], o[2] + e[2]
+        pieces = []
+        for oi, ei, n in zip(o, e, self._dims, strict=True):
+            oi %= n
+            pieces.append([(oi, oi + ei)] if oi + ei <= n else [(oi, n), (0, oi + ei - n)])
         s = self._sat
-        return (s[x1][y1][z1] - s[x0][y1][z1] - s[x1][y0][z1] - s[x1][y1][z0]
-                + s[x0][y0][z1] + s[x0][y1][z0] + s[x1][y0][z0] - s[x0][y0][z0])
-
-    def _inside(self, origin: Sequence[int], extent: Sequence[int]) -> bool:
-        return all(o + e <= (n * 2 if w else n)
-                   for o, e, n, w in zip(origin, extent, self.torus.shape, self.torus.wraps, strict=True))
+        total = 0
+        for (x0, x1), (y0, y1), (z0, z1) in itertools.product(*pieces):
+            total += (s[x1][y1][z1] - s[x0][y1][z1] - s[x1][y0][z1] - s[x1][y1][z0]
+                      + s[x0][y0][z1] + s[x0][y1][z0] + s[x1][y0][z0] - s[x0][y0][z0])
+        return total
 
     def _contact(self, box: Box) -> int:
         """Cells just outside the box's faces that are used or off the mesh: packing against
@@ -184,8 +194,7 @@ class FreeGrid:
                 ex = list(box.extent)
                 ex[axis] = 1
                 face = Box(tuple(so), tuple(ex))
-                free = sum(1 for c in t.cells(face) if c in self.free) if not self._inside(so, ex) else self.count(face)
-                contact += face_area - free
+                contact += face_area - self.count(face)
         return contact
 
     def placements(self, extent: Sequence[int]) -> Iterator[Box]:
