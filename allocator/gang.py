@@ -37,6 +37,7 @@ from .selection import Selector, matches
 MAX_DOMAIN_TRIES = 8  # real placements tried per level before widening
 MAX_BOX_TRIES = 24  # torus boxes tried per shape
 EXPLAINED_DOMAINS = 4
+GANG_BUDGET_FACTOR = 4  # a gang decision's search steps, in single-pod decision budgets
 
 
 @dataclass(slots=True)
@@ -83,6 +84,12 @@ def schedule_pod(session: Session, pod: Pod) -> Outcome:
 
 
 def schedule_gang(session: Session, group: PodGroup, members: Sequence[Pod]) -> Outcome:
+    """All of the gang or none, within GANG_BUDGET_FACTOR decisions' worth of search steps."""
+    with session.allowance(GANG_BUDGET_FACTOR * session.decision_budget):
+        return _schedule_gang(session, group, members)
+
+
+def _schedule_gang(session: Session, group: PodGroup, members: Sequence[Pod]) -> Outcome:
     name = f"gang {group.namespace}/{group.name}"
     if len(members) < group.min_member:
         reason = f"{name} has {len(members)} pod(s), fewer than its minMember {group.min_member}"

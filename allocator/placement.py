@@ -62,6 +62,7 @@ _CLAIM_NS = uuid.UUID("a3c0b7de-41a4-4f38-8b8e-58d0c3f6a2e9")
 MAX_WARNINGS_IN_REASON = 3
 MAX_NODES_FOR_WARNINGS = 50
 NEAREST = 16
+DECISION_BUDGET_FACTOR = 2  # a decision's steps across all nodes, in per-node budgets
 
 
 @dataclass(slots=True)
@@ -347,16 +348,21 @@ class Session:
     def __init__(self, cluster: Cluster, claims: Iterable[Claim] = (), templates: Iterable[ClaimTemplate] = (),
                  policy: Policy = "best-fit", budget: int = DEFAULT_BUDGET, generate_claims: bool = True,
                  pods: PodIndex | None = None, volumes: VolumeIndex | None = None,
-                 default_spread: Sequence[SpreadConstraint] = ()) -> None:
+                 default_spread: Sequence[SpreadConstraint] = (), decision_budget: int | None = None) -> None:
         """`generate_claims`: make template claims (and ephemeral volumes' PVCs) here (simulate),
         or read them from the pod's status.resourceClaimStatuses as the ResourceClaim controller
         records them (a cluster). `pods`: the pods holding a place on a node (bound or assumed);
-        `volumes`: storage classes, PVs and PVCs; both outlive a Session in the live service."""
+        `volumes`: storage classes, PVs and PVCs; both outlive a Session in the live service.
+        `budget` bounds the search on one node; `decision_budget` (default twice that) the steps of
+        one decision across all nodes, so that no pod costs more than a few seconds."""
         if policy not in POLICIES:
             raise ValueError(f"unknown policy {policy!r}: expected one of {', '.join(POLICIES)}")
         self.cluster = cluster
         self.policy = policy
         self.budget = budget
+        self.decision_budget = decision_budget if decision_budget is not None else DECISION_BUDGET_FACTOR * budget
+        self._allowance: list[int] = []  # steps left in enclosing scopes (a gang's decision)
+        self.steps_searched = 0  # search steps taken by this Session, in all (what budgets bound)
         self.generate_claims = generate_claims
         self.pods = pods if pods is not None else PodIndex()
         self.volumes = volumes if volumes is not None else VolumeIndex()
@@ -649,6 +655,7 @@ class Session:
         simple = len(prep.check.groups) == 1 and not prep.check.singles and not any(
             inp.claim.spec.constraints or any(a.capacity_requests for alts in inp.alternatives for a, _ in alts)
             for inp in prep.inputs)
+        spent = [0]
         for name in names:
             node = self.cluster.node_by_name.get(name)
             if node is None:
@@ -671,14 +678,14 @@ class Session:
             if pinned is not None:
                 out.unresolvable[name] = pinned
                 continue
-            why = self._fits(prep, node, simple) if prep.inputs else None
+            why = self._fits(prep, node, simple, spent) if prep.inputs else None
             if why is None:
                 out.ok.append(name)
             else:
                 out.failed[name] = why
         return out
 
-    def _fits(self, prep: Prepared, node: Node, simple: bool) -> str | None:
+    def _fits(self, prep: Prepared, node: Node, simple: bool, spent: list[int]) -> str | None:
         if prep.check.score(node) is None:
             short = prep.check.shortfall(node)
             return short.describe(node.name, best=False) if short is not None else f"node {node.name} lacks free devices"
@@ -686,8 +693,13 @@ class Session:
             g = prep.check.groups[0]
             if not self._tricky(g.selector, node):
                 return None
+        left = self._steps_left(spent[0])
+        if left <= 0:
+            return f"node {node.name} not searched: this decision's search budget ({self.decision_budget} steps) is spent"
         out = allocate_on_node(prep.inputs, self.cluster.pools.view(node), self.cluster.pools, self.cluster.ledger,
-                               self.budget, self._order)
+                               left, self._order)
+        spent[0] += out.steps
+        self._charge(out.steps)
         if out.picks is not None:
             return None
         if out.shortfalls:
@@ -762,10 +774,18 @@ class Session:
         if scores:
             # Stated preferences first; Tessera's device and topology order among equals (stable sort).
             candidates = sorted(candidates, key=lambda n: -scores.get(n.name, 0))
+        spent = 0
+        exhausted = False
         for n in candidates:
+            left = self._steps_left(spent)
+            if left <= 0:
+                exhausted = True
+                break
             searched += 1
-            out = allocate_on_node(inputs, self.cluster.pools.view(n), self.cluster.pools, self.cluster.ledger, self.budget,
+            out = allocate_on_node(inputs, self.cluster.pools.view(n), self.cluster.pools, self.cluster.ledger, left,
                                    self._order, devices)
+            spent += out.steps
+            self._charge(out.steps)
             for w in out.warnings:
                 warnings[str(w)] = None
             if out.picks is not None:
@@ -782,6 +802,12 @@ class Session:
                 rejected["node(s) where the search budget was exhausted"] += 1
             else:
                 rejected["node(s) where no device set satisfies the claims' constraints"] += 1
+        if exhausted:
+            # Deterministic (steps, not seconds), and bounded whatever the claims ask.
+            rejected["node(s) not searched: the decision's search budget was spent"] += len(nodes) - searched
+            tail = _summary(total, rejected, f"unschedulable: search budget exhausted on {searched} node(s) "
+                                             f"({spent} steps; at most {self.decision_budget} per decision)")
+            return Unschedulable(tail)
         if len(nodes) > searched:
             rejected["node(s) had too few free matching devices"] += len(nodes) - searched
             for name in self._nearest(check, nodes, allowed):
@@ -950,6 +976,23 @@ class Session:
         finally:
             for a in reversed(allocations):
                 self.cluster.ledger.add(a)
+
+    @contextmanager
+    def allowance(self, steps: int) -> Iterator[None]:
+        """While inside, all decisions together search at most `steps` steps (a gang's budget)."""
+        self._allowance.append(steps)
+        try:
+            yield
+        finally:
+            self._allowance.pop()
+
+    def _steps_left(self, spent: int) -> int:
+        return min(self.budget, self.decision_budget - spent, *self._allowance)
+
+    def _charge(self, steps: int) -> None:
+        self.steps_searched += steps
+        for i in range(len(self._allowance)):
+            self._allowance[i] -= steps
 
     @contextmanager
     def without(self, pods: Iterable[ObjectKey]) -> Iterator[None]:
