@@ -1,5 +1,8 @@
 """`tessera serve`: the service on two ports until SIGTERM (extender + health on one, health and
-metrics on the other), shutting down cleanly: the lease is handed back and writes in flight end."""
+metrics on the other), shutting down cleanly: the lease is handed back and writes in flight end.
+
+The metrics port runs in a thread of its own, with its own event loop: the kubelet's probes and
+Prometheus get answers while a long decision holds the main loop."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Iterator
 
 import uvicorn
@@ -40,6 +44,28 @@ async def start_http(app: FastAPI, host: str, port: int) -> tuple[_Server, async
     return server, task, int(bound)
 
 
+class HttpThread:
+    """A uvicorn server on its own thread and event loop."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self.server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, name=f"http-{port}", daemon=True)
+        self.port = 0
+
+    async def start(self) -> int:
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("HTTP server thread stopped at startup (port in use?)")
+            await asyncio.sleep(0.01)
+        self.port = int(self.server.servers[0].sockets[0].getsockname()[1])
+        return self.port
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await asyncio.to_thread(self.thread.join, 10)
+
+
 async def run(options: Options, kubeconfig: str | None, host: str, port: int, metrics_port: int) -> int:
     kube = await Kube.connect(kubeconfig)
     service = Service(kube, options)
@@ -48,11 +74,10 @@ async def run(options: Options, kubeconfig: str | None, host: str, port: int, me
     main, main_task, bound = await start_http(main_app, host, port)
     tasks = [main_task]
     servers = [main]
+    side: HttpThread | None = None
     if metrics_port != port:
-        side, side_task, side_bound = await start_http(health_app(service.metrics, service.unsynced, service.problems),
-                                                       host, metrics_port)
-        tasks.append(side_task)
-        servers.append(side)
+        side = HttpThread(health_app(service.metrics, service.unsynced, service.problems), host, metrics_port)
+        side_bound = await side.start()
         log.info("event=listening what=metrics address=%s:%d", host, side_bound)
     log.info("event=listening what=extender address=%s:%d", host, bound)
     stop = asyncio.Event()
@@ -65,6 +90,8 @@ async def run(options: Options, kubeconfig: str | None, host: str, port: int, me
     for s in servers:
         s.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)
+    if side is not None:
+        await side.stop()
     stopper.cancel()
     await service.stop()
     await kube.close()

@@ -104,7 +104,7 @@ class Service:
     def problems(self) -> list[str]:
         """Core tasks that ended: the process is broken and should be restarted."""
         out = []
-        for name, t in self._tasks.items():
+        for name, t in list(self._tasks.items()):  # also read from the metrics thread
             if t.done() and not t.cancelled():
                 err = t.exception()
                 if err is not None or not name.startswith("informer/"):
