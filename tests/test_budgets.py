@@ -52,3 +52,13 @@ def test_a_gang_shares_one_budget_across_its_decisions() -> None:
     out = schedule_gang(w.session, PodGroup("default", "job", 3), members)
     assert out.placed == 0
     assert w.session.steps_searched - before <= 4 * w.session.decision_budget + w.session.budget
+
+
+def test_a_selector_past_the_cel_engines_iteration_budget_makes_the_device_non_matching() -> None:
+    ones = ", ".join(["1"] * 1500)
+    bomb = f"cel.bind(l, [{ones}], l.all(a, l.all(b, a == b)))"
+    from tests.builders import dclass, gpus, node
+    w = World.of(dclass("bomb", bomb), node("n0"), rslice("s", gpus(1), node="n0"), claim("c", exact("g", cls="bomb")),
+                 backend="cel-expr-python")
+    why = refused(w.decide(pod("p", {"g": "c"})))
+    assert "CEL errors made devices non-matching" in why and "gpu-0" in why, why

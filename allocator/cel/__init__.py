@@ -58,7 +58,12 @@ class Program(ABC):
         cache = device.cel_cache
         r: Outcome | None = cache.get(self)
         if r is None:
-            r = self._evaluate(device)
+            try:
+                r = self._evaluate(device)
+            except (RuntimeError, MemoryError, RecursionError, OverflowError) as e:
+                # The engine gave up (cel-cpp's iteration budget, memory): like any runtime error,
+                # the device does not match and the reason says why; never a crash.
+                r = CelEvalError(f"evaluation aborted: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
             cache[self] = r
         return r
 
