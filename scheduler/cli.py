@@ -20,7 +20,7 @@ from allocator.search import DEFAULT_BUDGET
 
 from .limits import DEFAULT_MAX_BODY
 from .loader import Config, InputError, load_config, read_documents
-from .readiness import DEFAULT_BIND_WAIT, DEFAULT_BINDING_TIMEOUT
+from .readiness import DEFAULT_BIND_WAIT, DEFAULT_BINDING_TIMEOUT, DEFAULT_VOLUME_BIND_TIMEOUT
 from .render import render_table
 from .simulate import simulate
 from .svgmap import render_map
@@ -90,6 +90,9 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     srv.add_argument("--binding-timeout", type=float, default=DEFAULT_BINDING_TIMEOUT, metavar="SECONDS",
                      help="how long devices with bindingConditions may take to become ready before their claim is "
                           "deallocated and the pod decided again (default: 600, as kube-scheduler)")
+    srv.add_argument("--volume-bind-timeout", type=float, default=DEFAULT_VOLUME_BIND_TIMEOUT, metavar="SECONDS",
+                     help="how long a pod waits for its PersistentVolumeClaims to be bound before it is decided again "
+                          "(default: 600, kube-scheduler's bindTimeoutSeconds)")
     srv.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES",
                      help="refuse extender requests with a larger body with 413 (default: 512 MiB, above kube-scheduler's "
                           "largest call: 15,000 full Node objects)")
@@ -160,6 +163,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.max_request_bytes < 1024:
         print(f"tessera serve: --max-request-bytes must be at least 1024, got {args.max_request_bytes}", file=sys.stderr)
         return EXIT_INPUT
+    if not args.volume_bind_timeout > 0:
+        print(f"tessera serve: --volume-bind-timeout must be positive, got {args.volume_bind_timeout}", file=sys.stderr)
+        return EXIT_INPUT
     if not args.binding_timeout > 0 or not 0 <= args.bind_wait < 3600:
         print(f"tessera serve: --binding-timeout must be positive (got {args.binding_timeout}) and --bind-wait "
               f"between 0 and 3600 seconds (got {args.bind_wait})", file=sys.stderr)
@@ -175,7 +181,7 @@ def _serve(args: argparse.Namespace) -> int:
                       lease_namespace=_lease_namespace(args.lease_namespace), lease_name=args.lease_name,
                       identity=identity, topology=config.topology, default_spread=config.default_spread, policy=args.policy,
                       binding_timeout=args.binding_timeout, bind_wait=args.bind_wait,
-                      max_request_bytes=args.max_request_bytes)
+                      max_request_bytes=args.max_request_bytes, volume_bind_timeout=args.volume_bind_timeout)
     try:
         return asyncio.run(run(options, args.kubeconfig, args.bind_address, args.port, args.metrics_port))
     except KeyboardInterrupt:  # pragma: no cover

@@ -203,7 +203,7 @@ class Extender:
                 return pod
             if pod.node_name is not None:
                 return f"pod {ref} is already bound to node {pod.node_name}"
-            if not pod.claims:
+            if not pod.claims and not pod.volumes:
                 decision = Placed(node, {})
                 commit = Commit(pod.key)
             else:

@@ -98,6 +98,8 @@ class SecondaryScheduler:
             self._on_pod(event, obj, old)
         elif kind == "ResourceClaim":
             self._on_claim(event, obj, old)
+        elif kind == "PersistentVolumeClaim":
+            self._on_volume_claim(event, obj)
         elif kind == "PodGroup":
             self.queue.cluster_changed()
             self._wake_group(_key(obj))
@@ -127,6 +129,14 @@ class SecondaryScheduler:
             # A new member, or one whose gates or labels changed, may complete its gang. Not a
             # status change: our own "not scheduled" report must not cut the gang's backoff short.
             self._wake_group((pod.namespace, pod.group))
+
+    def _on_volume_claim(self, event: str, obj: Obj) -> None:
+        if event == "ADDED":
+            # An ephemeral volume's claim, made for a waiting pod (its owner).
+            for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+                if ref.get("kind") == "Pod":
+                    self.queue.wake((_key(obj)[0], str(ref.get("name") or "")))
+        self.queue.cluster_changed()
 
     def _on_claim(self, event: str, obj: Obj, old: Obj | None) -> None:
         if event == "ADDED":

@@ -17,6 +17,7 @@ from .timestamps import parse_time
 
 Obj = dict[str, Any]
 DEFAULT_BINDING_TIMEOUT = 600.0  # seconds, as kube-scheduler's DynamicResourcesArgs.bindingTimeout
+DEFAULT_VOLUME_BIND_TIMEOUT = 600.0  # seconds, as kube-scheduler's VolumeBindingArgs.bindTimeoutSeconds
 DEFAULT_BIND_WAIT = 3.0  # seconds an extender /bind call waits; kube-scheduler allows an extender 5 s by default
 
 

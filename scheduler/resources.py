@@ -34,5 +34,9 @@ CLAIM_TEMPLATES = Resource("ResourceClaimTemplate", "resource.k8s.io/v1", "resou
 POD_GROUPS = Resource("PodGroup", "scheduling.x-k8s.io/v1alpha1", "podgroups", True, optional=True)
 EVENTS = Resource("Event", "events.k8s.io/v1", "events", True)
 LEASES = Resource("Lease", "coordination.k8s.io/v1", "leases", True)
+PERSISTENT_VOLUMES = Resource("PersistentVolume", "v1", "persistentvolumes", False)
+PERSISTENT_VOLUME_CLAIMS = Resource("PersistentVolumeClaim", "v1", "persistentvolumeclaims", True)
+STORAGE_CLASSES = Resource("StorageClass", "storage.k8s.io/v1", "storageclasses", False)
 
-WATCHED = (NODES, NAMESPACES, PODS, DEVICE_CLASSES, RESOURCE_SLICES, RESOURCE_CLAIMS, CLAIM_TEMPLATES, POD_GROUPS)
+WATCHED = (NODES, NAMESPACES, PODS, DEVICE_CLASSES, RESOURCE_SLICES, RESOURCE_CLAIMS, CLAIM_TEMPLATES, POD_GROUPS,
+           STORAGE_CLASSES, PERSISTENT_VOLUMES, PERSISTENT_VOLUME_CLAIMS)

@@ -20,7 +20,7 @@ from .leader import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, LeaderElector
 from .limits import DEFAULT_MAX_BODY
 from .loop import SecondaryScheduler
 from .metrics import Metrics
-from .readiness import DEFAULT_BIND_WAIT, DEFAULT_BINDING_TIMEOUT
+from .readiness import DEFAULT_BIND_WAIT, DEFAULT_BINDING_TIMEOUT, DEFAULT_VOLUME_BIND_TIMEOUT
 from .resources import WATCHED
 from .state import ClusterState
 from .writer import Writer
@@ -46,6 +46,7 @@ class Options:
     binding_timeout: float = DEFAULT_BINDING_TIMEOUT
     bind_wait: float = DEFAULT_BIND_WAIT
     max_request_bytes: int = DEFAULT_MAX_BODY
+    volume_bind_timeout: float = DEFAULT_VOLUME_BIND_TIMEOUT
     binding_poll: float = 0.25
 
 
@@ -57,7 +58,7 @@ class Service:
         self.state = ClusterState(options.topology, options.policy, backend=options.backend,
                                   default_spread=options.default_spread)
         self.writer = Writer(kube, self.state, self.metrics, options.scheduler_name, options.identity,
-                             options.binding_timeout, options.binding_poll)
+                             options.binding_timeout, options.binding_poll, volume_bind_timeout=options.volume_bind_timeout)
         self.scheduler = SecondaryScheduler(self.state, self.writer, self.metrics, options.scheduler_name)
         self.writer.may_wait = self.scheduler.leading.is_set
         self.reflectors = [Reflector(kube, r, self.state.on_event, self.metrics, watch_timeout=options.watch_timeout)

@@ -9,8 +9,18 @@ For each claim of a placed pod, in order:
 
 A 409 Conflict re-reads the claim: if someone else allocated it meanwhile the decision is lost
 (the caller forgets it and decides again); otherwise the write is retried on the fresh version.
-Then the pod's Binding is created. Any failure undoes what this decision wrote, so no claim is
-left half-written, and the caller forgets the assumption.
+
+Then the pod's PersistentVolumeClaims, as kube-scheduler's VolumeBinding PreBind does: a static
+binding sets the chosen PersistentVolume's `spec.claimRef` (with the annotation
+`pv.kubernetes.io/bound-by-controller`), a dynamic one annotates the claim
+`volume.kubernetes.io/selected-node`; then the pod waits, reading the informer cache, until the PV
+controller (and the provisioner) have bound every claim of the pod (`volumeName` set and phase
+`Bound`), at most `volume_bind_timeout` (600 s, as kube-scheduler's bindTimeoutSeconds).
+
+Then the pod's Binding is created. Any failure undoes what this decision wrote to claims, so no
+ResourceClaim is left half-written, and the caller forgets the assumption. Volume writes are not
+undone, as kube-scheduler does not undo them either: the PV controller may already have acted on
+them, and a claim annotated with a node stays pinned to it.
 """
 
 from __future__ import annotations
@@ -26,12 +36,13 @@ from typing import Any
 from allocator.model import Claim, ConsumerRef, ObjectKey, Pod
 from allocator.placement import Commit, Placed
 from allocator.results import allocation_to_json
+from allocator.volumes import ANN_SELECTED_NODE, PersistentVolumeClaim, VolumePlan
 
 from .informer import rv_int
 from .kube import Kube, KubeError
 from .metrics import Metrics
-from .readiness import DEFAULT_BINDING_TIMEOUT, READY, Readiness, needs_binding_conditions, readiness
-from .resources import EVENTS, PODS, RESOURCE_CLAIMS
+from .readiness import DEFAULT_BINDING_TIMEOUT, DEFAULT_VOLUME_BIND_TIMEOUT, READY, Readiness, needs_binding_conditions, readiness
+from .resources import EVENTS, PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES, PODS, RESOURCE_CLAIMS
 from .state import ClusterState
 from .timestamps import micro_time, rfc3339
 
@@ -43,6 +54,7 @@ GANG_BIND_ATTEMPTS = 4
 GANG_BIND_BACKOFF = 0.05  # seconds, doubled per attempt
 MAX_NOTE = 1024
 MAX_REMEMBERED = 10_000
+ANN_BOUND_BY_CONTROLLER = "pv.kubernetes.io/bound-by-controller"
 
 
 class DecisionLost(Exception):
@@ -65,10 +77,11 @@ class Writer:
     scheduler_name: str = "tessera"
     identity: str = field(default_factory=lambda: f"tessera-{secrets.token_hex(4)}")
     binding_timeout: float = DEFAULT_BINDING_TIMEOUT
-    binding_poll: float = 0.25  # seconds between looks at the cached claims while devices get ready
-    # False when this replica stops or loses the lease: stop waiting for devices; the claims stay
-    # allocated and reserved, and whoever leads next picks the pods up where they are.
+    binding_poll: float = 0.25  # seconds between looks at the cache while devices get ready and volumes bound
+    # False when this replica stops or loses the lease: stop waiting for devices and volumes; the
+    # claims stay allocated and reserved, and whoever leads next picks the pods up where they are.
     may_wait: Callable[[], bool] = lambda: True
+    volume_bind_timeout: float = DEFAULT_VOLUME_BIND_TIMEOUT
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     _locks: dict[ObjectKey, asyncio.Lock] = field(default_factory=dict)
@@ -89,9 +102,14 @@ class Writer:
 
         Devices with binding conditions must be ready before any pod binds (a gang binds only
         when all of its devices are): a failure condition or the binding timeout deallocates and
-        fails every pod. `wait` bounds how long this call waits for them (the extender must answer
-        within kube-scheduler's timeout): when it runs out the claims stay written and reserved,
-        and the next attempt for the pod picks them up and waits again."""
+        fails every pod. Then the pods' volumes are bound (written, then waited for; a gang binds
+        only when all of its volumes are): a lost volume or the volume bind timeout takes the claims
+        back and fails every pod. `wait` bounds how long this call waits for devices and volumes
+        together (the extender must answer within kube-scheduler's timeout): when it runs out what
+        was written stays (claims allocated and reserved, volumes bound or annotated), and the next
+        attempt for the pod picks it up and waits again."""
+        loop = asyncio.get_running_loop()
+        give_up = None if wait is None else loop.time() + wait
         refs = {pod.key: ConsumerRef("pods", pod.name, pod.uid) for pod, _, _ in items}
         done: dict[ObjectKey, list[_Written]] = {pod.key: [] for pod, _, _ in items}
         current = items[0][0]
@@ -100,13 +118,7 @@ class Writer:
                 current = pod
                 await self._write_claims(decision, commit, refs[pod.key], done[pod.key])
         except (KubeError, DecisionLost) as e:
-            why = _message(e)
-            await self._take_back(items, done, refs)
-            log.info("event=write-failed pod=%s error=%r", current.ref, why)
-            failed: dict[ObjectKey, str | None] = {
-                pod.key: why if pod is current else f"the claims of gang member {current.ref} could not be written: {why}"
-                for pod, _, _ in items}
-            return failed
+            return await self._write_failed(items, done, refs, current, e, "claims")
         ready = await self._await_devices(items, done, wait)
         if ready.state == "failed":
             await self._take_back(items, done, refs)
@@ -117,6 +129,26 @@ class Writer:
             for pod, _, _ in items:
                 self.state.unassume_pod(pod.key)
             return {pod.key: f"{ready.why}; the claims stay allocated for the next attempt" for pod, _, _ in items}
+        try:
+            for pod, decision, _ in items:
+                current = pod
+                if decision.volumes is not None and not decision.volumes.empty:
+                    await self._write_volumes(decision.volumes)
+        except (KubeError, DecisionLost) as e:
+            return await self._write_failed(items, done, refs, current, e, "volumes")
+        volumes = await self._await_volumes(items, None if give_up is None else max(0.0, give_up - loop.time()), announce)
+        if volumes.state == "failed":
+            # As kube-scheduler, only the claims are taken back: the PersistentVolume claimRefs and
+            # selected-node annotations written above stay (the PV controller may have acted on them).
+            await self._take_back(items, done, refs)
+            self.metrics.writes.labels("volume-binding", "failed").inc()
+            log.info("event=volume-binding-failed pods=%s why=%r", ",".join(p.ref for p, _, _ in items), volumes.why)
+            return {pod.key: volumes.why for pod, _, _ in items}
+        if volumes.state == "pending":
+            for pod, _, _ in items:
+                self.state.unassume_pod(pod.key)
+            return {pod.key: f"{volumes.why}; the claims and volumes stay as written for the next attempt"
+                    for pod, _, _ in items}
         attempts = GANG_BIND_ATTEMPTS if len(items) > 1 else 1
         results = await asyncio.gather(*(self._bind(pod, d.node, attempts) for pod, d, _ in items),
                                        return_exceptions=True)
@@ -136,6 +168,16 @@ class Writer:
                 self.spawn(self.event(pod, "Normal", "Scheduled", "Binding",
                                       f"Successfully assigned {pod.ref} to {decision.node}"))
         return out
+
+    async def _write_failed(self, items: Sequence[tuple[Pod, Placed, Commit]], done: dict[ObjectKey, list[_Written]],
+                            refs: dict[ObjectKey, ConsumerRef], current: Pod, e: KubeError | DecisionLost,
+                            what: str) -> dict[ObjectKey, str | None]:
+        """A write for `current` failed: take every pod's claims back; per pod, why."""
+        why = _message(e)
+        await self._take_back(items, done, refs)
+        log.info("event=write-failed pod=%s what=%s error=%r", current.ref, what, why)
+        return {pod.key: why if pod is current else f"the {what} of gang member {current.ref} could not be written: {why}"
+                for pod, _, _ in items}
 
     async def _take_back(self, items: Sequence[tuple[Pod, Placed, Commit]], done: dict[ObjectKey, list[_Written]],
                          refs: dict[ObjectKey, ConsumerRef]) -> None:
@@ -175,6 +217,204 @@ class Writer:
             if not self.may_wait() or (give_up is not None and loop.time() >= give_up):
                 return pending
             await asyncio.sleep(self.binding_poll if give_up is None else min(self.binding_poll, max(0.0, give_up - loop.time())))
+
+    # --- volumes ---------------------------------------------------------------------------
+
+    async def _write_volumes(self, plan: VolumePlan) -> None:
+        """kube-scheduler's BindPodVolumes API updates: PersistentVolume claimRefs for static
+        bindings, the selected-node annotation for claims to provision."""
+        for key, pv_name in plan.binds:
+            await self._bind_volume(key, pv_name)
+        for key, _, node in plan.provisions:
+            await self._select_node(key, node)
+
+    async def _bind_volume(self, key: ObjectKey, pv_name: str) -> None:
+        """Points the PersistentVolume's claimRef at the claim, as kube-scheduler's binder does
+        (GetBindVolumeToClaim), with the volume's resourceVersion; the PV controller then binds."""
+        ref = f"{key[0]}/{key[1]}"
+        pvc = self.state.volume_index.pvcs.get(key)
+        if pvc is None:
+            raise DecisionLost(f"PersistentVolumeClaim {ref} is gone")
+        path = PERSISTENT_VOLUMES.path(None, pv_name)
+        for attempt in range(MAX_CONFLICT_RETRIES + 1):
+            try:
+                raw = await self.kube.get(path)
+                meta, spec = raw.get("metadata") or {}, raw.get("spec") or {}
+                claim_ref = spec.get("claimRef")
+                other = _other_claim(claim_ref, pvc)
+                if other:
+                    raise DecisionLost(f"PersistentVolume {pv_name} got claimed by {other} in the meantime")
+                if meta.get("deletionTimestamp"):
+                    raise DecisionLost(f"PersistentVolume {pv_name} is being deleted")
+                if claim_ref and claim_ref.get("uid") == pvc.uid:
+                    return  # written already (by an earlier attempt for this pod)
+                annotations = dict(meta.get("annotations") or {})
+                if not claim_ref:  # pre-bound by name only: kube-scheduler completes the ref, not the annotation
+                    annotations[ANN_BOUND_BY_CONTROLLER] = "yes"
+                new_ref = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": key[0], "name": key[1],
+                           "uid": pvc.uid}
+                await self.kube.replace(path, {**raw, "metadata": {**meta, "annotations": annotations},
+                                               "spec": {**spec, "claimRef": new_ref}})
+                self.metrics.writes.labels("volume-claimref", "ok").inc()
+                return
+            except KubeError as e:
+                if e.not_found:
+                    raise DecisionLost(f"PersistentVolume {pv_name} is gone") from None
+                if not e.conflict or attempt == MAX_CONFLICT_RETRIES:
+                    self.metrics.writes.labels("volume-claimref", "error").inc()
+                    raise
+                self.metrics.writes.labels("volume-claimref", "conflict").inc()
+                self.metrics.retries.labels("volume-claimref").inc()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _select_node(self, key: ObjectKey, node: str) -> None:
+        """Annotates the claim with the node its volume is to be provisioned on; a claim that got
+        bound meanwhile needs nothing (the wait then checks that its volume reaches the node)."""
+        ref = f"{key[0]}/{key[1]}"
+        path = PERSISTENT_VOLUME_CLAIMS.path(key[0], key[1])
+        for attempt in range(MAX_CONFLICT_RETRIES + 1):
+            try:
+                raw = await self.kube.get(path)
+                meta = raw.get("metadata") or {}
+                if meta.get("deletionTimestamp"):
+                    raise DecisionLost(f"PersistentVolumeClaim {ref} is being deleted")
+                if (raw.get("spec") or {}).get("volumeName"):
+                    return
+                annotations = dict(meta.get("annotations") or {})
+                chosen = annotations.get(ANN_SELECTED_NODE)
+                if chosen == node:
+                    return
+                if chosen:
+                    raise DecisionLost(f"PersistentVolumeClaim {ref} got node {chosen} selected for its volume in the meantime")
+                annotations[ANN_SELECTED_NODE] = node
+                await self.kube.replace(path, {**raw, "metadata": {**meta, "annotations": annotations}})
+                self.metrics.writes.labels("volume-selected-node", "ok").inc()
+                return
+            except KubeError as e:
+                if e.not_found:
+                    raise DecisionLost(f"PersistentVolumeClaim {ref} is gone") from None
+                if not e.conflict or attempt == MAX_CONFLICT_RETRIES:
+                    self.metrics.writes.labels("volume-selected-node", "error").inc()
+                    raise
+                self.metrics.writes.labels("volume-selected-node", "conflict").inc()
+                self.metrics.retries.labels("volume-selected-node").inc()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _await_volumes(self, items: Sequence[tuple[Pod, Placed, Commit]], wait: float | None,
+                             announce: bool) -> Readiness:
+        """Until every claim of every pod is bound, one is lost, the volume bind timeout passes,
+        or `wait` runs out. The first time it has to wait, it says why on every pod (when
+        `announce`: through the extender, kube-scheduler reports the answer on the pod itself)."""
+        waiting = [(pod, d) for pod, d, _ in items if d.volumes is not None and d.volumes.pvcs]
+        if not waiting:
+            return READY
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadline = now + self.volume_bind_timeout
+        give_up = None if wait is None else now + wait
+        said = False
+        timeout = f"volume bind timeout {self.volume_bind_timeout:g}s"
+        while True:
+            r = await self._volumes_bound(waiting)
+            if r.state != "pending":
+                return r
+            now = loop.time()
+            if now >= deadline:
+                return Readiness("failed", f"timed out waiting for {r.why} ({timeout}); the pod is decided again")
+            pending = Readiness("pending", f"waiting for {r.why} ({timeout})")
+            if not self.may_wait() or (give_up is not None and now >= give_up):
+                return pending
+            if announce and not said:
+                said = True
+                for pod, _, _ in items:
+                    await self.unschedulable(pod, pending.why)  # awaited: it must land before the binding
+            until = deadline if give_up is None else min(deadline, give_up)
+            await asyncio.sleep(min(self.binding_poll, max(0.0, until - loop.time())))
+
+    async def _volumes_bound(self, waiting: Sequence[tuple[Pod, Placed]]) -> Readiness:
+        """From the cache: ready when every claim is bound; failed when a claim or its volume is
+        lost; else pending, `why` naming every claim still unbound and what it waits for."""
+        ix = self.state.volume_index
+        parts: list[str] = []
+        for pod, d in waiting:
+            seen = self.state.pods.get(pod.key)
+            if seen is None or seen[0].uid != pod.uid:
+                return Readiness("failed", f"pod {pod.ref} was deleted while its volumes were being bound")
+            plan = d.volumes
+            assert plan is not None
+            binds = dict(plan.binds)
+            classes = {c: sc for c, sc, _ in plan.provisions}
+            node = self.state.nodes.get(d.node)
+            for key in plan.pvcs:
+                ref = f"{key[0]}/{key[1]}"
+                pvc = ix.pvcs.get(key)
+                if pvc is None:
+                    return Readiness("failed", f"PersistentVolumeClaim {ref} was deleted while pod {pod.ref} waited for it")
+                if pvc.volume_name and pvc.phase == "Bound":
+                    pv = ix.pvs.get(pvc.volume_name)
+                    if pv is not None and node is not None and not pv.reachable_from(node):
+                        return Readiness("failed", f"PersistentVolumeClaim {ref} got bound to PersistentVolume {pv.name}, "
+                                                   f"whose node affinity does not admit node {d.node}")
+                    continue
+                pv_name = binds.get(key) or pvc.volume_name
+                if not pv_name and pvc.selected_node != d.node:
+                    # Not what this decision saw: a volume may claim it already (the cache holds a
+                    # newer claim without our assumption), else provisioning may have failed.
+                    pv_name = next((pv.name for pv in ix.pvs.values() if pv.bound_to(pvc)), "")
+                if pv_name:
+                    why = await self._volume_lost(pvc, pv_name)
+                    if why:
+                        return Readiness("failed", why)
+                    parts.append(f"PersistentVolumeClaim {ref} to be bound to PersistentVolume {pv_name}")
+                    continue
+                why = await self._provisioning_lost(pvc, d.node)
+                if why:
+                    return Readiness("failed", why)
+                default = ix.default_class()
+                sc = classes.get(key) or pvc.storage_class or (default.name if default is not None else "")
+                parts.append(f"PersistentVolumeClaim {ref} to be provisioned by StorageClass {sc} on node {d.node} and bound")
+        return Readiness("pending", "; ".join(parts)) if parts else READY
+
+    async def _volume_lost(self, pvc: PersistentVolumeClaim, pv_name: str) -> str | None:
+        """Why the volume will not bind to the claim, or None. The cache may lag behind our own
+        write of the claimRef: when it shows none, the API server is asked."""
+        ref = f"{pvc.namespace}/{pvc.name}"
+        pv = self.state.volume_index.pvs.get(pv_name)
+        if pv is not None and pv.bound_to(pvc):
+            return None
+        if pv is not None and pv.claim_ref is not None:
+            other = _other_claim({"namespace": pv.claim_ref[0], "name": pv.claim_ref[1], "uid": pv.claim_uid}, pvc)
+            return f"PersistentVolume {pv_name} got claimed by {other} instead of PersistentVolumeClaim {ref}"
+        try:
+            raw = await self.kube.get(PERSISTENT_VOLUMES.path(None, pv_name))
+        except KubeError as e:
+            return f"PersistentVolume {pv_name} was deleted" if e.not_found else None
+        claim_ref = (raw.get("spec") or {}).get("claimRef")
+        if not claim_ref:
+            return f"PersistentVolume {pv_name}'s claimRef to PersistentVolumeClaim {ref} was removed"
+        other = _other_claim(claim_ref, pvc)
+        return f"PersistentVolume {pv_name} got claimed by {other} instead of PersistentVolumeClaim {ref}" if other else None
+
+    async def _provisioning_lost(self, pvc: PersistentVolumeClaim, node: str) -> str | None:
+        """Why the claim will not be provisioned on the node, or None. A provisioner that cannot
+        provision there removes the selected-node annotation to ask for another node; the cache
+        may also lag behind our own write of it, so the API server is asked before giving up."""
+        if pvc.selected_node == node:
+            return None
+        ref = f"{pvc.namespace}/{pvc.name}"
+        try:
+            raw = await self.kube.get(PERSISTENT_VOLUME_CLAIMS.path(pvc.namespace, pvc.name))
+        except KubeError as e:
+            return f"PersistentVolumeClaim {ref} was deleted" if e.not_found else None
+        if (raw.get("spec") or {}).get("volumeName"):
+            return None  # bound: the cache will show it
+        chosen = ((raw.get("metadata") or {}).get("annotations") or {}).get(ANN_SELECTED_NODE)
+        if chosen == node:
+            return None
+        if not chosen:
+            return (f"provisioning failed for PersistentVolumeClaim {ref}: its {ANN_SELECTED_NODE} annotation (node {node}) "
+                    "was removed, as a provisioner does when it cannot provision there")
+        return f"PersistentVolumeClaim {ref} is now to be provisioned on node {chosen}, not {node}"
 
     async def _write_claims(self, decision: Placed, commit: Commit, ref: ConsumerRef, done: list[_Written]) -> None:
         session = self.state.session()
@@ -360,6 +600,17 @@ def _clip(text: str, limit: int) -> str:
 
 def _message(e: Exception) -> str:
     return e.message if isinstance(e, KubeError) else str(e)
+
+
+def _other_claim(claim_ref: Obj | None, pvc: PersistentVolumeClaim) -> str:
+    """The claim a PersistentVolume's claimRef names when that is not `pvc` (a ref without uid
+    names any claim of that name), else ""."""
+    if not claim_ref:
+        return ""
+    ns, name, uid = claim_ref.get("namespace") or "", claim_ref.get("name") or "", claim_ref.get("uid") or ""
+    if (ns, name) == (pvc.namespace, pvc.name) and uid in ("", pvc.uid):
+        return ""
+    return f"PersistentVolumeClaim {ns}/{name}" + (f" (uid {uid})" if (ns, name) == (pvc.namespace, pvc.name) else "")
 
 
 def _reserved(raw: Obj, ref: ConsumerRef) -> list[Obj]:

@@ -12,7 +12,19 @@ It serves what Tessera uses, with the semantics that matter:
 - fault hooks: fail the next N matching requests, add latency, drop every open watch, compact
   the history;
 - optionally the ResourceClaim controller's part: a pod that names a ResourceClaimTemplate gets
-  a generated claim and `status.resourceClaimStatuses`, as kube-controller-manager would do.
+  a generated claim and `status.resourceClaimStatuses`, as kube-controller-manager would do;
+- PersistentVolumes, PersistentVolumeClaims and StorageClasses with the API server's defaults (a
+  new volume or claim is `Pending`; a claim without a class gets the default StorageClass, as the
+  DefaultStorageClass admission plugin does) and update rules (a claim's spec is immutable but
+  for binding its `volumeName` once; a volume's source, volumeMode and node affinity are too);
+- optionally (`volume_controller=True`) the PV controller plus a dynamic provisioner, one write
+  per event-loop turn so that every intermediate state is watched: a new volume becomes
+  `Available`; a claim annotated `volume.kubernetes.io/selected-node` whose StorageClass
+  provisions gets a volume `pvc-<claim uid>` on that node; a volume whose `claimRef` names an
+  existing unbound claim (or a claim naming an unclaimed volume) is bound: the volume's phase,
+  then the claim's `volumeName` and annotations, then its phase. `hold_volumes=True` holds the
+  controller until `release_volumes()`. It does not match Immediate claims to volumes or
+  provision them without a selected node, nor release or recycle volumes.
 """
 
 from __future__ import annotations
@@ -61,9 +73,24 @@ RESOURCES = [
     Resource("scheduling.x-k8s.io", "v1alpha1", "podgroups", "PodGroup", True),
     Resource("events.k8s.io", "v1", "events", "Event", True, status=False),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True, status=False),
+    Resource("", "v1", "persistentvolumes", "PersistentVolume", False),
+    Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True),
+    Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, status=False),
 ]
 BY_KIND = {r.kind: r for r in RESOURCES}
 STRATEGIC_KEYS = {"conditions": "type", "containers": "name", "resourceClaimStatuses": "name", "reservedFor": "uid"}
+VOLUME_PLURALS = ("persistentvolumes", "persistentvolumeclaims", "storageclasses")
+HOST = "kubernetes.io/hostname"
+NO_PROVISIONER = "kubernetes.io/no-provisioner"
+ANN_SELECTED_NODE = "volume.kubernetes.io/selected-node"
+ANN_BIND_COMPLETED = "pv.kubernetes.io/bind-completed"
+ANN_BOUND_BY_CONTROLLER = "pv.kubernetes.io/bound-by-controller"
+ANN_PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
+ANN_BETA_CLASS = "volume.beta.kubernetes.io/storage-class"
+ANN_DEFAULT_CLASS = ("storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class")
+# The parts of a PersistentVolume's spec that are not its volume source (which is immutable).
+PV_SPEC_FIELDS = {"capacity", "accessModes", "claimRef", "persistentVolumeReclaimPolicy", "storageClassName", "mountOptions",
+                  "nodeAffinity", "volumeMode", "volumeAttributesClassName"}
 
 
 def now() -> str:
@@ -146,9 +173,49 @@ def _claim_problem(old: Obj | None, new: Obj) -> str | None:
     return None
 
 
+def _pvc_problem(old: Obj, new: Obj) -> str | None:
+    """ValidatePersistentVolumeClaimUpdate, the part a scheduler's writes can break: the spec is
+    immutable, except that `volumeName` may be set once (binding) and requests may change."""
+    before, after = dict(old.get("spec") or {}), dict(new.get("spec") or {})
+    if not before.get("volumeName"):
+        before.pop("volumeName", None)
+        after.pop("volumeName", None)
+    for spec in (before, after):
+        spec.pop("volumeAttributesClassName", None)
+        resources = dict(spec.get("resources") or {})
+        resources.pop("requests", None)
+        spec["resources"] = resources
+    if before != after:
+        return "spec: Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims"
+    return None
+
+
+def _pv_problem(old: Obj, new: Obj) -> str | None:
+    """ValidatePersistentVolumeUpdate: the volume source and volumeMode are immutable, and so is
+    the node affinity once set."""
+    before, after = old.get("spec") or {}, new.get("spec") or {}
+    source = [k for k in set(before) | set(after) if k not in PV_SPEC_FIELDS and before.get(k) != after.get(k)]
+    if source:
+        return "spec.persistentvolumesource: Forbidden: spec.persistentvolumesource is immutable after creation"
+    if before.get("volumeMode", "Filesystem") != after.get("volumeMode", "Filesystem"):
+        return f"spec.volumeMode: Invalid value: {after.get('volumeMode')!r}: field is immutable"
+    if before.get("nodeAffinity") is not None and before.get("nodeAffinity") != after.get("nodeAffinity"):
+        return "spec.nodeAffinity: Invalid value: field is immutable"
+    return None
+
+
+def _annotations(obj: Obj) -> dict[str, str]:
+    got: dict[str, str] = (obj.get("metadata") or {}).get("annotations") or {}
+    return got
+
+
+def _phase(obj: Obj) -> str:
+    return str((obj.get("status") or {}).get("phase") or "Pending")
+
+
 class FakeApiServer:
     def __init__(self, history: int = 10_000, bookmark_interval: float = 0.5, claim_controller: bool = False,
-                 hidden: tuple[str, ...] = ()) -> None:
+                 hidden: tuple[str, ...] = (), volume_controller: bool = False, hold_volumes: bool = False) -> None:
         self.rv = itertools.count(1)
         self.current = 0
         self.objects: dict[tuple[str, str, str], Obj] = {}  # (plural, namespace, name)
@@ -160,6 +227,9 @@ class FakeApiServer:
         self.bookmark_interval = bookmark_interval
         self.claim_controller = claim_controller
         self.hidden = set(hidden)  # plurals the server pretends not to serve (a missing CRD)
+        self.volume_controller = volume_controller
+        self.hold_volumes = hold_volumes  # the volume controller does nothing until release_volumes()
+        self._volume_sync_due = False
         self.requests: list[tuple[str, str]] = []  # (method, path with query)
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -253,6 +323,8 @@ class FakeApiServer:
         for w in self.watchers:
             if w.resource.plural == r.plural and (w.namespace is None or w.namespace == key[1]):
                 w.queue.put_nowait((event, obj))
+        if r.plural in VOLUME_PLURALS:
+            self._volumes_changed()
 
     def _create(self, r: Resource, ns: str, obj: Obj) -> Obj | web.Response:
         meta = obj.setdefault("metadata", {})
@@ -275,10 +347,28 @@ class FakeApiServer:
         meta["creationTimestamp"] = now()
         meta["generation"] = 1
         obj["apiVersion"], obj["kind"] = r.api_version, r.kind
+        self._default(r, obj)
         stored = self._store(r, key, obj, "ADDED")
         if r.plural == "pods" and self.claim_controller:
             asyncio.get_running_loop().call_soon(self._generate_claims, key)
         return stored
+
+    def _default(self, r: Resource, obj: Obj) -> None:
+        """What defaulting and admission add to a new volume, claim or class."""
+        if r.plural == "storageclasses":
+            obj.setdefault("volumeBindingMode", "Immediate")
+            obj.setdefault("reclaimPolicy", "Delete")
+        elif r.plural in ("persistentvolumes", "persistentvolumeclaims"):
+            spec = obj.setdefault("spec", {})
+            spec.setdefault("volumeMode", "Filesystem")
+            obj.setdefault("status", {}).setdefault("phase", "Pending")
+            if r.plural == "persistentvolumes":
+                spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
+            elif spec.get("storageClassName") is None and ANN_BETA_CLASS not in _annotations(obj):
+                defaults = sorted(o["metadata"]["name"] for (plural, _, _), o in self.objects.items()
+                                  if plural == "storageclasses" and "true" in (_annotations(o).get(a) for a in ANN_DEFAULT_CLASS))
+                if defaults:
+                    spec["storageClassName"] = defaults[0]
 
     def _generate_claims(self, pod_key: tuple[str, str, str]) -> None:
         """The ResourceClaim controller: one claim per template reference, then pod status."""
@@ -308,6 +398,123 @@ class FakeApiServer:
             pod = copy.deepcopy(self.objects[pod_key])
             pod.setdefault("status", {})["resourceClaimStatuses"] = statuses
             self._store(BY_KIND["Pod"], pod_key, pod, "MODIFIED")
+
+    # --- the PV controller and a provisioner --------------------------------------------------------
+
+    def release_volumes(self) -> None:
+        """Lets a held volume controller catch up with everything that happened meanwhile."""
+        self.hold_volumes = False
+        self._volumes_changed()
+
+    def _volumes_changed(self) -> None:
+        if self.volume_controller and not self.hold_volumes and not self._volume_sync_due:
+            self._volume_sync_due = True
+            asyncio.get_running_loop().call_soon(self._sync_volumes)
+
+    def _sync_volumes(self) -> None:
+        """One step of the volume controller: at most one write, whose event schedules the next step."""
+        self._volume_sync_due = False
+        if not self.hold_volumes:
+            self._volume_step()
+
+    def _volume_step(self) -> bool:
+        pv_r, pvc_r = BY_KIND["PersistentVolume"], BY_KIND["PersistentVolumeClaim"]
+        pvs = {k[2]: o for k, o in sorted(self.objects.items()) if k[0] == pv_r.plural}
+        pvcs = {(k[1], k[2]): o for k, o in sorted(self.objects.items()) if k[0] == pvc_r.plural}
+        classes = {k[2]: o for k, o in self.objects.items() if k[0] == "storageclasses"}
+
+        def write(r: Resource, obj: Obj) -> bool:
+            meta = obj["metadata"]
+            self._store(r, (r.plural, meta.get("namespace", "") if r.namespaced else "", meta["name"]), obj, "MODIFIED")
+            return True
+
+        def deleting(o: Obj) -> bool:
+            return bool(o["metadata"].get("deletionTimestamp"))
+
+        # A new volume is Available (pre-bound or not) until a claim binds it.
+        for pv in pvs.values():
+            if _phase(pv) == "Pending" and not deleting(pv):
+                new = copy.deepcopy(pv)
+                new["status"] = {**(pv.get("status") or {}), "phase": "Available"}
+                return write(pv_r, new)
+        # The provisioner: a volume for each claim a scheduler has chosen a node for.
+        for pvc in pvcs.values():
+            node = _annotations(pvc).get(ANN_SELECTED_NODE)
+            class_name = _annotations(pvc).get(ANN_BETA_CLASS) or (pvc.get("spec") or {}).get("storageClassName") or ""
+            sc = classes.get(class_name)
+            name = f"pvc-{pvc['metadata']['uid']}"
+            if (node and not (pvc.get("spec") or {}).get("volumeName") and not deleting(pvc) and sc is not None
+                    and sc.get("provisioner") not in (None, "", NO_PROVISIONER) and name not in pvs):
+                created = self._create(pv_r, "", self._provisioned(pvc, sc, node, name))
+                assert not isinstance(created, web.Response)
+                return True
+        # Binding a volume whose claimRef names an existing claim that is not bound elsewhere.
+        for name, pv in pvs.items():
+            ref = (pv.get("spec") or {}).get("claimRef")
+            if not ref:
+                continue
+            claim = pvcs.get((ref.get("namespace", ""), ref.get("name", "")))
+            if claim is None or deleting(pv) or deleting(claim) or ref.get("uid") not in (None, "", claim["metadata"]["uid"]):
+                continue
+            spec = claim.get("spec") or {}
+            if spec.get("volumeName") not in (None, "", name):
+                continue  # the claim is bound to another volume
+            if not ref.get("uid"):
+                new = copy.deepcopy(pv)
+                new["spec"]["claimRef"] = {**ref, "uid": claim["metadata"]["uid"]}
+                return write(pv_r, new)
+            if _phase(pv) != "Bound":
+                new = copy.deepcopy(pv)
+                new["status"] = {**(pv.get("status") or {}), "phase": "Bound"}
+                return write(pv_r, new)
+            if spec.get("volumeName") != name or ANN_BIND_COMPLETED not in _annotations(claim):
+                new = copy.deepcopy(claim)
+                annotations = dict(_annotations(claim))
+                if spec.get("volumeName") != name:
+                    annotations[ANN_BOUND_BY_CONTROLLER] = "yes"
+                annotations[ANN_BIND_COMPLETED] = "yes"
+                new["metadata"]["annotations"] = annotations
+                new["spec"]["volumeName"] = name
+                return write(pvc_r, new)
+            if _phase(claim) != "Bound":
+                new = copy.deepcopy(claim)
+                pv_spec = pv.get("spec") or {}
+                new["status"] = {**(claim.get("status") or {}), "phase": "Bound", "accessModes": pv_spec.get("accessModes") or [],
+                                 "capacity": pv_spec.get("capacity") or {}}
+                return write(pvc_r, new)
+        # A claim that names an unclaimed volume: the volume gets the claimRef (then binds as above).
+        for (ns, cname), pvc in pvcs.items():
+            volume = pvs.get((pvc.get("spec") or {}).get("volumeName") or "")
+            if volume is not None and not (volume.get("spec") or {}).get("claimRef") and not deleting(volume):
+                new = copy.deepcopy(volume)
+                new["spec"]["claimRef"] = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": ns, "name": cname,
+                                           "uid": pvc["metadata"]["uid"]}
+                new["metadata"]["annotations"] = {**_annotations(volume), ANN_BOUND_BY_CONTROLLER: "yes"}
+                return write(pv_r, new)
+        return False
+
+    def _provisioned(self, pvc: Obj, sc: Obj, node: str, name: str) -> Obj:
+        """The volume an external provisioner creates for the claim on the node (a CSI volume)."""
+        node_obj = self.objects.get(("nodes", "", node)) or {}
+        host = ((node_obj.get("metadata") or {}).get("labels") or {}).get(HOST, node)
+        spec = pvc.get("spec") or {}
+        meta = pvc["metadata"]
+        return {
+            "apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {"name": name, "annotations": {ANN_PROVISIONED_BY: sc["provisioner"]}},
+            "spec": {
+                "capacity": {"storage": ((spec.get("resources") or {}).get("requests") or {}).get("storage", "0")},
+                "accessModes": list(spec.get("accessModes") or []),
+                "storageClassName": sc["metadata"]["name"],
+                "volumeMode": spec.get("volumeMode") or "Filesystem",
+                "persistentVolumeReclaimPolicy": sc.get("reclaimPolicy") or "Delete",
+                "csi": {"driver": sc["provisioner"], "volumeHandle": name},
+                "nodeAffinity": {"required": {"nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": HOST, "operator": "In", "values": [host]}]}]}},
+                "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": meta["namespace"],
+                             "name": meta["name"], "uid": meta["uid"], "resourceVersion": meta["resourceVersion"]},
+            },
+        }
 
     # --- HTTP -------------------------------------------------------------------------------------
 
@@ -464,6 +671,11 @@ class FakeApiServer:
             problem = _claim_problem(self.objects.get(key), new)
             if problem:
                 return status(422, "Invalid", f'ResourceClaim.resource.k8s.io "{key[2]}" is invalid: {problem}')
+        old = self.objects.get(key)
+        if old is not None and r.plural in ("persistentvolumes", "persistentvolumeclaims"):
+            problem = (_pv_problem if r.plural == "persistentvolumes" else _pvc_problem)(old, new)
+            if problem:
+                return status(422, "Invalid", f'{r.kind} "{key[2]}" is invalid: {problem}')
         meta = new["metadata"]
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             del self.objects[key]

@@ -14,7 +14,17 @@ import yaml
 from allocator.parse import parse_claim_template, parse_pod, parse_pod_group
 from scheduler.cli import _parser
 from scheduler.loader import load_config
-from scheduler.resources import EVENTS, LEASES, POD_GROUPS, PODS, RESOURCE_CLAIMS, WATCHED, Resource
+from scheduler.resources import (
+    EVENTS,
+    LEASES,
+    PERSISTENT_VOLUME_CLAIMS,
+    PERSISTENT_VOLUMES,
+    POD_GROUPS,
+    PODS,
+    RESOURCE_CLAIMS,
+    WATCHED,
+    Resource,
+)
 
 ROOT = pathlib.Path(__file__).parent.parent / "manifests"
 Obj = dict[str, Any]
@@ -57,6 +67,8 @@ def test_rbac_grants_what_the_code_calls_and_nothing_broader() -> None:
             assert allowed(rules, r, verb), f"{verb} {r.plural}"
     assert allowed(rules, RESOURCE_CLAIMS, "update")  # the finalizer
     assert allowed(rules, RESOURCE_CLAIMS, "update", "status")  # allocation and reservedFor
+    assert allowed(rules, PERSISTENT_VOLUMES, "update")  # a static binding's claimRef
+    assert allowed(rules, PERSISTENT_VOLUME_CLAIMS, "update")  # the selected-node annotation
     assert allowed(rules, PODS, "create", "binding")
     assert allowed(rules, PODS, "patch", "status")
     assert allowed(rules, EVENTS, "create")
