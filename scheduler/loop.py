@@ -300,7 +300,11 @@ class SecondaryScheduler:
             while (want := self._reported.get(pod.key)) is not None and want != written:
                 if self.state.is_assumed(pod.key):
                     break  # being bound right now: a late "not scheduled" must not land after the binding
-                await self.writer.unschedulable(pod, want)
+                if not await self.writer.unschedulable(pod, want):
+                    # Not said: forget it was meant to be, so the pod's next attempt says it again.
+                    if self._reported.get(pod.key) == want:
+                        del self._reported[pod.key]
+                    break
                 written = want
         finally:
             self._reporting.discard(pod.key)

@@ -560,18 +560,22 @@ class Writer:
 
     # --- reporting ---------------------------------------------------------------------------
 
-    async def unschedulable(self, pod: Pod, reason: str) -> None:
-        """PodScheduled=False (what the Cluster Autoscaler reads) and a FailedScheduling event."""
+    async def unschedulable(self, pod: Pod, reason: str) -> bool:
+        """PodScheduled=False (what the Cluster Autoscaler reads) and a FailedScheduling event;
+        whether the condition was written (the event is best effort)."""
         cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": reason,
                 "lastProbeTime": None, "lastTransitionTime": rfc3339()}
         try:
             await self.kube.patch(PODS.path(pod.namespace, pod.name, "status"), {"status": {"conditions": [cond]}},
                                   strategic=True)
             self.metrics.writes.labels("pod-status", "ok").inc()
+            written = True
         except KubeError as e:
             self.metrics.writes.labels("pod-status", "error").inc()
             log.warning("event=status-failed pod=%s error=%r", pod.ref, e.message)
+            written = False
         await self.event(pod, "Warning", "FailedScheduling", "Scheduling", reason)
+        return written
 
     async def event(self, pod: Pod, type_: str, reason: str, action: str, note: str) -> None:
         body = {

@@ -344,3 +344,17 @@ async def test_subrequests_and_shared_devices_are_written_as_the_api_server_acce
         assert {r["device"] for r in results} == {"nic-0"} and results[0]["shareID"] != results[1]["shareID"]
         assert all(r["consumedCapacity"] == {"bandwidth": "100"} for r in results)
         assert_consistent(api)
+
+
+async def test_a_reason_whose_write_failed_is_written_on_a_later_attempt() -> None:
+    async with live([*gpu_cluster(1), template("nine", exact("g", count=9))]) as (api, svc):
+        api.fail_next(500, count=1, method="PATCH", path="pods/greedy/status")
+        api.create(pod("greedy", templates={"g": "nine"}))
+        await eventually(lambda: not any(f.count for f in api.faults if f.path == "pods/greedy/status"),
+                         what="the first report to hit the injected 500")
+        await svc.scheduler.drain()
+        assert condition(api, "greedy") is None, "the first report failed"
+        # A change that leaves the reason as it was makes the pod's next attempt, which must say it.
+        api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "unrelated"}})
+        cond = await eventually(lambda: condition(api, "greedy"), what="the reason written on a later attempt")
+        assert cond["status"] == "False" and "needs 9 devices" in cond["message"], cond
