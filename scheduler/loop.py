@@ -74,10 +74,18 @@ class SecondaryScheduler:
                 and not pod.finished and bool(pod.uid))
 
     def sync(self) -> None:
-        """Queues every pending pod of ours in the cache (at start, and on gaining leadership)."""
+        """Queues every pending pod of ours in the cache (at start, and on gaining leadership),
+        and tidies the claims an earlier Tessera left allocated or protected with no consumer."""
         for pod, _ in list(self.state.pods.values()):
             self._track(pod)
+        for key in list(self.state.claims):
+            self._tidy_if_leftover(key)
         self._kick.set()
+
+    def _tidy_if_leftover(self, key: ObjectKey) -> None:
+        raw = self.state.raw_claim(key)
+        if raw is not None and self.leading.is_set() and self.writer.leftover(raw):
+            self.writer.spawn(self.writer.tidy(key))
 
     def _track(self, pod: Pod) -> None:
         if self.ours(pod) and not self.state.is_assumed(pod.key):
@@ -147,6 +155,8 @@ class SecondaryScheduler:
                     self.queue.wake((_key(obj)[0], str(ref.get("name") or "")))
             self.queue.cluster_changed()
             return
+        if event != "DELETED":
+            self._tidy_if_leftover(_key(obj))
         before = (old or {}).get("status") or {}
         after = (obj.get("status") or {}) if event != "DELETED" else {}
         freed = (before.get("allocation") and not after.get("allocation")) or \
@@ -164,10 +174,14 @@ class SecondaryScheduler:
 
     async def run(self) -> None:
         decided = 0
+        synced = False  # since leading began
         while True:
             if not self.leading.is_set():
+                synced = False
                 await self.leading.wait()
+            if not synced:
                 self.sync()
+                synced = True
             self._kick.clear()
             key = self.queue.pop()
             self._gauge()

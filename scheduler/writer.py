@@ -49,6 +49,10 @@ from .timestamps import micro_time, rfc3339
 log = logging.getLogger("tessera.writer")
 Obj = dict[str, Any]
 FINALIZER = "resource.kubernetes.io/delete-protection"
+OWNER_ANNOTATION = "tessera.dev/allocated-by"  # the scheduler name of the Tessera that allocated the claim
+UNDO_ATTEMPTS = 20
+UNDO_BACKOFF = 0.05  # seconds, doubled per attempt
+UNDO_BACKOFF_MAX = 2.0
 MAX_CONFLICT_RETRIES = 5
 GANG_BIND_ATTEMPTS = 4
 GANG_BIND_BACKOFF = 0.05  # seconds, doubled per attempt
@@ -460,11 +464,16 @@ class Writer:
                         raise DecisionLost(f"claim {key[0]}/{key[1]} got allocated elsewhere in the meantime")
                     if (raw.get("metadata") or {}).get("deletionTimestamp"):
                         raise DecisionLost(f"claim {key[0]}/{key[1]} is being deleted")
-                    finalizers = list((raw.get("metadata") or {}).get("finalizers") or [])
-                    if FINALIZER not in finalizers:
-                        raw = self._remember(key, await self.kube.replace(
-                            path, {**raw, "metadata": {**raw["metadata"], "finalizers": [*finalizers, FINALIZER]}}))
-                        w.added_finalizer = True
+                    meta = raw.get("metadata") or {}
+                    finalizers = list(meta.get("finalizers") or [])
+                    annotations = dict(meta.get("annotations") or {})
+                    if FINALIZER not in finalizers or annotations.get(OWNER_ANNOTATION) != self.scheduler_name:
+                        # The annotation says the allocation is a Tessera's: a restarted process (or the
+                        # next leader) owns it and tidies it up if it is left behind.
+                        raw = self._remember(key, await self.kube.replace(path, {**raw, "metadata": {
+                            **raw["metadata"], "finalizers": [*dict.fromkeys([*finalizers, FINALIZER])],
+                            "annotations": {**annotations, OWNER_ANNOTATION: self.scheduler_name}}}))
+                        w.added_finalizer = FINALIZER not in finalizers
                         self.metrics.writes.labels("claim-finalizer", "ok").inc()
                     assert desired.allocation is not None
                     allocation = allocation_to_json(desired.allocation)
@@ -527,36 +536,81 @@ class Writer:
         return meta.get("uid") == pod.uid and (raw.get("spec") or {}).get("nodeName") == node
 
     async def _undo(self, done: list[_Written], ref: ConsumerRef) -> None:
-        """Best effort, newest first: take back what this decision wrote and nothing else (an
-        allocation someone else made stays, as do other pods' reservations)."""
+        """Newest first: take back this pod's reservation, and the allocation and finalizer when
+        no consumer is left and the allocation is this decision's or another Tessera's (an
+        allocation someone else made stays, as do other pods' reservations). Retried until done
+        or the claim is gone; a replica that stops leading leaves the rest to the next leader's
+        tidying (`Writer.tidy`)."""
         for w in reversed(done):
-            path = RESOURCE_CLAIMS.path(w.key[0], w.key[1])
-            for _ in range(MAX_CONFLICT_RETRIES):
+            delay = UNDO_BACKOFF
+            for _ in range(UNDO_ATTEMPTS):
                 try:
-                    raw = await self.kube.get(path)
-                    before = raw.get("status") or {}
-                    status = dict(before)
-                    reserved = [r for r in before.get("reservedFor") or [] if r.get("uid") != ref.uid]
-                    if len(reserved) != len(before.get("reservedFor") or []):
-                        status["reservedFor"] = reserved
-                    if w.wrote_allocation is not None and not reserved and before.get("allocation") == w.wrote_allocation:
-                        for k in ("allocation", "reservedFor", "devices"):  # devices: driver reports on it
-                            status.pop(k, None)
-                    if status != before:
-                        raw = await self.kube.replace(path + "/status", {**raw, "status": status})
-                        self.metrics.writes.labels("claim-undo", "ok").inc()
-                    finalizers = (raw.get("metadata") or {}).get("finalizers") or []
-                    if w.added_finalizer and not status.get("allocation") and FINALIZER in finalizers:
-                        kept = [f for f in finalizers if f != FINALIZER]
-                        await self.kube.replace(path, {**raw, "metadata": {**raw["metadata"], "finalizers": kept}})
+                    await self._take_back_claim(w, ref)
                     break
                 except KubeError as e:
                     if e.not_found:
                         break
-                    if not e.conflict:
-                        self.metrics.writes.labels("claim-undo", "error").inc()
-                        log.warning("event=undo-failed claim=%s/%s error=%r", *w.key, e.message)
+                    if e.conflict:
+                        continue
+                    self.metrics.writes.labels("claim-undo", "error").inc()
+                    log.warning("event=undo-failed claim=%s/%s error=%r retry_in=%.2f", *w.key, e.message, delay)
+                    if not self.may_wait():
                         break
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, UNDO_BACKOFF_MAX)
+
+    async def _take_back_claim(self, w: _Written, ref: ConsumerRef | None) -> None:
+        path = RESOURCE_CLAIMS.path(w.key[0], w.key[1])
+        raw = await self.kube.get(path)
+        before = raw.get("status") or {}
+        status = dict(before)
+        reserved = [r for r in before.get("reservedFor") or [] if ref is None or r.get("uid") != ref.uid]
+        if len(reserved) != len(before.get("reservedFor") or []):
+            status["reservedFor"] = reserved
+        ours = self._owned(raw)
+        if not reserved and before.get("allocation") and (before.get("allocation") == w.wrote_allocation or ours):
+            for k in ("allocation", "reservedFor", "devices"):  # devices: the driver reports on them
+                status.pop(k, None)
+        if status != before:
+            raw = await self.kube.replace(path + "/status", {**raw, "status": status})
+            self.metrics.writes.labels("claim-undo", "ok").inc()
+        meta = raw.get("metadata") or {}
+        finalizers = meta.get("finalizers") or []
+        if not status.get("allocation") and (w.added_finalizer or ours) and (FINALIZER in finalizers or ours):
+            annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != OWNER_ANNOTATION}
+            await self.kube.replace(path, {**raw, "metadata": {**meta, "finalizers": [f for f in finalizers if f != FINALIZER],
+                                                               "annotations": annotations}})
+
+    def _owned(self, raw: Obj) -> bool:
+        return ((raw.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION) == self.scheduler_name
+
+    def leftover(self, raw: Obj) -> bool:
+        """A claim a Tessera of this name allocated (or began to) that no consumer holds and no
+        decision in flight here is writing: what a crash, or an undo that ran out, leaves behind."""
+        meta = raw.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        return (self._owned(raw) and not (raw.get("status") or {}).get("reservedFor") and key not in self.state.assumed
+                and key not in self._locks)
+
+    async def tidy(self, key: ObjectKey) -> None:
+        """Deallocates a leftover claim (see `leftover`) and drops its finalizer; a claim that got a
+        consumer or changed meanwhile is left as it is (the writes are compare-and-swap)."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                raw = self.state.raw_claim(key)
+                if raw is None or key in self.state.assumed or not self._owned(raw) or (raw.get("status") or {}).get("reservedFor"):
+                    return
+                await self._take_back_claim(_Written(key, False), None)
+                self.metrics.writes.labels("claim-tidy", "ok").inc()
+                log.info("event=claim-tidied claim=%s/%s", *key)
+        except KubeError as e:
+            if not e.not_found:
+                self.metrics.writes.labels("claim-tidy", "error").inc()
+                log.warning("event=tidy-failed claim=%s/%s error=%r", *key, e.message)
+        finally:
+            if not lock.locked() and self._locks.get(key) is lock:
+                del self._locks[key]
 
     # --- reporting ---------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from scheduler.app import extender_app
 from scheduler.limits import DEFAULT_MAX_BODY
 from scheduler.serve import start_http
 from scheduler.service import Service
-from scheduler.writer import FINALIZER
+from scheduler.writer import FINALIZER, OWNER_ANNOTATION
 from tests.apiserver import FakeApiServer
 from tests.builders import GPU, allocated, claim, exact, pod, template
 from tests.live import bound, devices_of, eventually, gpu_cluster, live
@@ -362,3 +362,17 @@ async def test_a_body_over_the_limit_is_refused_with_413_before_it_is_read() -> 
         finally:
             server.should_exit = True
             await task
+
+
+async def test_an_undo_whose_read_fails_once_is_retried_and_leaves_no_finalizer() -> None:
+    async with extender() as (api, svc, http, base):
+        api.fail_next(500, count=1, method="PUT", path=f"resourceclaims/{CLAIM}/status")  # the allocation write fails
+        api.fail_next(503, count=1, method="GET", path=f"resourceclaims/{CLAIM}")  # ...and the undo's first read too
+        status, out = await post(http, base + "/bind", payload("bind.json"))
+        assert status == 200 and out["Error"], out
+        assert not any(f.count for f in api.faults), "both faults were hit"
+        c = api.get("ResourceClaim", CLAIM, "default")
+        assert c is not None and not (c.get("status") or {}).get("allocation")
+        assert FINALIZER not in (c["metadata"].get("finalizers") or [])
+        assert OWNER_ANNOTATION not in (c["metadata"].get("annotations") or {})
+        assert svc.metrics.writes.labels("claim-undo", "error")._value.get() == 1

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from scheduler.service import Options
-from scheduler.writer import FINALIZER
+from scheduler.writer import FINALIZER, OWNER_ANNOTATION
 from tests.apiserver import FakeApiServer
 from tests.builders import GPU, allocated, claim, dclass, device, exact, first, node, pod, pod_group, rslice, sub, template
 from tests.live import bound, claim_of, condition, devices_of, eventually, gpu_cluster, live
@@ -358,3 +358,39 @@ async def test_a_reason_whose_write_failed_is_written_on_a_later_attempt() -> No
         api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "unrelated"}})
         cond = await eventually(lambda: condition(api, "greedy"), what="the reason written on a later attempt")
         assert cond["status"] == "False" and "needs 9 devices" in cond["message"], cond
+
+
+def protected(c: Obj | None) -> bool:
+    return c is not None and (FINALIZER in (c["metadata"].get("finalizers") or [])
+                              or OWNER_ANNOTATION in (c["metadata"].get("annotations") or {}))
+
+
+async def test_a_restarted_tessera_tidies_what_an_earlier_one_left_behind() -> None:
+    """A crash between the finalizer and the allocation, and an allocation whose consumer is gone:
+    both marked as Tessera's, both tidied at start; a claim another scheduler allocated is not touched."""
+    async with live([*gpu_cluster(2)], start=False, claim_controller=False) as (api, svc):
+        for name in ("half", "leaked", "theirs"):
+            api.create(claim(name, exact("g")))
+        half = api.get("ResourceClaim", "half", "default")
+        assert half is not None
+        half["metadata"].update(finalizers=[FINALIZER], annotations={OWNER_ANNOTATION: "tessera"})
+        api.put(half)
+        for name, device, mark in (("leaked", "gpu-1", True), ("theirs", "gpu-2", False)):
+            c = api.get("ResourceClaim", name, "default")
+            assert c is not None
+            c["metadata"]["finalizers"] = [FINALIZER]
+            if mark:
+                c["metadata"]["annotations"] = {OWNER_ANNOTATION: "tessera"}
+            c["status"] = allocated(name, [("g", GPU, "n0", device)], node_name="n0", reserved=())["status"]
+            api.put(c)
+        await svc.start()
+        await eventually(lambda: not protected(api.get("ResourceClaim", "half", "default")), what="the half-written claim tidied")
+        await eventually(lambda: not protected(api.get("ResourceClaim", "leaked", "default")), what="the leaked claim tidied")
+        leaked = api.get("ResourceClaim", "leaked", "default")
+        assert leaked is not None and not (leaked.get("status") or {}).get("allocation")
+        theirs = api.get("ResourceClaim", "theirs", "default")
+        assert theirs is not None and theirs["status"]["allocation"] and FINALIZER in theirs["metadata"]["finalizers"]
+        # The freed device is Tessera's to give again.
+        api.create(pod("p", {"g": "leaked"}))
+        assert await eventually(lambda: bound(api, "p")) in ("n0", "n1")
+        assert_consistent(api)
