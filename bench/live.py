@@ -65,6 +65,11 @@ def extender_objects(nodes: int = 1000, devices: int = 8) -> list[Obj]:
     objs.append({"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
                  "metadata": {"name": "trainer-gpus", "namespace": "default"},
                  "spec": {"devices": {"requests": [{"name": "gpus", "exactly": {"deviceClassName": "gpu", "count": 4}}]}}})
+    # The worst case: 3 GPUs on distinct sockets where nodes have 2, proven impossible node by node.
+    objs.append({"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+                 "metadata": {"name": "impossible-gpus", "namespace": "default"},
+                 "spec": {"devices": {"requests": [{"name": "gpus", "exactly": {"deviceClassName": "gpu", "count": 3}}],
+                                      "constraints": [{"distinctAttribute": f"{GPU}/socket"}]}}})
     return objs
 
 
@@ -202,6 +207,38 @@ async def bench_extender(requests: int = 1000, warmup: int = 100, nodes: int = 1
             "prioritize_p99_ms": round(percentile(pt, 99) * 1000, 2)}
 
 
+async def bench_health_under_load(nodes: int = 1000, probes: int = 300) -> dict[str, Any]:
+    """`/healthz` on the metrics port, probed one at a time while worst-case filters run back to back."""
+    async with running("extender", nodes, 8) as (_url, port, metrics):
+        names = [f"node-{n:04d}" for n in range(nodes)]
+        worst = {**TRAINER, "metadata": {**TRAINER["metadata"], "name": "impossible", "uid": "uid-impossible"},
+                 "spec": {**TRAINER["spec"], "resourceClaims": [{"name": "gpus", "resourceClaimName": "impossible-gpus"}]}}
+        body = orjson.dumps({"Pod": worst, "Nodes": None, "NodeNames": names})
+        stop = asyncio.Event()
+        decisions: list[float] = []
+        async with aiohttp.ClientSession() as http:
+            async def load() -> None:
+                while not stop.is_set():
+                    t = time.perf_counter()
+                    async with http.post(f"http://127.0.0.1:{port}/filter", data=body) as r:
+                        await r.read()
+                    decisions.append(time.perf_counter() - t)
+
+            loader = asyncio.get_running_loop().create_task(load())
+            await asyncio.sleep(0.5)
+            times = []
+            for _ in range(probes):
+                t = time.perf_counter()
+                async with http.get(f"http://127.0.0.1:{metrics}/healthz") as r:
+                    await r.read()
+                times.append(time.perf_counter() - t)
+            stop.set()
+            await loader
+    return {"nodes": nodes, "probes": probes, "healthz_p50_ms": round(percentile(times, 50) * 1000, 2),
+            "healthz_p99_ms": round(percentile(times, 99) * 1000, 2), "worst_filters": len(decisions),
+            "worst_filter_p50_ms": round(percentile(decisions, 50) * 1000, 1)}
+
+
 def _pod(i: int) -> Obj:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p-{i:05d}", "namespace": "default"},
             "spec": {"schedulerName": "tessera",
@@ -282,9 +319,11 @@ async def bench_scheduler(nodes: int = 500, devices: int = 8, pods: int = 5000, 
 async def run(quick: bool = False) -> dict[str, Any]:
     if quick:
         return {"extender": await bench_extender(requests=100, warmup=10, nodes=200),
+                "health": await bench_health_under_load(nodes=200, probes=50),
                 "extender_rules": await bench_extender(requests=100, warmup=10, nodes=200, rules=True),
                 "scheduler": await bench_scheduler(nodes=50, devices=8, pods=300)}
     return {"extender": await bench_extender(),
+            "health": await bench_health_under_load(),
             "extender_rules": await bench_extender(rules=True),
             "scheduler": await bench_scheduler(500, 8, 5000),
             "scheduler_all_fit": await bench_scheduler(500, 10, 5000)}
