@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint unit bench map clean
+.PHONY: install demo test lint unit bench soak map clean
 
 install: $(STAMP)
 
@@ -28,6 +28,9 @@ test: lint unit
 
 bench: install
 	$(BIN)/python -m bench.run
+
+soak: install  # the live properties with many more examples and longer workloads (several minutes)
+	TESSERA_SOAK=1 $(BIN)/pytest tests/test_live_properties.py
 
 map: install  # the README's picture
 	$(BIN)/tessera simulate --cluster examples/topology/cluster.yaml --workload examples/topology/workload.yaml \

@@ -33,6 +33,8 @@ from .writer import Writer
 log = logging.getLogger("tessera.scheduler")
 Obj = dict[str, Any]
 MAX_WRITES_IN_FLIGHT = 64
+REPORT_ATTEMPTS = 4
+REPORT_BACKOFF = 0.1  # seconds, doubled per attempt
 YIELD_EVERY = 8  # decisions between yields to the event loop (informer events and writes run meanwhile)
 
 
@@ -314,7 +316,7 @@ class SecondaryScheduler:
             while (want := self._reported.get(pod.key)) is not None and want != written:
                 if self.state.is_assumed(pod.key):
                     break  # being bound right now: a late "not scheduled" must not land after the binding
-                if not await self.writer.unschedulable(pod, want):
+                if not await self._say(pod, want):
                     # Not said: forget it was meant to be, so the pod's next attempt says it again.
                     if self._reported.get(pod.key) == want:
                         del self._reported[pod.key]
@@ -322,6 +324,19 @@ class SecondaryScheduler:
                 written = want
         finally:
             self._reporting.discard(pod.key)
+
+    async def _say(self, pod: Pod, reason: str) -> bool:
+        """Writes the reason, retrying a failed write a few times (a pending pod must say why)."""
+        delay = REPORT_BACKOFF
+        for attempt in range(REPORT_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(delay)
+                delay *= 2
+                if self.state.is_assumed(pod.key) or pod.key not in self.state.pods:
+                    return True  # being bound, or gone: nothing to say any more
+            if await self.writer.unschedulable(pod, reason):
+                return True
+        return False
 
     def _write(self, items: list[tuple[Pod, Placed, Commit]]) -> None:
         for pod, d, commit in items:

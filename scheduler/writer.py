@@ -605,7 +605,9 @@ class Writer:
                 self.metrics.writes.labels("claim-tidy", "ok").inc()
                 log.info("event=claim-tidied claim=%s/%s", *key)
         except KubeError as e:
-            if not e.not_found:
+            if e.conflict:
+                log.debug("event=tidy-skipped claim=%s/%s why=changed-meanwhile", *key)  # the next event decides again
+            elif not e.not_found:
                 self.metrics.writes.labels("claim-tidy", "error").inc()
                 log.warning("event=tidy-failed claim=%s/%s error=%r", *key, e.message)
         finally:

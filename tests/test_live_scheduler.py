@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from scheduler.loop import REPORT_ATTEMPTS
 from scheduler.service import Options
 from scheduler.writer import FINALIZER, OWNER_ANNOTATION
 from tests.apiserver import FakeApiServer
@@ -346,17 +347,20 @@ async def test_subrequests_and_shared_devices_are_written_as_the_api_server_acce
         assert_consistent(api)
 
 
-async def test_a_reason_whose_write_failed_is_written_on_a_later_attempt() -> None:
+@pytest.mark.parametrize("failures", [1, REPORT_ATTEMPTS])
+async def test_a_reason_whose_write_failed_is_written_again(failures: int) -> None:
+    """One failed write is retried at once; a report that keeps failing is said on the pod's next attempt."""
     async with live([*gpu_cluster(1), template("nine", exact("g", count=9))]) as (api, svc):
-        api.fail_next(500, count=1, method="PATCH", path="pods/greedy/status")
+        api.fail_next(500, count=failures, method="PATCH", path="pods/greedy/status")
         api.create(pod("greedy", templates={"g": "nine"}))
         await eventually(lambda: not any(f.count for f in api.faults if f.path == "pods/greedy/status"),
-                         what="the first report to hit the injected 500")
-        await svc.scheduler.drain()
-        assert condition(api, "greedy") is None, "the first report failed"
-        # A change that leaves the reason as it was makes the pod's next attempt, which must say it.
-        api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "unrelated"}})
-        cond = await eventually(lambda: condition(api, "greedy"), what="the reason written on a later attempt")
+                         what="the reports to hit the injected 500s")
+        if failures == REPORT_ATTEMPTS:
+            await svc.scheduler.drain()
+            assert condition(api, "greedy") is None, "every try of the first report failed"
+            # A change that leaves the reason as it was makes the pod's next attempt, which must say it.
+            api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "unrelated"}})
+        cond = await eventually(lambda: condition(api, "greedy"), what="the reason written")
         assert cond["status"] == "False" and "needs 9 devices" in cond["message"], cond
 
 
