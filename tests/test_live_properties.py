@@ -71,14 +71,14 @@ def check(api: FakeApiServer, gangs: dict[str, tuple[list[str], int]]) -> None:
     for name, (members, min_member) in gangs.items():
         landed = sum(1 for m in members if (api.get("Pod", m, "default") or {}).get("spec", {}).get("nodeName"))
         assert landed == 0 or landed >= min_member, f"gang {name} half-landed: {landed} of minMember {min_member}"
-    cpu: Counter[str] = Counter()
+    cpu: dict[str, Fraction] = {}
     count: Counter[str] = Counter()
     for p in api.all("Pod"):
         node = p["spec"].get("nodeName")
         if node:
             count[node] += 1
             for c in p["spec"]["containers"]:
-                cpu[node] += parse_quantity(((c.get("resources") or {}).get("requests") or {}).get("cpu", "0")).value
+                cpu[node] = cpu.get(node, Fraction(0)) + parse_quantity(((c.get("resources") or {}).get("requests") or {}).get("cpu", "0")).value
     for node, used in cpu.items():
         assert used <= Fraction(NODE_CPU), f"node {node} is overcommitted: {float(used)} CPUs of {NODE_CPU}"
     for node, n in count.items():
@@ -112,7 +112,7 @@ async def test_random_workloads_with_faults_keep_every_invariant(workload: list[
             return fresh
 
         for j, (size, min_member, gpus, cpu) in enumerate(workload):
-            requests = {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": CPUS[cpu]}}}]}
+            requests: Obj = {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": CPUS[cpu]}}}]}
             if j == when and restart == "mid-run":
                 svc = await restarted()
             if j == when:
