@@ -78,7 +78,8 @@ def check(api: FakeApiServer, gangs: dict[str, tuple[list[str], int]]) -> None:
         if node:
             count[node] += 1
             for c in p["spec"]["containers"]:
-                cpu[node] = cpu.get(node, Fraction(0)) + parse_quantity(((c.get("resources") or {}).get("requests") or {}).get("cpu", "0")).value
+                want = ((c.get("resources") or {}).get("requests") or {}).get("cpu", "0")
+                cpu[node] = cpu.get(node, Fraction(0)) + parse_quantity(want).value
     for node, used in cpu.items():
         assert used <= Fraction(NODE_CPU), f"node {node} is overcommitted: {float(used)} CPUs of {NODE_CPU}"
     for node, n in count.items():
