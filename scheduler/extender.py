@@ -46,6 +46,7 @@ from .writer import Writer
 log = logging.getLogger("tessera.extender")
 Obj = dict[str, Any]
 MAX_OBJECT_DEPTH = 64
+CANDIDATE_SLACK = 100  # nodes kube-scheduler may know before Tessera's cache does
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
@@ -245,6 +246,11 @@ class Extender:
         args = decode(raw, "ExtenderPreemptionArgs")
         pod = _pod(args, "ExtenderPreemptionArgs")
         candidates = self._candidates(args)
+        if self.ready() and len(candidates) > len(self.state.nodes) + CANDIDATE_SLACK:
+            # kube-scheduler offers at most one candidate per node: this is not a real call, and
+            # judging it would cost a decision per candidate.
+            raise BadRequest(f"ExtenderPreemptionArgs: {len(candidates)} candidate nodes, more than the "
+                             f"{len(self.state.nodes)} nodes the cluster has")
         if pod.claims and self.ready():
             candidates = self._useful(pod, candidates)
         return {"NodeNameToMetaVictims": {node: {"Pods": [{"UID": u} for u in uids], "NumPDBViolations": pdb}

@@ -376,3 +376,12 @@ async def test_an_undo_whose_read_fails_once_is_retried_and_leaves_no_finalizer(
         assert FINALIZER not in (c["metadata"].get("finalizers") or [])
         assert OWNER_ANNOTATION not in (c["metadata"].get("annotations") or {})
         assert svc.metrics.writes.labels("claim-undo", "error")._value.get() == 1
+
+
+async def test_preempt_with_more_candidates_than_nodes_is_refused_at_once() -> None:
+    async with extender() as (_api, _svc, http, base):
+        args = payload("preempt-node-cache.json")
+        victims = next(iter(args["NodeNameToMetaVictims"].values()))
+        args["NodeNameToMetaVictims"] = {f"fake-{i}": victims for i in range(5000)}
+        status, out = await post(http, base + "/preempt", args)
+        assert status == 400 and "5000 candidate nodes, more than the 4 nodes the cluster has" in out["Error"], out
