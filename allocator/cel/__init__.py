@@ -21,6 +21,7 @@ from typing import Any
 
 from ..model import Device
 from ..parse import qualify
+from . import cost
 from .text import undefined_field_message, unknown_device_field
 
 BACKEND_ENV = "TESSERA_CEL_BACKEND"
@@ -47,17 +48,35 @@ Outcome = bool | CelEvalError
 
 
 class Program(ABC):
-    """A compiled expression. `evaluate` caches its outcome on the device."""
+    """A compiled expression. `evaluate` caches its outcome on the device; an expression whose
+    estimated cost on the device is over Kubernetes' limit is not evaluated (see cost.py)."""
 
-    __slots__ = ("expression", "__weakref__")
+    __slots__ = ("expression", "tree", "_costs", "__weakref__")
 
     def __init__(self, expression: str) -> None:
         self.expression = expression
+        self.tree: Any = None  # cel-python's syntax tree, for the cost estimate (set by Backend.compile)
+        self._costs: dict[int, int | None] = {}
+
+    def cost(self, device: Device) -> int | None:
+        """The estimated cost on this device (None: no estimate could be made)."""
+        if self.tree is None:
+            return None
+        b = cost.device_bound(device)
+        if b not in self._costs:
+            self._costs[b] = cost.estimate(self.tree, b)
+        return self._costs[b]
 
     def evaluate(self, device: Device) -> Outcome:
         cache = device.cel_cache
         r: Outcome | None = cache.get(self)
         if r is None:
+            c = self.cost(device)
+            if c is not None and c > cost.COST_LIMIT:
+                r = CelEvalError(f"cost limit exceeded: estimated cost {c:,} on this device, more than the "
+                                 f"{cost.COST_LIMIT:,} Kubernetes allows a selector")
+                cache[self] = r
+                return r
             try:
                 r = self._evaluate(device)
             except (RuntimeError, MemoryError, RecursionError, OverflowError) as e:
@@ -88,6 +107,8 @@ class Backend(ABC):
                     if bad is not None:
                         raise CelCompileError(expression, undefined_field_message(bad))
                     p = self._compile(expression)
+                    if p.tree is None:
+                        p.tree = cost.parse(expression)
                 except CelCompileError as e:
                     p = e
                 self._programs[expression] = p

@@ -22,7 +22,7 @@ from celpy.evaluation import CELEvalError as CelpyEvalError
 from ..model import Attr, Device
 from ..quantity import Quantity
 from ..semver import Semver, is_semver
-from . import Backend, CelCompileError, CelEvalError, Outcome, Program, device_domains, normalize_error
+from . import Backend, CelCompileError, CelEvalError, Outcome, Program, cost, device_domains, normalize_error
 from . import library as lib
 from .text import without_strings
 
@@ -227,7 +227,10 @@ class PyBackend(Backend):
             raise CelCompileError(expression, f"syntax error{where}") from None
         runner = self._env.program(ast, functions=self._functions)
         program = PyProgram(expression, runner, self)
-        self._reject_undeclared(program)
+        program.tree = cost.parse(expression)
+        estimate = cost.estimate(program.tree, 1) if program.tree is not None else None
+        if estimate is None or estimate <= cost.COST_LIMIT:  # a trial run must be bounded too
+            self._reject_undeclared(program)
         return program
 
     def _reject_undeclared(self, program: PyProgram) -> None:
