@@ -431,7 +431,10 @@ class Session:
                 out.append(PodClaim(ref.name, key, claim, err))
                 continue
             assert ref.template_name is not None
-            if not self.generate_claims:
+            recorded = (pod.claim_statuses or {}).get(ref.name)
+            if not self.generate_claims or (recorded is not None and (pod.namespace, recorded) in self.claims):
+                # A cluster (or a dump of one, in simulate) names the claim the controller made in
+                # status.resourceClaimStatuses: that claim is the pod's, not a new one.
                 out.append(self._generated_by_controller(pod, ref.name, ref.template_name))
                 continue
             existing = self._by_pod_claim.get((pod.key, ref.name))

@@ -391,3 +391,17 @@ def test_an_input_allocation_of_a_device_tessera_gave_away_is_flagged(tmp_path: 
     # Without conflicts the contract has no such key.
     assert "conflicts" not in run_json(capsys, cluster, write(tmp_path, "w2.yaml", [template("one", exact("g")),
                                                                                      pod("p", templates={"g": "one"})]))
+
+
+def test_a_pod_from_a_live_dump_uses_the_claim_its_status_names(tmp_path: pathlib.Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = small_cluster(tmp_path, 2)
+    real = claim("pod0-gpu-x7k2p", exact("g"))
+    p = pod("pod0", templates={"gpu": "one"})
+    p["status"] = {"resourceClaimStatuses": [{"name": "gpu", "resourceClaimName": "pod0-gpu-x7k2p"}]}
+    out = run_json(capsys, cluster, write(tmp_path, "w.yaml", [template("one", exact("g")), real, p]))
+    assert out["pods"][0]["node"] is not None
+    names = {c["name"]: c for c in out["claims"]}
+    assert "pod0-gpu" not in names, "no second claim is made for the pod"
+    assert names["pod0-gpu-x7k2p"]["allocation"] is not None
+    assert names["pod0-gpu-x7k2p"]["reservedFor"][0]["name"] == "pod0"
