@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import logging
 import os
 import pathlib
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 import orjson
+import yaml
 
 from allocator.cel import available_backends, get_backend
 from allocator.placement import POLICIES
@@ -28,8 +30,16 @@ from .svgmap import render_map
 EXIT_INPUT = 2
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("tessera")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tessera", description="Topology-aware DRA scheduler for Kubernetes.")
+    p.add_argument("--version", action="version", version=f"tessera {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     sim = sub.add_parser(
         "simulate",
@@ -43,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--cluster", required=True, metavar="FILE", help="cluster objects: multi-document YAML or kind: List")
     sim.add_argument("--workload", required=True, metavar="FILE", help="workload objects in arrival order")
-    sim.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
+    sim.add_argument("--format", choices=("table", "json", "yaml"), default="table",
+                     help="output format (default: table); json and yaml carry the same document")
     sim.add_argument("--policy", choices=POLICIES, default="best-fit",
                      help="node choice: best-fit (default) keeps whole nodes free; first-fit is the upstream-like baseline")
     sim.add_argument("--cel-backend", choices=("cel-expr-python", "cel-python"), default=None,
@@ -128,8 +139,12 @@ def _simulate(args: argparse.Namespace) -> int:
         except OSError as e:
             print(f"tessera simulate: {args.map}: cannot write the map: {e.strerror or e}", file=sys.stderr)
             return EXIT_INPUT
-    if args.format == "json":
-        sys.stdout.buffer.write(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
+    if args.format in ("json", "yaml"):
+        doc = result.to_json()
+        if args.format == "json":
+            sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+        else:
+            sys.stdout.write(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
         for w in result.warnings:
             print(f"warning: {w}", file=sys.stderr)
     else:

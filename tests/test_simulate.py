@@ -405,3 +405,15 @@ def test_a_pod_from_a_live_dump_uses_the_claim_its_status_names(tmp_path: pathli
     assert "pod0-gpu" not in names, "no second claim is made for the pod"
     assert names["pod0-gpu-x7k2p"]["allocation"] is not None
     assert names["pod0-gpu-x7k2p"]["reservedFor"][0]["name"] == "pod0"
+
+
+def test_yaml_output_is_the_json_document(capsys: pytest.CaptureFixture[str]) -> None:
+    as_json = run_json(capsys, EXAMPLE_CLUSTER, EXAMPLE_WORKLOAD)
+    code, out, _ = run(capsys, "--cluster", str(EXAMPLE_CLUSTER), "--workload", str(EXAMPLE_WORKLOAD), "--format", "yaml")
+    assert code == 0 and yaml.safe_load(out) == as_json
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("tessera ")
