@@ -167,6 +167,7 @@ def _lease_namespace(given: str | None) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .kube import StartupError
     from .logs import setup_logging
     from .serve import run
     from .service import Options
@@ -201,6 +202,9 @@ def _serve(args: argparse.Namespace) -> int:
         return asyncio.run(run(options, args.kubeconfig, args.bind_address, args.port, args.metrics_port))
     except KeyboardInterrupt:  # pragma: no cover
         return 130
+    except StartupError as e:
+        print(f"tessera serve: {e}", file=sys.stderr)
+        return EXIT_INPUT
     except Exception:
         # Usually a kubeconfig or connection problem; the traceback says which.
         logging.getLogger("tessera").exception("event=fatal")

@@ -23,6 +23,13 @@ MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 
 
+STARTUP_TIMEOUT = 15.0  # seconds for the API server to answer at start
+
+
+class StartupError(Exception):
+    """`tessera serve` cannot start (kubeconfig, API server, port): one line, exit status 2."""
+
+
 class KubeError(Exception):
     def __init__(self, status: int, message: str, reason: str = "") -> None:
         self.status = status
@@ -68,10 +75,32 @@ class Kube:
         cfg = client.Configuration()
         path = kubeconfig or os.environ.get("KUBECONFIG")
         if path:
-            await config.load_kube_config(config_file=path, client_configuration=cfg)
+            if not os.path.isfile(path):
+                raise StartupError(f"kubeconfig {path}: file not found")
+            if not os.access(path, os.R_OK):
+                raise StartupError(f"kubeconfig {path}: not readable")
+            try:
+                await config.load_kube_config(config_file=path, client_configuration=cfg)
+            except Exception as e:
+                raise StartupError(f"kubeconfig {path}: {str(e).strip() or type(e).__name__}") from None
         else:
-            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            try:
+                config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            except Exception as e:
+                raise StartupError(f"no kubeconfig: pass --kubeconfig or set $KUBECONFIG, or run in a cluster "
+                                   f"({str(e).strip() or type(e).__name__})") from None
         return cls(client.ApiClient(configuration=cfg))
+
+    async def check(self) -> None:
+        """That the API server answers at all (GET /version), for a clear error at start."""
+        host = self.api.configuration.host
+        try:
+            resp = await self._call("GET", "/version", timeout=STARTUP_TIMEOUT)
+            resp.release()
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            raise StartupError(f"cannot reach the API server at {host}: {str(e) or type(e).__name__}") from None
+        if resp.status in (401, 403):
+            raise StartupError(f"the API server at {host} refused Tessera's credentials (HTTP {resp.status})")
 
     @classmethod
     def for_url(cls, url: str) -> Kube:

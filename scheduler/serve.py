@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 
@@ -17,7 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from .app import extender_app, health_app
-from .kube import Kube
+from .kube import Kube, StartupError
 from .service import Options, Service
 
 log = logging.getLogger("tessera.serve")
@@ -66,8 +67,27 @@ class HttpThread:
         await asyncio.to_thread(self.thread.join, 10)
 
 
+def _free(host: str, port: int) -> None:
+    """That we can listen on the port, before anything starts."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise StartupError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
 async def run(options: Options, kubeconfig: str | None, host: str, port: int, metrics_port: int) -> int:
+    for p in {port, metrics_port}:
+        _free(host, p)
     kube = await Kube.connect(kubeconfig)
+    try:
+        await kube.check()
+    except StartupError:
+        await kube.close()
+        raise
     service = Service(kube, options)
     await service.start()
     main_app = extender_app(service.extender, service.metrics, service.unsynced, service.problems, options.max_request_bytes)

@@ -75,7 +75,7 @@ def test_serve_rejects_a_bad_config_file(tmp_path: pathlib.Path) -> None:
 def test_serve_says_why_it_cannot_reach_the_cluster(tmp_path: pathlib.Path) -> None:
     out = tessera("serve", "--kubeconfig", str(tmp_path / "missing"), "--port", str(free_port()),
                   "--metrics-port", str(free_port()))
-    assert out.returncode == 1 and "missing" in out.stderr
+    assert out.returncode == 2 and "missing: file not found" in out.stderr and "Traceback" not in out.stderr
 
 
 @pytest.mark.asyncio
@@ -126,3 +126,29 @@ async def test_serve_schedules_against_an_api_server_and_stops_on_sigterm(tmp_pa
             proc.kill()
             await proc.wait()
         await api.stop()
+
+
+def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    exe = pathlib.Path(sys.executable).parent / "tessera"
+    return subprocess.run([str(exe), "serve", *args], capture_output=True, text=True, timeout=120, check=False,
+                          env=env if env is not None else {k: v for k, v in os.environ.items() if k != "KUBECONFIG"})
+
+
+def test_startup_problems_are_one_line_and_exit_2(tmp_path: pathlib.Path) -> None:
+    missing = serve("--kubeconfig", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and missing.stderr.strip() == f"tessera serve: kubeconfig {tmp_path / 'nope'}: file not found"
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
+    none = serve(env=env)
+    assert none.returncode == 2 and none.stderr.startswith("tessera serve: no kubeconfig") and len(none.stderr.splitlines()) == 1
+    dead = free_port()  # nothing listens there
+    unreachable = serve("--kubeconfig", str(kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{dead}")), "--port", "0",
+                        "--metrics-port", "0")
+    assert unreachable.returncode == 2, unreachable.stderr
+    assert unreachable.stderr.startswith(f"tessera serve: cannot reach the API server at http://127.0.0.1:{dead}")
+    assert "Traceback" not in unreachable.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = serve("--kubeconfig", str(tmp_path / "kc"), "--bind-address", "127.0.0.1", "--port", str(port))
+    assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr, busy.stderr
