@@ -3,7 +3,9 @@ is one a kube-scheduler accepts for an extender that binds, and the examples par
 
 from __future__ import annotations
 
+import argparse
 import pathlib
+import re
 import shutil
 import subprocess
 from typing import Any
@@ -147,3 +149,15 @@ def test_kubectl_kustomize_builds_the_base() -> None:
     assert out.returncode == 0, out.stderr
     kinds = sorted(d["kind"] for d in yaml.safe_load_all(out.stdout) if d)
     assert kinds == sorted(d["kind"] for d in kustomized())
+
+
+def test_the_readme_synopsis_of_every_command_lists_every_flag() -> None:
+    readme = (ROOT.parent / "README.md").read_text(encoding="utf-8")
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        block = re.search(rf"```sh\ntessera {name} (.*?)```", readme, re.S)
+        assert block is not None, f"README has no synopsis of tessera {name}"
+        shown = set(re.findall(r"--[a-z][a-z-]*", block.group(1)))
+        flags = {o for a in parser._actions for o in a.option_strings if o.startswith("--") and o != "--help"}
+        extra = shown - flags - {"--version"}
+        assert flags <= shown and not extra, f"tessera {name}: README lacks {sorted(flags - shown)}, lists unknown {sorted(extra)}"
