@@ -174,6 +174,8 @@ def _typename(v: Any) -> str:
 
 
 def _metadata(obj: Mapping[str, Any], kind: str, namespaced: bool) -> tuple[str, str, _Obj]:
+    if not isinstance(obj, Mapping):
+        raise SpecError(kind, "", "", "must be an object")
     meta = obj.get("metadata")
     if not isinstance(meta, Mapping):
         raise SpecError(kind, "", "metadata", "required")

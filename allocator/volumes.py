@@ -49,10 +49,9 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Literal
 
-from .errors import SpecError
 from .labels import LabelSelector, parse_label_selector
 from .nodeselector import Node, NodeSelector, NodeSelectorTerm, Requirement
-from .parse import _Obj, object_uid, parse_node_selector
+from .parse import _labels, _metadata, _Obj, object_uid, parse_node_selector
 
 ObjectKey = tuple[str, str]  # (namespace, name)
 BindingMode = Literal["Immediate", "WaitForFirstConsumer"]
@@ -163,38 +162,8 @@ class PodVolume:
 
 
 def _meta(obj: Mapping[str, Any], kind: str, namespaced: bool) -> tuple[str, str, _Obj, Mapping[str, Any]]:
-    if not isinstance(obj, Mapping):
-        raise SpecError(kind, "", "", "must be an object")
-    meta = obj.get("metadata")
-    if not isinstance(meta, Mapping):
-        raise SpecError(kind, "", "metadata", "required")
-    name = meta.get("name")
-    if not isinstance(name, str) or not name:
-        raise SpecError(kind, "", "metadata.name", "required")
-    ns = ""
-    if namespaced:
-        raw_ns = meta.get("namespace") or "default"
-        if not isinstance(raw_ns, str):
-            raise SpecError(kind, name, "metadata.namespace", "must be a string")
-        ns = raw_ns
-    return ns, name, _Obj(kind, f"{ns}/{name}" if namespaced else name), meta
-
-
-def _string_map(o: _Obj, meta: Mapping[str, Any], key: str, path: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in o.mapping(meta, key, path).items():
-        p = f"{path}.{key}[{k}]"
-        if not isinstance(k, str):
-            raise o.fail(f"{path}.{key}", f"keys must be strings, got {k!r}")
-        if isinstance(v, bool):
-            out[k] = "true" if v else "false"
-        elif isinstance(v, (str, int, float)):
-            out[k] = str(v)
-        elif v is None:
-            out[k] = ""
-        else:
-            raise o.fail(p, f"must be a string, got {type(v).__name__}")
-    return out
+    ns, name, o = _metadata(obj, kind, namespaced)
+    return ns, name, o, obj["metadata"]
 
 
 def _access_modes(o: _Obj, spec: Mapping[str, Any], path: str) -> frozenset[str]:
@@ -254,7 +223,7 @@ def parse_storage_class(obj: Mapping[str, Any]) -> StorageClass:
         if not reqs:
             raise o.fail(f"{tp}.matchLabelExpressions", "must have at least one expression")
         terms.append(NodeSelectorTerm(tuple(reqs)))
-    annotations = _string_map(o, meta, "annotations", "metadata")
+    annotations = _labels(o, meta, "annotations")
     default = "true" in (annotations.get(ANN_DEFAULT_CLASS), annotations.get(ANN_BETA_DEFAULT_CLASS))
     binding: BindingMode = "Immediate" if mode == "Immediate" else "WaitForFirstConsumer"
     return StorageClass(name, provisioner, binding, NodeSelector(tuple(terms)) if terms else None, default)
@@ -263,7 +232,7 @@ def parse_storage_class(obj: Mapping[str, Any]) -> StorageClass:
 def parse_persistent_volume(obj: Mapping[str, Any]) -> PersistentVolume:
     _, name, o, meta = _meta(obj, "PersistentVolume", namespaced=False)
     spec = o.mapping(obj, "spec", "", required=True)
-    annotations = _string_map(o, meta, "annotations", "metadata")
+    annotations = _labels(o, meta, "annotations")
     capacity = _storage(o, o.mapping(spec, "capacity", "spec"), "spec.capacity", positive=False)
     if capacity is None:
         raise o.fail("spec.capacity.storage", "required")
@@ -285,7 +254,7 @@ def parse_persistent_volume(obj: Mapping[str, Any]) -> PersistentVolume:
         node_affinity=node_affinity,
         claim_ref=claim_ref,
         claim_uid=claim_uid,
-        labels=_string_map(o, meta, "labels", "metadata"),
+        labels=_labels(o, meta, "labels"),
         phase=_phase(o, obj, "Available", PV_PHASES),
         deleting=bool(meta.get("deletionTimestamp")),
     )
@@ -321,7 +290,7 @@ def parse_persistent_volume_claim(obj: Mapping[str, Any]) -> PersistentVolumeCla
     ns, name, o, meta = _meta(obj, "PersistentVolumeClaim", namespaced=True)
     spec = o.mapping(obj, "spec", "", required=True)
     pvc = parse_pvc_spec(o, spec, "spec", ns, name)
-    annotations = _string_map(o, meta, "annotations", "metadata")
+    annotations = _labels(o, meta, "annotations")
     beta_class = annotations.get(ANN_BETA_CLASS)
     return replace(
         pvc,
