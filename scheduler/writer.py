@@ -239,69 +239,68 @@ class Writer:
         pvc = self.state.volume_index.pvcs.get(key)
         if pvc is None:
             raise DecisionLost(f"PersistentVolumeClaim {ref} is gone")
-        path = PERSISTENT_VOLUMES.path(None, pv_name)
-        for attempt in range(MAX_CONFLICT_RETRIES + 1):
-            try:
-                raw = await self.kube.get(path)
-                meta, spec = raw.get("metadata") or {}, raw.get("spec") or {}
-                claim_ref = spec.get("claimRef")
-                other = _other_claim(claim_ref, pvc)
-                if other:
-                    raise DecisionLost(f"PersistentVolume {pv_name} got claimed by {other} in the meantime")
-                if meta.get("deletionTimestamp"):
-                    raise DecisionLost(f"PersistentVolume {pv_name} is being deleted")
-                if claim_ref and claim_ref.get("uid") == pvc.uid:
-                    return  # written already (by an earlier attempt for this pod)
-                annotations = dict(meta.get("annotations") or {})
-                if not claim_ref:  # pre-bound by name only: kube-scheduler completes the ref, not the annotation
-                    annotations[ANN_BOUND_BY_CONTROLLER] = "yes"
-                new_ref = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": key[0], "name": key[1],
-                           "uid": pvc.uid}
-                await self.kube.replace(path, {**raw, "metadata": {**meta, "annotations": annotations},
-                                               "spec": {**spec, "claimRef": new_ref}})
-                self.metrics.writes.labels("volume-claimref", "ok").inc()
-                return
-            except KubeError as e:
-                if e.not_found:
-                    raise DecisionLost(f"PersistentVolume {pv_name} is gone") from None
-                if not e.conflict or attempt == MAX_CONFLICT_RETRIES:
-                    self.metrics.writes.labels("volume-claimref", "error").inc()
-                    raise
-                self.metrics.writes.labels("volume-claimref", "conflict").inc()
-                self.metrics.retries.labels("volume-claimref").inc()
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def change(raw: Obj) -> Obj | None:
+            meta, spec = raw.get("metadata") or {}, raw.get("spec") or {}
+            claim_ref = spec.get("claimRef")
+            other = _other_claim(claim_ref, pvc)
+            if other:
+                raise DecisionLost(f"PersistentVolume {pv_name} got claimed by {other} in the meantime")
+            if meta.get("deletionTimestamp"):
+                raise DecisionLost(f"PersistentVolume {pv_name} is being deleted")
+            if claim_ref and claim_ref.get("uid") == pvc.uid:
+                return None  # written already (by an earlier attempt for this pod)
+            annotations = dict(meta.get("annotations") or {})
+            if not claim_ref:  # pre-bound by name only: kube-scheduler completes the ref, not the annotation
+                annotations[ANN_BOUND_BY_CONTROLLER] = "yes"
+            new_ref = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": key[0], "name": key[1],
+                       "uid": pvc.uid}
+            return {**raw, "metadata": {**meta, "annotations": annotations}, "spec": {**spec, "claimRef": new_ref}}
+
+        await self._update(PERSISTENT_VOLUMES.path(None, pv_name), "volume-claimref", f"PersistentVolume {pv_name}", change)
 
     async def _select_node(self, key: ObjectKey, node: str) -> None:
         """Annotates the claim with the node its volume is to be provisioned on; a claim that got
         bound meanwhile needs nothing (the wait then checks that its volume reaches the node)."""
         ref = f"{key[0]}/{key[1]}"
-        path = PERSISTENT_VOLUME_CLAIMS.path(key[0], key[1])
+
+        def change(raw: Obj) -> Obj | None:
+            meta = raw.get("metadata") or {}
+            if meta.get("deletionTimestamp"):
+                raise DecisionLost(f"PersistentVolumeClaim {ref} is being deleted")
+            if (raw.get("spec") or {}).get("volumeName"):
+                return None
+            annotations = dict(meta.get("annotations") or {})
+            chosen = annotations.get(ANN_SELECTED_NODE)
+            if chosen == node:
+                return None
+            if chosen:
+                raise DecisionLost(f"PersistentVolumeClaim {ref} got node {chosen} selected for its volume in the meantime")
+            annotations[ANN_SELECTED_NODE] = node
+            return {**raw, "metadata": {**meta, "annotations": annotations}}
+
+        await self._update(PERSISTENT_VOLUME_CLAIMS.path(key[0], key[1]), "volume-selected-node",
+                           f"PersistentVolumeClaim {ref}", change)
+
+    async def _update(self, path: str, what: str, name: str, change: Callable[[Obj], Obj | None]) -> None:
+        """GET, change, PUT with the read resourceVersion; a 409 reads again and retries. `change`
+        returns None when nothing needs writing, or raises DecisionLost."""
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             try:
-                raw = await self.kube.get(path)
-                meta = raw.get("metadata") or {}
-                if meta.get("deletionTimestamp"):
-                    raise DecisionLost(f"PersistentVolumeClaim {ref} is being deleted")
-                if (raw.get("spec") or {}).get("volumeName"):
+                new = change(await self.kube.get(path))
+                if new is None:
                     return
-                annotations = dict(meta.get("annotations") or {})
-                chosen = annotations.get(ANN_SELECTED_NODE)
-                if chosen == node:
-                    return
-                if chosen:
-                    raise DecisionLost(f"PersistentVolumeClaim {ref} got node {chosen} selected for its volume in the meantime")
-                annotations[ANN_SELECTED_NODE] = node
-                await self.kube.replace(path, {**raw, "metadata": {**meta, "annotations": annotations}})
-                self.metrics.writes.labels("volume-selected-node", "ok").inc()
+                await self.kube.replace(path, new)
+                self.metrics.writes.labels(what, "ok").inc()
                 return
             except KubeError as e:
                 if e.not_found:
-                    raise DecisionLost(f"PersistentVolumeClaim {ref} is gone") from None
+                    raise DecisionLost(f"{name} is gone") from None
                 if not e.conflict or attempt == MAX_CONFLICT_RETRIES:
-                    self.metrics.writes.labels("volume-selected-node", "error").inc()
+                    self.metrics.writes.labels(what, "error").inc()
                     raise
-                self.metrics.writes.labels("volume-selected-node", "conflict").inc()
-                self.metrics.retries.labels("volume-selected-node").inc()
+                self.metrics.writes.labels(what, "conflict").inc()
+                self.metrics.retries.labels(what).inc()
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _await_volumes(self, items: Sequence[tuple[Pod, Placed, Commit]], wait: float | None,
