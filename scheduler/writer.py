@@ -124,15 +124,10 @@ class Writer:
         except (KubeError, DecisionLost) as e:
             return await self._write_failed(items, done, refs, current, e, "claims")
         ready = await self._await_devices(items, done, wait)
-        if ready.state == "failed":
-            await self._take_back(items, done, refs)
-            self.metrics.writes.labels("binding", "not-ready").inc()
-            log.info("event=binding-conditions-failed pods=%s why=%r", ",".join(p.ref for p, _, _ in items), ready.why)
-            return {pod.key: ready.why for pod, _, _ in items}
-        if ready.state == "pending":
-            for pod, _, _ in items:
-                self.state.unassume_pod(pod.key)
-            return {pod.key: f"{ready.why}; the claims stay allocated for the next attempt" for pod, _, _ in items}
+        stop = await self._settle(items, done, refs, ready, ("binding", "not-ready"), "binding-conditions-failed",
+                                  "the claims stay allocated for the next attempt")
+        if stop is not None:
+            return stop
         try:
             for pod, decision, _ in items:
                 current = pod
@@ -141,18 +136,12 @@ class Writer:
         except (KubeError, DecisionLost) as e:
             return await self._write_failed(items, done, refs, current, e, "volumes")
         volumes = await self._await_volumes(items, None if give_up is None else max(0.0, give_up - loop.time()), announce)
-        if volumes.state == "failed":
-            # As kube-scheduler, only the claims are taken back: the PersistentVolume claimRefs and
-            # selected-node annotations written above stay (the PV controller may have acted on them).
-            await self._take_back(items, done, refs)
-            self.metrics.writes.labels("volume-binding", "failed").inc()
-            log.info("event=volume-binding-failed pods=%s why=%r", ",".join(p.ref for p, _, _ in items), volumes.why)
-            return {pod.key: volumes.why for pod, _, _ in items}
-        if volumes.state == "pending":
-            for pod, _, _ in items:
-                self.state.unassume_pod(pod.key)
-            return {pod.key: f"{volumes.why}; the claims and volumes stay as written for the next attempt"
-                    for pod, _, _ in items}
+        # As kube-scheduler, a failure takes back only the claims: the PersistentVolume claimRefs and
+        # selected-node annotations written above stay (the PV controller may have acted on them).
+        stop = await self._settle(items, done, refs, volumes, ("volume-binding", "failed"), "volume-binding-failed",
+                                  "the claims and volumes stay as written for the next attempt")
+        if stop is not None:
+            return stop
         attempts = GANG_BIND_ATTEMPTS if len(items) > 1 else 1
         results = await asyncio.gather(*(self._bind(pod, d.node, attempts) for pod, d, _ in items),
                                        return_exceptions=True)
@@ -182,6 +171,22 @@ class Writer:
         log.info("event=write-failed pod=%s what=%s error=%r", current.ref, what, why)
         return {pod.key: why if pod is current else f"the {what} of gang member {current.ref} could not be written: {why}"
                 for pod, _, _ in items}
+
+    async def _settle(self, items: Sequence[tuple[Pod, Placed, Commit]], done: dict[ObjectKey, list[_Written]],
+                      refs: dict[ObjectKey, ConsumerRef], r: Readiness, metric: tuple[str, str], event: str,
+                      kept: str) -> dict[ObjectKey, str | None] | None:
+        """What a wait ended in: None when ready; failed takes the claims back; pending (the wait
+        ran out) keeps what was written for the next attempt and says so."""
+        if r.state == "failed":
+            await self._take_back(items, done, refs)
+            self.metrics.writes.labels(*metric).inc()
+            log.info("event=%s pods=%s why=%r", event, ",".join(p.ref for p, _, _ in items), r.why)
+            return {pod.key: r.why for pod, _, _ in items}
+        if r.state == "pending":
+            for pod, _, _ in items:
+                self.state.unassume_pod(pod.key)
+            return {pod.key: f"{r.why}; {kept}" for pod, _, _ in items}
+        return None
 
     async def _take_back(self, items: Sequence[tuple[Pod, Placed, Commit]], done: dict[ObjectKey, list[_Written]],
                          refs: dict[ObjectKey, ConsumerRef]) -> None:
