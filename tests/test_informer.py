@@ -196,8 +196,10 @@ async def test_random_changes_with_drops_and_compactions_converge(seed: int) -> 
             if rng.random() < 0.3:
                 await asyncio.sleep(0.005)
         want = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in api.all("ResourceClaim")}
+        # A state, not a duration: the cap only ends a failing run (relists back off up to a few
+        # seconds on a loaded machine).
         await eventually(lambda: {k[1]: o["metadata"]["resourceVersion"] for k, o in r.store.objects.items()} == want,
-                         what="the store to match the server")
+                         timeout=120, what="the store to match the server")
         applied = [(n, rv) for e, n, rv in rec.events if e != "DELETED"]
         assert len(applied) == len(set(applied)), "an object version was applied twice"
     finally:
