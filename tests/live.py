@@ -15,8 +15,9 @@ from tests.builders import GPU, dclass, gpus, node, rslice
 Obj = dict[str, Any]
 
 
-async def eventually(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Polls until `cond()` is truthy; fails the test with `what` after `timeout` seconds."""
+async def eventually(cond: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Polls until `cond()` is truthy; fails the test with `what` after `timeout` seconds (a cap
+    for a failing run on a loaded machine, never a speed the test needs)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
