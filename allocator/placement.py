@@ -187,6 +187,17 @@ class _Group:
     admin: bool
     need: int = 0
     requests: int = 0
+    members: list[tuple[str, str, int]] = field(default_factory=list)  # (claim, request, devices)
+
+    def together(self) -> str:
+        """The grouped requests, for a reason: they draw on the same devices, so they fail together."""
+        if len(self.members) < 2:
+            return ""
+        claims = list(dict.fromkeys(c for c, _, _ in self.members))
+        parts = [f"{r} ({n})" for _, r, n in self.members]
+        if len(claims) == 1:
+            return f"claim {claims[0]} requests {', '.join(parts)}"
+        return "claims " + ", ".join(f"{c} request {r} ({n})" for c, r, n in self.members)
 
 
 @dataclass(slots=True)
@@ -304,7 +315,8 @@ class _Check:
             have = self.free.free(g.selector, node, g.admin).slots(g.requests)
             if have < g.need:
                 req = g.first.request
-                return Shortfall(g.first.claim, req.name, g.selector.device_class, g.need, have, selector=g.selector)
+                return Shortfall(g.first.claim, req.name, g.selector.device_class, g.need, have, selector=g.selector,
+                                 together=g.together())
         for nd in self.singles:
             best: Shortfall | None = None
             for alt, sel, need in nd.alts:
@@ -586,6 +598,7 @@ class Session:
                 g = groups.setdefault(gk, _Group(nd, sel, alt.admin_access))
                 g.need += need
                 g.requests += 1
+                g.members.append((nd.claim.ref, nd.request.name, need))
             else:
                 singles.append(nd)
         return Prepared(list(allocated.values()), inputs, needs, _Check(self.cluster.free, list(groups.values()), singles))

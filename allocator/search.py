@@ -86,10 +86,13 @@ class Shortfall:
     detail: str = ""
     selector: Selector | None = None
     all_mode: bool = False
+    together: str = ""  # several requests drawing on the same devices, charged together
 
     def describe(self, node: str, best: bool = True) -> str:
         head = f"claim {self.claim.ref} request {self.request}: "
         where = f"best node {node}" if best else f"node {node}"
+        if self.together:
+            return f"{self.together} need {self.need} devices of class {self.device_class} together; {where} has {self.have}"
         if self.all_mode:
             return head + f"asks for all devices of class {self.device_class}; {where} has none usable"
         plural = "s" if self.need != 1 else ""

@@ -180,3 +180,19 @@ def test_release_frees_devices_and_deletes_generated_claims() -> None:
     w.session.release(c)
     assert w.claim("shared").allocation is None and w.session.cluster.ledger.used_count == 0
     placed(w.schedule(pod("x", templates={"g": "t"})))
+
+
+def test_requests_drawing_on_the_same_devices_are_charged_together_in_the_reason() -> None:
+    one_gpu = (GPU_CLASS, node("n0"), rslice("s", gpus(1), node="n0"))
+    w = World.of(*one_gpu, claim("c", exact("gpu-0", cls="gpu"), exact("gpu-1", cls="gpu")))
+    why = refused(w.decide(pod("p", {"g": "c"})))
+    assert why.startswith("claim default/c requests gpu-0 (1), gpu-1 (1) need 2 devices of class gpu together; "
+                          "best node n0 has 1"), why
+    w = World.of(*one_gpu, claim("a", exact("gpu", cls="gpu")), claim("b", exact("gpu", cls="gpu", count=2)))
+    why = refused(w.decide(pod("p", {"g": "a", "h": "b"})))
+    assert why.startswith("claims default/a request gpu (1), default/b request gpu (2) need 3 devices of class gpu "
+                          "together; best node n0 has 1"), why
+    # One request alone keeps its own words.
+    w = World.of(*one_gpu, claim("big", exact("gpus", cls="gpu", count=2)))
+    assert refused(w.decide(pod("p", {"g": "big"}))).startswith(
+        "claim default/big request gpus: needs 2 devices of class gpu; best node n0 has 1")
