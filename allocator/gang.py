@@ -293,7 +293,12 @@ def _landed(session: Session, decisions: dict[ObjectKey, Decision]) -> str:
 
 
 def _first_sentence(text: str) -> str:
-    return text.split(". ", 1)[0]
+    """The reason's headline; when that says only that no node can run the pod, the per-node
+    reasons that follow it (insufficient cpu, anti-affinity, ...) are what a person needs."""
+    head, _, rest = text.partition(". ")
+    if head == "no node can run the pod" and "nodes are available: " in rest:
+        return rest.split("nodes are available: ", 1)[1].rstrip(".")
+    return head
 
 
 # --- tori --------------------------------------------------------------------------------------

@@ -398,3 +398,19 @@ async def test_a_restarted_tessera_tidies_what_an_earlier_one_left_behind() -> N
         api.create(pod("p", {"g": "leaked"}))
         assert await eventually(lambda: bound(api, "p")) in ("n0", "n1")
         assert_consistent(api)
+
+
+async def test_a_gang_never_overcommits_a_nodes_cpu() -> None:
+    """Issue reproducer: two 10-CPU members of one gang on a 16-CPU node were both bound."""
+    cpu: Obj = {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "10"}}}]}
+    objs = [*gpu_cluster(1, allocatable={"cpu": "16", "memory": "64Gi", "pods": "110"}), pod_group("job", 2)]
+    async with live(objs) as (api, _svc):
+        for m in ("m0", "m1"):
+            api.create(pod(m, group="job", **cpu))
+        # (Before m1 exists, m0 says it waits for minMember; then the gang's refusal.)
+        cond = await eventually(lambda: (c := condition(api, "m0")) and "insufficient cpu" in c["message"] and c,
+                                what="the gang refused for lack of CPU")
+        assert bound(api, "m0") is None and bound(api, "m1") is None, cond
+        api.create(node("n1", {"kubernetes.io/hostname": "n1"}) | {"status": {"allocatable": {"cpu": "16", "pods": "110"}}})
+        await eventually(lambda: bound(api, "m0") and bound(api, "m1"), what="the gang on two nodes")
+        assert {bound(api, "m0"), bound(api, "m1")} == {"n0", "n1"}
