@@ -43,6 +43,7 @@ from .model import (
     ObjectKey,
     Pod,
     ResourceSlice,
+    device_key_str,
 )
 from .nodeselector import Node, Taint, untolerated
 from .pipeline import Context, Rejection, spread_eligible
@@ -60,6 +61,7 @@ POLICIES: tuple[Policy, ...] = ("best-fit", "first-fit")
 _UNSCHEDULABLE_TAINT = Taint("node.kubernetes.io/unschedulable", "", "NoSchedule")
 _CLAIM_NS = uuid.UUID("a3c0b7de-41a4-4f38-8b8e-58d0c3f6a2e9")
 MAX_WARNINGS_IN_REASON = 3
+MAX_EXPRESSION_SHOWN = 120
 MAX_NODES_FOR_WARNINGS = 50
 NEAREST = 16
 DECISION_BUDGET_FACTOR = 2  # a decision's steps across all nodes, in per-node budgets
@@ -785,7 +787,7 @@ class Session:
         searched = 0
         failures: list[tuple[str, NodeOutcome]] = []
         shortfalls: list[tuple[Shortfall, str]] = []
-        warnings: dict[str, None] = {}
+        warnings: dict[tuple[str, str], dict[DeviceKey, None]] = {}  # (expression, error) -> devices
         candidates: Iterable[Node] = self._candidates(check, nodes, allowed)
         if scores:
             # Stated preferences first; Tessera's device and topology order among equals (stable sort).
@@ -803,13 +805,13 @@ class Session:
             spent += out.steps
             self._charge(out.steps)
             for w in out.warnings:
-                warnings[str(w)] = None
+                warnings.setdefault((w.expression, w.message), {})[w.device] = None
             if out.picks is not None:
                 allocations = {
                     inp.claim.key: build_allocation(inp.claim, picks, n.name, self.cluster.classes)
                     for inp, picks in zip(inputs, out.picks, strict=True)
                 }
-                return Placed(n.name, allocations, tuple(warnings))
+                return Placed(n.name, allocations, _cel_warnings(warnings))
             failures.append((n.name, out))
             if out.shortfalls:
                 shortfalls.extend((s, n.name) for s in out.shortfalls)
@@ -836,13 +838,14 @@ class Session:
             for nd in needs:
                 for _, sel, _ in nd.alts:
                     for w in matches(sel, view).warnings:
-                        warnings[str(w)] = None
+                        warnings.setdefault((w.expression, w.message), {})[w.device] = None
         reason = _summary(total, rejected, self._headline(shortfalls, failures, nodes))
-        if warnings:
-            shown = list(warnings)[:MAX_WARNINGS_IN_REASON]
-            more = len(warnings) - len(shown)
+        said = _cel_warnings(warnings)
+        if said:
+            shown = list(said)[:MAX_WARNINGS_IN_REASON]
+            more = len(said) - len(shown)
             reason += "; CEL errors made devices non-matching: " + "; ".join(shown) + (f" (and {more} more)" if more else "")
-        return Unschedulable(reason, tuple(warnings))
+        return Unschedulable(reason, said)
 
     def _candidates(self, check: _Check, nodes: list[Node], allowed: dict[str, Node]) -> Iterator[Node]:
         """Nodes whose free counts can hold every request, best first by policy.
@@ -1039,6 +1042,20 @@ class Session:
             self.commit(pod, d)
         return d
 
+
+
+def _cel_warnings(found: Mapping[tuple[str, str], Mapping[DeviceKey, None]]) -> tuple[str, ...]:
+    """One line per (expression, error): how many devices it made non-matching, one example, and
+    the expression once, shortened (a long expression is not repeated per device)."""
+    out = []
+    for (expression, message), devices in found.items():
+        flat = " ".join(expression.split())
+        shown = flat if len(flat) <= MAX_EXPRESSION_SHOWN else flat[:MAX_EXPRESSION_SHOWN - 1] + "…"
+        example = device_key_str(next(iter(devices)))
+        n = len(devices)
+        on = f"device {example}" if n == 1 else f"{n} devices (e.g. {example})"
+        out.append(f"CEL expression {shown!r} failed on {on}: {message}")
+    return tuple(out)
 
 
 def _summary(total: int, rejected: Counter[str], headline: str) -> str:

@@ -31,8 +31,17 @@ def test_runtime_errors_appear_in_the_reason_when_the_claim_fails() -> None:
     w = World.of(node("n1"), rslice("s", [device("gpu-a", {"index": 0})], node="n1"), GPU_CLASS,
                  claim("c", exact("g", selectors=[MODEL])))
     reason = refused(w.schedule(pod("p", {"g": "c"})))
-    assert "CEL errors made devices non-matching: device gpu.example.com/n1/gpu-a" in reason
-    assert "no such key: model" in reason
+    assert ("CEL errors made devices non-matching: CEL expression 'device.attributes[\"gpu.example.com\"].model == "
+            "\"H100\"' failed on device gpu.example.com/n1/gpu-a: no such key: model") in reason, reason
+
+
+def test_one_error_on_many_devices_is_said_once_with_a_count_and_an_example() -> None:
+    long = " && ".join([MODEL] * 20)  # long enough to be shortened
+    w = World.of(node("n1"), rslice("s", [device(f"gpu-{i}", {"index": i}) for i in range(32)], node="n1"), GPU_CLASS,
+                 claim("c", exact("g", selectors=[long])))
+    reason = refused(w.schedule(pod("p", {"g": "c"})))
+    assert reason.count("failed on 32 devices (e.g. gpu.example.com/n1/gpu-0): no such key: model") == 1, reason
+    assert reason.count("CEL expression '") == 1 and "…" in reason and "\n" not in reason, reason
 
 
 @pytest.mark.parametrize("backend", alloc.available_backends())
