@@ -32,6 +32,9 @@ def _domains(result: SimResult, node: str) -> str:
     return " ".join(f"{lv.rsplit('/', 1)[-1]}={v}" for lv, v in path if lv != HOSTNAME) or "-"
 
 
+MAX_NODES_LISTED = 20
+
+
 def render_table(result: SimResult, width: int = 140) -> str:
     rows = []
     for o in result.pods:
@@ -55,7 +58,14 @@ def render_table(result: SimResult, width: int = 140) -> str:
     lines.append("")
     lines.append(f"Placed {placed} of {len(result.pods)} pods.")
     per_node = Counter(o.node for o in result.pods if o.node)
-    if per_node:
+    if len(per_node) > MAX_NODES_LISTED:
+        # Past a screenful, the fullest nodes and how the rest spread (pods per node -> nodes).
+        top = sorted(per_node.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_NODES_LISTED]
+        spread = Counter(per_node.values())
+        lines.append(f"Pods per node, the {MAX_NODES_LISTED} fullest of {len(per_node)}: "
+                     + ", ".join(f"{n}={c}" for n, c in top))
+        lines.append("Nodes by pods placed: " + ", ".join(f"{k} pod(s): {v} node(s)" for k, v in sorted(spread.items())))
+    elif per_node:
         lines.append("Pods per node: " + ", ".join(f"{n}={c}" for n, c in sorted(per_node.items())))
     ledger = result.session.cluster.ledger
     total = len(result.session.cluster.pools.devices)

@@ -417,3 +417,13 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.startswith("tessera ")
+
+
+def test_the_table_summary_scales_past_twenty_nodes(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = small_cluster(tmp_path, *([1] * 30))
+    workload = write(tmp_path, "w.yaml", [template("one", exact("g")), *(pod(f"p{i}", templates={"g": "one"}) for i in range(30))])
+    code, out, _ = run(capsys, "--cluster", str(cluster), "--workload", str(workload))
+    assert code == 0
+    assert "Pods per node, the 20 fullest of 30: " in out and "Nodes by pods placed: 1 pod(s): 30 node(s)" in out
+    line = next(row for row in out.splitlines() if row.startswith("Pods per node"))
+    assert line.count("=") == 20
