@@ -51,7 +51,9 @@ def render_table(result: SimResult, width: int = 140) -> str:
     indent = w0 + w1 + w2 + 6
     wrap = max(40, width - indent)
     for pod, node, devices, reason in rows:
-        first, *rest = textwrap.wrap(reason, wrap) or [""]
+        # Whole words only, and a reason's own line breaks (a multi-line expression) folded.
+        flat = " ".join(reason.replace("\\n", " ").split())
+        first, *rest = textwrap.wrap(flat, wrap, break_long_words=False, break_on_hyphens=False) or [""]
         lines.append(f"{pod:<{w0}}  {node:<{w1}}  {devices:<{w2}}  {first}".rstrip())
         lines.extend(" " * indent + r for r in rest)
     placed = sum(1 for o in result.pods if o.node)

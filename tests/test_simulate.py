@@ -427,3 +427,14 @@ def test_the_table_summary_scales_past_twenty_nodes(tmp_path: pathlib.Path, caps
     assert "Pods per node, the 20 fullest of 30: " in out and "Nodes by pods placed: 1 pod(s): 30 node(s)" in out
     line = next(row for row in out.splitlines() if row.startswith("Pods per node"))
     assert line.count("=") == 20
+
+
+def test_the_table_wraps_reasons_at_word_boundaries_only(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = small_cluster(tmp_path, 1)
+    expr = 'device.attributes["gpu.example.com"].model ==\n  "H100" &&'  # does not compile
+    bad = claim("c", exact("g", selectors=[expr]))
+    workload = write(tmp_path, "w.yaml", [bad, pod("p", {"g": "c"})])
+    code, out, _ = run(capsys, "--cluster", str(cluster), "--workload", str(workload))
+    assert code == 0 and "\\n" not in out
+    words = set(" ".join(out.split()).split(" "))
+    assert """'device.attributes["gpu.example.com"].model""" in words, "a word was broken across lines"
