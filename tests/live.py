@@ -54,7 +54,7 @@ async def live(objects: Iterable[Obj] = (), options: Options | None = None, clai
     try:
         if start:
             await service.start()
-            await asyncio.wait_for(service.synced(), 10)
+            await asyncio.wait_for(service.synced(), 60)
         yield api, service
     finally:
         await service.stop()

@@ -192,7 +192,7 @@ async def test_a_failed_attachment_deallocates_and_the_pod_is_decided_again() ->
         assert FINALIZER not in (c["metadata"].get("finalizers") or [])
         assert bound(api, "p") is None
         # After the backoff the pod is decided again; this time the device attaches.
-        second = await eventually(lambda: allocation(api, "c"), timeout=15, what="the second allocation")
+        second = await eventually(lambda: allocation(api, "c"), timeout=60, what="the second allocation")
         assert second["allocationTimestamp"] >= first["allocationTimestamp"]
         report(api, "c", Attached="True")
         assert await eventually(lambda: bound(api, "p"), what="the binding") == "n0"
@@ -287,7 +287,7 @@ async def test_a_stopping_replica_leaves_the_wait_to_the_next_one() -> None:
     async with live([*attachable(), claim("c", exact("g"))], FAST) as (api, svc):
         api.create(pod("p", {"g": "c"}))
         alloc = await eventually(lambda: allocation(api, "c"), what="the allocation")
-        await asyncio.wait_for(svc.stop(), 5)  # does not sit out the 600 s binding timeout
+        await asyncio.wait_for(svc.stop(), 60)  # does not sit out the 600 s binding timeout
         c = api.get("ResourceClaim", "c", "default")
         assert c is not None and c["status"]["allocation"] == alloc and len(c["status"]["reservedFor"]) == 1
         assert bound(api, "p") is None

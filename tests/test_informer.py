@@ -34,7 +34,7 @@ async def start(api: FakeApiServer, resource: Any = NODES, **kw: Any) -> tuple[K
     rec = Recorder()
     r = Reflector(kube, resource, rec, Metrics(), **kw)
     task = asyncio.get_running_loop().create_task(r.run())
-    await asyncio.wait_for(r.synced.wait(), 5)
+    await asyncio.wait_for(r.synced.wait(), 30)
     return kube, r, rec, task
 
 
@@ -141,7 +141,7 @@ async def test_a_failing_list_is_retried_with_backoff() -> None:
     r = Reflector(kube, NODES, rec, Metrics(), max_backoff=0.5)
     task = asyncio.get_running_loop().create_task(r.run())
     try:
-        await asyncio.wait_for(r.synced.wait(), 5)
+        await asyncio.wait_for(r.synced.wait(), 30)
         assert rec.events == [("ADDED", "a", "1")]
         assert r.metrics.relists.labels("Node")._value.get() == 2
     finally:
@@ -156,7 +156,7 @@ async def test_a_missing_crd_is_skipped_with_one_warning(caplog: pytest.LogCaptu
     caplog.set_level(logging.WARNING, "tessera.informer")
     kube, r, rec, task = await start(api, POD_GROUPS)
     try:
-        await asyncio.wait_for(task, 2)
+        await asyncio.wait_for(task, 30)
         assert r.absent and r.synced.is_set() and rec.events == []
         warnings = [m for m in caplog.messages if "podgroups" in m.lower() or "PodGroup" in m]
         assert len(warnings) == 1

@@ -109,7 +109,7 @@ async def test_random_workloads_with_faults_keep_every_invariant(workload: list[
             crash(svc)
             fresh = Service(svc.kube, Options(watch_timeout=30))
             await fresh.start()
-            await asyncio.wait_for(fresh.synced(), 10)
+            await asyncio.wait_for(fresh.synced(), 60)
             return fresh
 
         for j, (size, min_member, gpus, cpu) in enumerate(workload):

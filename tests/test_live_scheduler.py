@@ -82,7 +82,7 @@ async def test_an_unschedulable_pod_says_why_and_is_placed_when_capacity_appears
         # A node with enough GPUs joins: the pod is retried after its backoff and placed there.
         for o in gpu_cluster(1, per_node=4, prefix="big-node")[1:]:
             api.create(o)
-        assert await eventually(lambda: bound(api, "big"), timeout=15, what="the retry") == "big-node0"
+        assert await eventually(lambda: bound(api, "big"), timeout=60, what="the retry") == "big-node0"
         assert_consistent(api)
 
 
@@ -217,7 +217,7 @@ async def test_a_claim_allocated_behind_our_back_makes_the_pod_decide_again() ->
         api.put({**other, "status": allocated("c", [("g", GPU, elsewhere, "gpu-0")], node_name=elsewhere,
                                               reserved=())["status"] | {"reservedFor": []}})
         api.latency = 0
-        assert await eventually(lambda: bound(api, "p"), timeout=15) == elsewhere
+        assert await eventually(lambda: bound(api, "p"), timeout=60) == elsewhere
         c = api.get("ResourceClaim", "c", "default")
         assert c is not None and devices_of(c) == [(GPU, elsewhere, "gpu-0")]
         assert_consistent(api)
@@ -270,7 +270,7 @@ async def test_a_failed_binding_undoes_the_claim_writes() -> None:
         assert c is not None
         assert not (c.get("status") or {}).get("allocation") and not (c.get("status") or {}).get("reservedFor")
         assert FINALIZER not in (c["metadata"].get("finalizers") or [])
-        assert await eventually(lambda: bound(api, "p"), timeout=15, what="the retry") == "n0"
+        assert await eventually(lambda: bound(api, "p"), timeout=60, what="the retry") == "n0"
         assert_consistent(api)
 
 
@@ -301,7 +301,7 @@ async def test_invalid_claims_are_reported_on_the_pod_not_crashed_on() -> None:
         assert "claim default/bad" in cp["message"] and "selectors[0]" in cp["message"], cp["message"]
         assert "claim default/missing" in cq["message"] and "not found" in cq["message"], cq["message"]
         api.create(claim("missing", exact("g")))
-        await eventually(lambda: bound(api, "q"), timeout=15, what="q once its claim exists")
+        await eventually(lambda: bound(api, "q"), timeout=60, what="q once its claim exists")
         assert bound(api, "p") is None and svc.problems() == []
 
 

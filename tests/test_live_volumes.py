@@ -254,7 +254,7 @@ async def test_a_volume_that_is_never_provisioned_times_out_and_the_retry_stays_
         assert svc.metrics.writes.labels("volume-binding", "failed")._value.get() >= 1
         svc.writer.volume_bind_timeout = 600.0
         api.release_volumes()
-        assert await eventually(lambda: bound(api, "p"), timeout=15, what="the binding after the retry") == chosen
+        assert await eventually(lambda: bound(api, "p"), timeout=60, what="the binding after the retry") == chosen
         assert selected_node(api, "data") == chosen
 
 
@@ -311,7 +311,7 @@ async def test_unbound_immediate_and_missing_claims_keep_the_pod_pending_and_say
         # Once the volume controller binds the claim, the pod is placed.
         api.create(volume("pv-imm", cls="slow", claim_name="imm"))
         await eventually(lambda: pvc_bound(api, "imm"), what="the controller binding the claim")
-        assert await eventually(lambda: bound(api, "p-imm"), timeout=15, what="the pod after its claim bound")
+        assert await eventually(lambda: bound(api, "p-imm"), timeout=60, what="the pod after its claim bound")
         assert bound(api, "p-missing") is None
 
 

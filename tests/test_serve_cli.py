@@ -99,22 +99,28 @@ async def test_serve_schedules_against_an_api_server_and_stops_on_sigterm(tmp_pa
                 except aiohttp.ClientError:
                     return False
 
-            for _ in range(300):
+            for _ in range(2400):  # a cap for a broken start (a loaded machine needs a while), not a speed
                 if await ready():
                     break
                 await asyncio.sleep(0.05)
             else:
                 raise AssertionError("tessera serve never became ready")
             api.create(pod("p", templates={"g": "one"}))
-            await eventually(lambda: bound(api, "p"), timeout=15)
-            async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as r:
-                assert 'tessera_scheduling_attempts_total{result="scheduled"} 1.0' in await r.text()
+            await eventually(lambda: bound(api, "p"), timeout=60)
+            # The binding lands before the process counts it: wait for the count, do not race it.
+            for _ in range(1200):
+                async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as r:
+                    if 'tessera_scheduling_attempts_total{result="scheduled"} 1.0' in await r.text():
+                        break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the scheduled pod was never counted")
             async with http.post(f"http://127.0.0.1:{port}/filter", data=b"{}") as r:
                 assert r.status == 400
         lease = api.get("Lease", "tessera", "tessera-system")
         assert lease is not None and lease["spec"]["holderIdentity"]
         proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 15) == 0
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
         assert proc.stderr is not None
         lines = [orjson.loads(line) for line in (await proc.stderr.read()).splitlines() if line.strip()]
         assert lines and all({"ts", "level", "logger", "msg"} <= set(x) for x in lines)
