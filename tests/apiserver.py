@@ -319,6 +319,10 @@ class FakeApiServer:
             obj["metadata"]["resourceVersion"] = str(rv)
         else:
             rv = int(obj["metadata"]["resourceVersion"])
+        if self.history.maxlen is not None and len(self.history) == self.history.maxlen:
+            # The oldest event falls out of the history: a watch from before it can no longer be
+            # served in full, and must get 410 as from a real server's compacted store.
+            self.oldest = max(self.oldest, self.history[0][0])
         self.history.append((rv, r.plural, key[1], event, obj))
         for w in self.watchers:
             if w.resource.plural == r.plural and (w.namespace is None or w.namespace == key[1]):
