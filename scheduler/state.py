@@ -296,36 +296,33 @@ class ClusterState:
 
     def _on_storageclass(self, event: str, obj: Obj, old: Obj | None) -> None:
         name = _key(obj)[1]
-        if event == "DELETED":
-            self.volume_index.remove_storage_class(name)
-            return
-        try:
-            self.volume_index.add_storage_class(parse_storage_class(obj))
-        except SpecError as e:
-            log.warning("event=invalid kind=StorageClass name=%s error=%r", name, str(e))
-            self.volume_index.remove_storage_class(name)
+        vi = self.volume_index
+        self._volume_event("StorageClass", event, obj, name, name, parse_storage_class, vi.add_storage_class,
+                           vi.remove_storage_class)
 
     def _on_persistentvolume(self, event: str, obj: Obj, old: Obj | None) -> None:
         name = _key(obj)[1]
-        if event == "DELETED":
-            self.volume_index.remove_pv(name)
-            return
-        try:
-            self.volume_index.add_pv(parse_persistent_volume(obj))
-        except SpecError as e:
-            log.warning("event=invalid kind=PersistentVolume name=%s error=%r", name, str(e))
-            self.volume_index.remove_pv(name)
+        vi = self.volume_index
+        self._volume_event("PersistentVolume", event, obj, name, name, parse_persistent_volume, vi.add_pv, vi.remove_pv)
 
     def _on_persistentvolumeclaim(self, event: str, obj: Obj, old: Obj | None) -> None:
         key = _key(obj)
+        vi = self.volume_index
+        self._volume_event("PersistentVolumeClaim", event, obj, key, "/".join(key), parse_persistent_volume_claim,
+                           vi.add_pvc, vi.remove_pvc)
+
+    @staticmethod
+    def _volume_event(kind: str, event: str, obj: Obj, key: Any, ref: str, parse: Callable[[Obj], Any],
+                      add: Callable[[Any], None], remove: Callable[[Any], None]) -> None:
+        """An object that fails validation is dropped from the index (and logged), never half-kept."""
         if event == "DELETED":
-            self.volume_index.remove_pvc(key)
+            remove(key)
             return
         try:
-            self.volume_index.add_pvc(parse_persistent_volume_claim(obj))
+            add(parse(obj))
         except SpecError as e:
-            log.warning("event=invalid kind=PersistentVolumeClaim name=%s/%s error=%r", *key, str(e))
-            self.volume_index.remove_pvc(key)
+            log.warning("event=invalid kind=%s name=%s error=%r", kind, ref, str(e))
+            remove(key)
 
     # --- the assume cache --------------------------------------------------------------------
 

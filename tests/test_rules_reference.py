@@ -86,18 +86,19 @@ def selector_matches(selector: Obj | None, labels: Mapping[str, str]) -> bool:
     for k, v in (selector.get("matchLabels") or {}).items():
         if labels.get(k) != v:
             return False
-    for e in selector.get("matchExpressions") or []:
-        v = labels.get(e["key"])
-        op = e["operator"]
-        if op == "In" and (v is None or v not in e["values"]):
-            return False
-        if op == "NotIn" and v is not None and v in e["values"]:
-            return False
-        if op == "Exists" and v is None:
-            return False
-        if op == "DoesNotExist" and v is not None:
-            return False
-    return True
+    return all(expression_holds(e, labels.get(e["key"])) for e in selector.get("matchExpressions") or [])
+
+
+def expression_holds(e: Obj, v: str | None) -> bool:
+    """One In/NotIn/Exists/DoesNotExist requirement on a label's value (None: absent)."""
+    op = e["operator"]
+    if op == "In":
+        return v is not None and v in e["values"]
+    if op == "NotIn":
+        return v is None or v not in e["values"]
+    if op == "Exists":
+        return v is not None
+    return op == "DoesNotExist" and v is None
 
 
 def node_term_matches(term: Obj, n: Obj) -> bool:
@@ -107,17 +108,8 @@ def node_term_matches(term: Obj, n: Obj) -> bool:
     if not exprs and not fields:
         return False
     labels = labels_of(n)
-    for e in exprs:
-        v = labels.get(e["key"])
-        op = e["operator"]
-        if op == "In" and (v is None or v not in e["values"]):
-            return False
-        if op == "NotIn" and v is not None and v in e["values"]:
-            return False
-        if op == "Exists" and v is None:
-            return False
-        if op == "DoesNotExist" and v is not None:
-            return False
+    if not all(expression_holds(e, labels.get(e["key"])) for e in exprs):
+        return False
     for f in fields:
         assert f["key"] == "metadata.name" and f["operator"] in ("In", "NotIn")
         inside = n["metadata"]["name"] in f["values"]
