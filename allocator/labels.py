@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import SpecError
+from .nodeselector import set_requirement_holds
 
 LABEL_OPS = ("In", "NotIn", "Exists", "DoesNotExist")
 
@@ -23,15 +24,7 @@ class LabelRequirement:
     values: frozenset[str] = frozenset()
 
     def matches(self, labels: Mapping[str, str]) -> bool:
-        v = labels.get(self.key)
-        op = self.operator
-        if op == "In":
-            return v is not None and v in self.values
-        if op == "NotIn":
-            return v is None or v not in self.values
-        if op == "Exists":
-            return v is not None
-        return v is None  # DoesNotExist
+        return set_requirement_holds(self.operator, self.values, labels.get(self.key))
 
 
 @dataclass(frozen=True, slots=True)

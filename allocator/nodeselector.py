@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 NODE_NAME_FIELD = "metadata.name"
+
+
+SET_OPERATORS = frozenset({"In", "NotIn", "Exists", "DoesNotExist"})
+
+
+def set_requirement_holds(op: str, values: Collection[str], value: str | None) -> bool:
+    """In / NotIn / Exists / DoesNotExist on a label's value (None: the label is absent), as node
+    selectors and label selectors both read them."""
+    if op == "In":
+        return value is not None and value in values
+    if op == "NotIn":
+        return value is None or value not in values
+    if op == "Exists":
+        return value is not None
+    return value is None  # DoesNotExist
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,14 +32,8 @@ class Requirement:
 
     def matches(self, value: str | None) -> bool:
         op = self.operator
-        if op == "In":
-            return value is not None and value in self.values
-        if op == "NotIn":
-            return value is None or value not in self.values
-        if op == "Exists":
-            return value is not None
-        if op == "DoesNotExist":
-            return value is None
+        if op in SET_OPERATORS:
+            return set_requirement_holds(op, self.values, value)
         if op in ("Gt", "Lt"):
             if value is None or len(self.values) != 1:
                 return False

@@ -29,8 +29,8 @@ from dataclasses import dataclass, replace
 
 from .labels import LabelSelector
 from .model import DeviceClass, Namespace, Pod
-from .nodeselector import BLOCKING_EFFECTS, Node, Taint
-from .pods import Matcher, OwnerMatch, PodIndex
+from .nodeselector import Node, Taint, Toleration, untolerated
+from .pods import Matcher, OwnerMatch, PodIndex, matches
 from .podspec import HOSTNAME, AffinityTerm, SpreadConstraint
 
 _EMPTY: Mapping[str, int] = {}
@@ -162,7 +162,7 @@ class Context:
         minimum = min(counts.values()) if counts else NO_DOMAINS
         if c.min_domains is not None and len(counts) < c.min_domains:
             minimum = 0
-        self_match = 1 if matchers and all(_matches_pod(m, self.pod) for m in matchers) else 0
+        self_match = 1 if matchers and all(matches(m, self.pod) for m in matchers) else 0
         return _Spread(c, matchers, counts, minimum, self_match)
 
     # --- InterPodAffinity -------------------------------------------------------------------
@@ -206,9 +206,9 @@ class Context:
 
     # --- Filter ---------------------------------------------------------------------------------
 
-    def reject(self, node: Node, ports: bool = True) -> Rejection | None:
+    def reject(self, node: Node) -> Rejection | None:
         """Why the pod cannot go on the node by the dynamic rules (devices and volumes aside)."""
-        if ports and self.pod.host_ports:
+        if self.pod.host_ports:
             used = self.pods.ports.get(node.name)
             if used and any(hp.conflicts(u) for hp in self.pod.host_ports for u in used):
                 return Rejection(PORTS_IN_USE)
@@ -346,14 +346,15 @@ class Context:
         return {k: MAX_NODE_SCORE * (v - lo) // (hi - lo) for k, v in raw.items()}
 
 
-def _tolerated(taint: Taint, tolerations: Iterable[object]) -> bool:
-    return any(t.tolerates(taint) for t in tolerations)  # type: ignore[attr-defined]
+def _tolerated(taint: Taint, tolerations: Iterable[Toleration]) -> bool:
+    return any(t.tolerates(taint) for t in tolerations)
 
 
-def _matches_pod(m: Matcher, pod: Pod) -> bool:
-    if isinstance(m, OwnerMatch):
-        return pod.owner_uid == m.uid
-    return m.matches(pod.labels)
+def matches_node_affinity(pod: Pod, node: Node) -> bool:
+    """The pod's nodeSelector and required node affinity (NodeAffinity's filter)."""
+    if any(node.labels.get(k) != v for k, v in pod.node_selector.items()):
+        return False
+    return pod.required_affinity is None or pod.required_affinity.matches(node)
 
 
 def _defaults(pod: Pod, defaults: Sequence[SpreadConstraint]) -> tuple[SpreadConstraint, ...]:
@@ -373,12 +374,9 @@ def spread_eligible(pod: Pod, c: SpreadConstraint, nodes: Iterable[Node], keys: 
         labels = n.labels
         if not all(k in labels for k in keys):
             continue
-        if c.honor_node_affinity:
-            if any(labels.get(k) != v for k, v in pod.node_selector.items()):
-                continue
-            if pod.required_affinity is not None and not pod.required_affinity.matches(n):
-                continue
-        if c.honor_taints and any(t.effect in BLOCKING_EFFECTS and not _tolerated(t, pod.tolerations) for t in n.taints):
+        if c.honor_node_affinity and not matches_node_affinity(pod, n):
+            continue
+        if c.honor_taints and untolerated(n.taints, pod.tolerations) is not None:
             continue
         out.append(n)
     return out

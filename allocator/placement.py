@@ -46,7 +46,7 @@ from .model import (
     device_key_str,
 )
 from .nodeselector import Node, Taint, untolerated
-from .pipeline import Context, Rejection, spread_eligible
+from .pipeline import Context, Rejection, matches_node_affinity, spread_eligible
 from .pods import PodIndex
 from .podspec import SpreadConstraint
 from .pools import PoolIndex
@@ -159,17 +159,14 @@ class Gate:
 
     def survivors(self, nodes: Iterable[Node], rejected: Counter[str]) -> list[Node]:
         """The nodes that pass, counting why the others did not (the hot loop of a decision)."""
-        reject = self.ctx.reject
-        volumes = self.volumes.filter if self.volumes is not None else None
+        reject = self.reject
         keep = []
         for n in nodes:
             r = reject(n)
-            if r is not None:
-                rejected[r.reason] += 1
-            elif volumes is not None and (why := volumes(n)) is not None:
-                rejected[why] += 1
-            else:
+            if r is None:
                 keep.append(n)
+            else:
+                rejected[r.reason] += 1
         return keep
 
 
@@ -341,10 +338,7 @@ def pod_node_problem(pod: Pod, node: Node) -> str | None:
         return "node(s) didn't match the requested node name"
     if node.unschedulable and not any(t.tolerates(_UNSCHEDULABLE_TAINT) for t in pod.tolerations):
         return "node(s) were unschedulable"
-    for k, v in pod.node_selector.items():
-        if node.labels.get(k) != v:
-            return "node(s) didn't match Pod's node affinity/selector"
-    if pod.required_affinity is not None and not pod.required_affinity.matches(node):
+    if not matches_node_affinity(pod, node):
         return "node(s) didn't match Pod's node affinity/selector"
     t = untolerated(node.taints, pod.tolerations)
     if t is not None:

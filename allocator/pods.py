@@ -39,7 +39,7 @@ class OwnerMatch:
 Matcher = LabelSelector | OwnerMatch
 
 
-def _matches(m: Matcher, pod: Pod) -> bool:
+def matches(m: Matcher, pod: Pod) -> bool:
     if isinstance(m, OwnerMatch):
         return pod.owner_uid == m.uid
     return m.matches(pod.labels)
@@ -126,7 +126,7 @@ class PodIndex:
             del self.usage[node]
         at = (pod.namespace, node)
         for matchers, counts in self._counters.items():
-            if all(_matches(m, pod) for m in matchers):
+            if all(matches(m, pod) for m in matchers):
                 _bump(counts.every, at, sign)
                 if not pod.deleting:
                     _bump(counts.live, at, sign)
@@ -155,7 +155,7 @@ class PodIndex:
             every: Counter[tuple[str, str]] = Counter()
             live: Counter[tuple[str, str]] = Counter()
             for pod, node in self.entries.values():
-                if all(_matches(m, pod) for m in matchers):
+                if all(matches(m, pod) for m in matchers):
                     every[(pod.namespace, node)] += 1
                     if not pod.deleting:
                         live[(pod.namespace, node)] += 1
