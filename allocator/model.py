@@ -365,6 +365,11 @@ class Pod:
     def group(self) -> str | None:
         return self.labels.get(POD_GROUP_LABEL)
 
+    @property
+    def pvc_keys(self) -> tuple[ObjectKey, ...]:
+        """The PersistentVolumeClaims its volumes use."""
+        return tuple((self.namespace, v.claim_name) for v in self.volumes)
+
 
 @dataclass(frozen=True, slots=True)
 class PodGroup:

@@ -1018,6 +1018,12 @@ class Session:
             for _, (pod, node) in reversed(removed):
                 self.pods.place(pod, node)
 
+    def hold(self, pod: Pod, node: str) -> None:
+        """A pod someone else bound: it takes its place on the node (resources, ports, affinity
+        terms) and its volumes count as used."""
+        self.pods.place(pod, node)
+        self.volumes.use(pod.key, pod.pvc_keys)
+
     def rollback(self, commit: Commit) -> None:
         if commit.volumes is not None:
             self.volumes.unuse(commit.pod)

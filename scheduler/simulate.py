@@ -250,8 +250,7 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
                       default_spread=default_spread)
     for bp in scene.bound:
         # Bound pods hold their node's resources, ports and volumes, and count for affinity and spread.
-        session.pods.place(bp, bp.node_name or "")
-        session.volumes.use(bp.key, [(bp.namespace, v.claim_name) for v in bp.volumes])
+        session.hold(bp, bp.node_name or "")
     warnings = scene.warnings
     warnings.extend(cluster.topology.model.problems)
     warnings.extend(f"{c.error}; pods that use claim {c.ref} are unschedulable" for c in session.claims.values() if c.error)
@@ -314,7 +313,7 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
                 maybe_place(member_of)
             elif p.node_name is not None and not p.claims and not p.error:
                 # Already bound by whoever wrote it: not Tessera's to schedule, but it takes its place.
-                session.pods.place(p, p.node_name)
+                session.hold(p, p.node_name)
                 decided[p.key] = Placed(p.node_name, {})
             else:
                 decided[p.key] = schedule_pod(session, p).decisions[p.key]

@@ -284,7 +284,7 @@ class ClusterState:
                 self.volume_index.unuse(key)
                 return
             self.pod_index.place(hit[0], hit[0].node_name)
-            self.volume_index.use(key, [(hit[0].namespace, v.claim_name) for v in hit[0].volumes])
+            self.volume_index.use(key, hit[0].pvc_keys)
         elif assumed is not None:
             node, pod = assumed
             self.pod_index.place(pod, node)
