@@ -18,7 +18,6 @@ pods x nodes:
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .labels import LabelSelector
@@ -56,29 +55,15 @@ class Counts:
 class PodIndex:
     def __init__(self) -> None:
         self.entries: dict[ObjectKey, tuple[Pod, str]] = {}
-        self.by_node: dict[str, dict[ObjectKey, Pod]] = defaultdict(dict)
         self.usage: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # milli-units
         self.ports: dict[str, Counter[HostPort]] = defaultdict(Counter)
         self._counters: dict[tuple[Matcher, ...], Counts] = {}
         # Terms carried by placed pods: term -> node -> pods carrying it there.
         self.anti_terms: dict[AffinityTerm, Counter[str]] = defaultdict(Counter)
         self.weighted_terms: dict[tuple[AffinityTerm, int], Counter[str]] = defaultdict(Counter)  # signed weight
-        self.version = 0
-
-    def __len__(self) -> int:
-        return len(self.entries)
 
     def __contains__(self, key: ObjectKey) -> bool:
         return key in self.entries
-
-    def get(self, key: ObjectKey) -> tuple[Pod, str] | None:
-        return self.entries.get(key)
-
-    def pods_on(self, node: str) -> Iterator[Pod]:
-        return iter(self.by_node.get(node, {}).values())
-
-    def count_on(self, node: str) -> int:
-        return len(self.by_node.get(node, ()))
 
     # --- changes -----------------------------------------------------------------------------
 
@@ -86,7 +71,6 @@ class PodIndex:
         """Records the pod on the node (replacing where it was); returns the previous entry."""
         previous = self.remove(pod.key)
         self.entries[pod.key] = (pod, node)
-        self.by_node[node][pod.key] = pod
         self._apply(pod, node, +1)
         return previous
 
@@ -95,10 +79,6 @@ class PodIndex:
         if hit is None:
             return None
         pod, node = hit
-        on_node = self.by_node[node]
-        del on_node[key]
-        if not on_node:
-            del self.by_node[node]
         self._apply(pod, node, -1)
         return hit
 
@@ -109,7 +89,6 @@ class PodIndex:
             self.place(*previous)
 
     def _apply(self, pod: Pod, node: str, sign: int) -> None:
-        self.version += 1
         usage = self.usage[node]
         for res, v in pod.requests.items():
             usage[res] += sign * v
