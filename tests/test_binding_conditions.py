@@ -244,8 +244,9 @@ async def test_a_gang_member_that_fails_to_attach_takes_the_whole_gang_back() ->
         names = await start_gang(api)
         report(api, names[0], Attached="True")
         report(api, names[1], AttachFailed="True")
-        await eventually(lambda: scheduled_message(api, "w0") and scheduled_message(api, "w1"), what="both reasons")
-        assert "AttachFailed" in scheduled_message(api, "w0") and "AttachFailed" in scheduled_message(api, "w1")
+        # w0 first said it waited for minMember: wait for the failure, not for any reason.
+        await eventually(lambda: all("AttachFailed" in (scheduled_message(api, w) or "") for w in ("w0", "w1")),
+                         what="both pods to report the attach failure")
         assert bound(api, "w0") is None and bound(api, "w1") is None
         assert all(not devices_of(c) for c in api.all("ResourceClaim")), "the gang's claims must all be deallocated"
 
