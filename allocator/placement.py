@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -371,6 +371,9 @@ class Session:
         self.decision_budget = decision_budget if decision_budget is not None else DECISION_BUDGET_FACTOR * budget
         self._allowance: list[int] = []  # steps left in enclosing scopes (a gang's decision)
         self.steps_searched = 0  # search steps taken by this Session, in all (what budgets bound)
+        # Asked between nodes and every few search steps: once it says yes, nothing more is
+        # searched (the caller is dropping the answer: a webhook past its deadline).
+        self.stop: Callable[[], bool] | None = None
         self.generate_claims = generate_claims
         self.pods = pods if pods is not None else PodIndex()
         self.volumes = volumes if volumes is not None else VolumeIndex()
@@ -709,7 +712,7 @@ class Session:
         if left <= 0:
             return f"node {node.name} not searched: this decision's search budget ({self.decision_budget} steps) is spent"
         out = allocate_on_node(prep.inputs, self.cluster.pools.view(node), self.cluster.pools, self.cluster.ledger,
-                               left, self._order)
+                               left, self._order, stop=self.stop)
         spent[0] += out.steps
         self._charge(out.steps)
         if out.picks is not None:
@@ -795,7 +798,7 @@ class Session:
                 break
             searched += 1
             out = allocate_on_node(inputs, self.cluster.pools.view(n), self.cluster.pools, self.cluster.ledger, left,
-                                   self._order, devices)
+                                   self._order, devices, stop=self.stop)
             spent += out.steps
             self._charge(out.steps)
             for w in out.warnings:
@@ -1000,6 +1003,8 @@ class Session:
             self._allowance.pop()
 
     def _steps_left(self, spent: int) -> int:
+        if self.stop is not None and self.stop():
+            return 0
         return min(self.budget, self.decision_budget - spent, *self._allowance)
 
     def _charge(self, steps: int) -> None:

@@ -31,6 +31,7 @@ from .pools import NodeView, PoolIndex
 from .selection import CelWarning, Selector, matches
 
 DEFAULT_BUDGET = 100_000
+STOP_EVERY = 64  # search steps between two looks at whether the caller still wants the answer
 
 
 class BudgetExhausted(Exception):
@@ -265,7 +266,8 @@ def _plan(ci: int, inp: ClaimRequestInput, request: DeviceRequest, ai: int, alt:
 class _Search:
     def __init__(self, inputs: Sequence[ClaimRequestInput], plans: list[list[list[Plan]]], pools: PoolIndex,
                  ledger: Ledger, budget: int, outcome: NodeOutcome, order: Order | None = None,
-                 view: NodeView | None = None) -> None:
+                 view: NodeView | None = None, stop: Callable[[], bool] | None = None) -> None:
+        self.stop = stop
         self.order = order
         self.view = view
         self.inputs = inputs
@@ -393,7 +395,7 @@ class _Search:
 
     def step(self) -> None:
         self.steps += 1
-        if self.steps > self.budget:
+        if self.steps > self.budget or (self.stop is not None and not self.steps % STOP_EVERY and self.stop()):
             raise BudgetExhausted()
 
     def enough(self, plan: Plan, cands: tuple[Device, ...], start: int, need: int) -> bool:
@@ -492,14 +494,14 @@ class _Search:
 
 def allocate_on_node(inputs: Sequence[ClaimRequestInput], view: NodeView, pools: PoolIndex, ledger: Ledger,
                      budget: int = DEFAULT_BUDGET, order: Order | None = None,
-                     allowed: Collection[DeviceKey] | None = None) -> NodeOutcome:
+                     allowed: Collection[DeviceKey] | None = None, stop: Callable[[], bool] | None = None) -> NodeOutcome:
     """Allocates all `inputs` together on `view.node`, or explains why not."""
     outcome = NodeOutcome(problems=list(view.problems))
     plans = prepare(inputs, view, pools, ledger, outcome, allowed)
     if outcome.shortfalls:
         return outcome
     # A restricted search has its own candidates; only unrestricted orders are worth remembering.
-    search = _Search(inputs, plans, pools, ledger, budget, outcome, order, view if allowed is None else None)
+    search = _Search(inputs, plans, pools, ledger, budget, outcome, order, view if allowed is None else None, stop)
     try:
         found = search.solve(0)
     except BudgetExhausted:

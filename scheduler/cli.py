@@ -22,7 +22,7 @@ from allocator.search import DEFAULT_BUDGET
 
 from .limits import DEFAULT_MAX_BODY
 from .loader import Config, InputError, load_config, read_documents
-from .readiness import DEFAULT_BIND_WAIT, DEFAULT_BINDING_TIMEOUT, DEFAULT_VOLUME_BIND_TIMEOUT
+from .readiness import DEFAULT_BIND_WAIT, DEFAULT_BINDING_TIMEOUT, DEFAULT_DECISION_DEADLINE, DEFAULT_VOLUME_BIND_TIMEOUT
 from .render import render_table
 from .simulate import simulate
 from .svgmap import render_map
@@ -111,6 +111,10 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                      help="how long one extender /bind call waits for such devices before answering with an Error "
                           "(the claims stay allocated for the next call); keep it under the extender's httpTimeout "
                           "(default: 3)")
+    srv.add_argument("--decision-deadline", type=float, default=DEFAULT_DECISION_DEADLINE, metavar="SECONDS",
+                     help="how long /filter, /prioritize and /preempt may take, waiting for other decisions included, "
+                          "before answering that Tessera could not decide in time (kube-scheduler retries the pod); "
+                          "keep it under the extender's httpTimeout (default: 4)")
     srv.add_argument("--log-format", choices=("text", "json"), default="text",
                      help="text: key=value lines (default); json: one object per line")
     srv.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO",
@@ -182,6 +186,10 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.volume_bind_timeout > 0:
         print(f"tessera serve: --volume-bind-timeout must be positive, got {args.volume_bind_timeout}", file=sys.stderr)
         return EXIT_INPUT
+    if not 0 < args.decision_deadline <= 3600:
+        print(f"tessera serve: --decision-deadline must be between 0 and 3600 seconds, got {args.decision_deadline}",
+              file=sys.stderr)
+        return EXIT_INPUT
     if not args.binding_timeout > 0 or not 0 <= args.bind_wait < 3600:
         print(f"tessera serve: --binding-timeout must be positive (got {args.binding_timeout}) and --bind-wait "
               f"between 0 and 3600 seconds (got {args.bind_wait})", file=sys.stderr)
@@ -197,6 +205,7 @@ def _serve(args: argparse.Namespace) -> int:
                       lease_namespace=_lease_namespace(args.lease_namespace), lease_name=args.lease_name,
                       identity=identity, topology=config.topology, default_spread=config.default_spread, policy=args.policy,
                       binding_timeout=args.binding_timeout, bind_wait=args.bind_wait,
+                      decision_deadline=args.decision_deadline,
                       max_request_bytes=args.max_request_bytes, volume_bind_timeout=args.volume_bind_timeout)
     try:
         return asyncio.run(run(options, args.kubeconfig, args.bind_address, args.port, args.metrics_port))

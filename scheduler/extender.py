@@ -27,24 +27,26 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from allocator.errors import SpecError
 from allocator.model import ObjectKey, Pod
 from allocator.parse import parse_pod, parse_pod_or_error
-from allocator.placement import Commit, Placed, Unschedulable
+from allocator.placement import Commit, Placed, Session, Unschedulable
 
+from .engine import DecisionTimeout, Stop
 from .kube import Kube, KubeError
 from .metrics import Metrics
-from .readiness import DEFAULT_BIND_WAIT
+from .readiness import DEFAULT_BIND_WAIT, DEFAULT_DECISION_DEADLINE
 from .resources import PODS
 from .state import ClusterState
 from .writer import Writer
 
 log = logging.getLogger("tessera.extender")
 Obj = dict[str, Any]
+T = TypeVar("T")
 MAX_OBJECT_DEPTH = 64
 CANDIDATE_SLACK = 100  # nodes kube-scheduler may know before Tessera's cache does
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -53,6 +55,10 @@ DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*
 
 class BadRequest(Exception):
     """The request is not a well-formed extender call: HTTP 400 with this message."""
+
+
+class Unavailable(Exception):
+    """No answer in time: HTTP 503 with this message (kube-scheduler retries the pod)."""
 
 
 def lower_keys(body: Any, what: str) -> dict[str, Any]:
@@ -144,11 +150,12 @@ class Extender:
     ready: Callable[[], bool]
     leading: Callable[[], bool]
     bind_wait: float = DEFAULT_BIND_WAIT  # for devices' binding conditions, inside kube-scheduler's httpTimeout
+    deadline: float = DEFAULT_DECISION_DEADLINE  # for filter, prioritize and preempt: inside kube-scheduler's 5 s
     _binding: set[ObjectKey] = field(default_factory=set)
 
     # --- filter ----------------------------------------------------------------------------
 
-    def filter(self, raw: bytes) -> Obj:
+    async def filter(self, raw: bytes) -> Obj:
         args = decode(raw, "ExtenderArgs")
         pod = _pod(args, "ExtenderArgs")
         nodes = _nodes(args)
@@ -157,8 +164,23 @@ class Extender:
                 return self._filter_result(nodes, nodes.names, {}, {})  # kube-scheduler's own filters suffice meanwhile
             return {"Nodes": None, "NodeNames": None, "FailedNodes": {}, "FailedAndUnresolvableNodes": {},
                     "Error": "Tessera's informer cache has not synced yet"}
-        res = self.state.session().filter(pod, nodes.names)
+        try:
+            res = await self.state.engine.run(lambda stop: self._stoppable(stop, lambda s: s.filter(pod, nodes.names)), self.deadline)
+        except DecisionTimeout as e:
+            # kube-scheduler fails this scheduling attempt and retries the pod after its backoff.
+            return {"Nodes": None, "NodeNames": None, "FailedNodes": {}, "FailedAndUnresolvableNodes": {},
+                    "Error": f"Tessera could not filter {len(nodes.names)} node(s) for pod {pod.ref} in time: {e} "
+                             "(--decision-deadline)"}
         return self._filter_result(nodes, res.ok, res.failed, res.unresolvable)
+
+    def _stoppable(self, stop: Stop, work: Callable[[Session], T]) -> T:
+        """`work` on the state's session, which gives up searching once `stop` says so (the deadline passed)."""
+        session = self.state.session()
+        session.stop = stop
+        try:
+            return work(session)
+        finally:
+            session.stop = None
 
     @staticmethod
     def _filter_result(nodes: _Nodes, ok: list[str], failed: dict[str, str], unresolvable: dict[str, str]) -> Obj:
@@ -171,11 +193,16 @@ class Extender:
 
     # --- prioritize ------------------------------------------------------------------------
 
-    def prioritize(self, raw: bytes) -> list[Obj]:
+    async def prioritize(self, raw: bytes) -> list[Obj]:
         args = decode(raw, "ExtenderArgs")
         pod = _pod(args, "ExtenderArgs")
         names = _nodes(args).names
-        scores = self.state.session().rank(pod, names) if self.ready() else dict.fromkeys(names, 0)
+        scores: dict[str, int] = dict.fromkeys(names, 0)
+        if self.ready():
+            try:
+                scores = await self.state.engine.run(lambda stop: self._stoppable(stop, lambda s: s.rank(pod, names)), self.deadline)
+            except DecisionTimeout as e:
+                log.warning("event=prioritize-timeout pod=%s nodes=%d error=%r", pod.ref, len(names), str(e))
         return [{"Host": n, "Score": scores.get(n, 0)} for n in names]
 
     # --- bind ------------------------------------------------------------------------------
@@ -208,13 +235,12 @@ class Extender:
                 decision = Placed(node, {})
                 commit = Commit(pod.key)
             else:
-                session = self.state.session()
                 t0 = time.perf_counter()
-                d = session.decide(pod, (node,))
+                d, c = await self.state.engine.run(lambda _: self._decide_on(pod, node))
                 self.metrics.allocator.labels("bind").observe(time.perf_counter() - t0)
-                if isinstance(d, Unschedulable):
-                    return f"cannot bind pod {ref} to node {node}: {d.reason}"
-                decision, commit = d, session.commit(pod, d)
+                if isinstance(d, Unschedulable) or c is None:
+                    return f"cannot bind pod {ref} to node {node}: {getattr(d, 'reason', '')}"
+                decision, commit = d, c
             self.state.assume(pod, decision, commit)
             result = await self.writer.place([(pod, decision, commit)], announce=False, wait=self.bind_wait)
             why = result.get(pod.key)
@@ -223,6 +249,11 @@ class Extender:
             return why
         finally:
             self._binding.discard(key)
+
+    def _decide_on(self, pod: Pod, node: str) -> tuple[Placed | Unschedulable, Commit | None]:
+        session = self.state.session()
+        d = session.decide(pod, (node,))
+        return (d, None) if isinstance(d, Unschedulable) else (d, session.commit(pod, d))
 
     async def _fresh_pod(self, key: ObjectKey, uid: str) -> Pod | str:
         """The pod from the cache, or from the API when the cache lags behind kube-scheduler."""
@@ -242,7 +273,7 @@ class Extender:
 
     # --- preempt ---------------------------------------------------------------------------
 
-    def preempt(self, raw: bytes) -> Obj:
+    async def preempt(self, raw: bytes) -> Obj:
         args = decode(raw, "ExtenderPreemptionArgs")
         pod = _pod(args, "ExtenderPreemptionArgs")
         candidates = self._candidates(args)
@@ -252,7 +283,13 @@ class Extender:
             raise BadRequest(f"ExtenderPreemptionArgs: {len(candidates)} candidate nodes, more than the "
                              f"{len(self.state.nodes)} nodes the cluster has")
         if pod.claims and self.ready():
-            candidates = self._useful(pod, candidates)
+            try:
+                judged = candidates
+                candidates = await self.state.engine.run(
+                    lambda stop: self._stoppable(stop, lambda s: self._useful(s, pod, judged)), self.deadline)
+            except DecisionTimeout as e:
+                raise Unavailable(f"Tessera could not judge {len(candidates)} preemption candidate(s) for pod {pod.ref} "
+                                  f"in time: {e} (--decision-deadline)") from None
         return {"NodeNameToMetaVictims": {node: {"Pods": [{"UID": u} for u in uids], "NumPDBViolations": pdb}
                                           for node, (uids, pdb) in candidates.items()}}
 
@@ -285,8 +322,8 @@ class Extender:
             out[str(node)] = (uids, int(pdb) if isinstance(pdb, int) else 0)
         return out
 
-    def _useful(self, pod: Pod, candidates: dict[str, tuple[list[str], int]]) -> dict[str, tuple[list[str], int]]:
-        session = self.state.session()
+    def _useful(self, session: Session, pod: Pod,
+                candidates: dict[str, tuple[list[str], int]]) -> dict[str, tuple[list[str], int]]:
         out = {}
         for node, (uids, pdb) in candidates.items():
             victims = [self.state.pods[k][0] for u in uids if (k := self.state.pod_by_uid.get(u)) in self.state.pods]
@@ -327,6 +364,9 @@ async def run_verb(verb: str, metrics: Metrics, work: Callable[[], Any]) -> tupl
     except BadRequest as e:
         log.warning("event=bad-request verb=%s error=%r", verb, str(e))
         return 400, orjson.dumps({"Error": str(e)})
+    except Unavailable as e:
+        log.warning("event=no-answer-in-time verb=%s error=%r", verb, str(e))
+        return 503, orjson.dumps({"Error": str(e)})
     except Exception as e:
         log.exception("event=extender-crashed verb=%s", verb)
         return 500, orjson.dumps({"Error": f"internal error in Tessera's {verb}: {type(e).__name__}"})

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .kube import Kube, KubeError
@@ -69,8 +69,10 @@ class Store:
 
 class Reflector:
     def __init__(self, kube: Kube, resource: Resource, handler: Handler, metrics: Metrics,
-                 watch_timeout: int = 300, max_backoff: float = 30.0) -> None:
+                 watch_timeout: int = 300, max_backoff: float = 30.0,
+                 quiet: Callable[[], Awaitable[None]] | None = None) -> None:
         self.kube = kube
+        self.quiet = quiet  # awaited before the store changes: the handler must not race a running decision
         self.resource = resource
         self.store = Store(resource, handler)
         self.metrics = metrics
@@ -105,6 +107,8 @@ class Reflector:
     async def _list(self) -> None:
         body = await self.kube.list(self.resource.list_path)
         self.resource_version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        if self.quiet is not None:
+            await self.quiet()
         self.store.replace(list(body.get("items") or []))
         self.metrics.informer_events.labels(self.resource.kind, "LIST").inc()
         self.synced.set()
@@ -122,6 +126,8 @@ class Reflector:
                     self.resource_version = rv or self.resource_version
                     continue
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
+                    if self.quiet is not None:
+                        await self.quiet()
                     self.store.apply(kind, obj)
                     self.metrics.informer_events.labels(self.resource.kind, kind).inc()
                 if rv:

@@ -194,7 +194,7 @@ class SecondaryScheduler:
                     async with asyncio.timeout(self.queue.next_wakeup()):
                         await self._kick.wait()
                 continue
-            self.attempt(key)
+            await self.attempt(key)
             decided += 1
             while len(self._writes) >= self.max_writes:  # backpressure: the API sets the pace
                 await asyncio.wait(list(self._writes), return_when=asyncio.FIRST_COMPLETED)
@@ -205,8 +205,8 @@ class SecondaryScheduler:
         for state, n in self.queue.depth().items():
             self.metrics.queue.labels(state).set(n)
 
-    def attempt(self, key: ObjectKey) -> None:
-        """Decides the pod (or its gang) and starts writing what was placed."""
+    async def attempt(self, key: ObjectKey) -> None:
+        """Decides the pod (or its gang) on the engine's thread and starts writing what was placed."""
         hit = self.state.pods.get(key)
         if hit is None or not self.ours(hit[0]) or self.state.is_assumed(key):
             self._forget(key)
@@ -214,19 +214,18 @@ class SecondaryScheduler:
         pod = hit[0]
         try:
             if pod.group is not None:
-                self._attempt_gang(pod)
+                await self._attempt_gang(pod)
             else:
-                self._attempt_pod(pod)
+                await self._attempt_pod(pod)
         except Exception:
             # A bug must not stop the scheduler: report it on the pod and back off.
             log.exception("event=decision-crashed pod=%s", pod.ref)
             self.metrics.attempts.labels("error").inc()
             self._unschedulable(pod, f"internal error while scheduling pod {pod.ref}; see the Tessera logs")
 
-    def _attempt_pod(self, pod: Pod) -> None:
-        session = self.state.session()
+    async def _attempt_pod(self, pod: Pod) -> None:
         t0 = time.perf_counter()
-        out = schedule_pod(session, pod)
+        out = await self.state.engine.run(lambda _: schedule_pod(self.state.session(), pod))
         self.metrics.allocator.labels("pod").observe(time.perf_counter() - t0)
         d = out.decisions[pod.key]
         if isinstance(d, Placed):
@@ -237,7 +236,7 @@ class SecondaryScheduler:
         else:
             self._unschedulable(pod, d.reason)
 
-    def _attempt_gang(self, pod: Pod) -> None:
+    async def _attempt_gang(self, pod: Pod) -> None:
         assert pod.group is not None
         gkey = (pod.namespace, pod.group)
         group = self.state.groups.get(gkey)
@@ -254,20 +253,25 @@ class SecondaryScheduler:
             self._hold(pending, f"gang {gkey[0]}/{gkey[1]}: {len(pending) + placed_before} pod(s) exist, waiting for "
                                 f"minMember {group.min_member}")
             return
-        session = self.state.session()
-        preps = {p.key: session.prepare(p) for p in pending}
-        if any(isinstance(x, Unschedulable) and x.waiting for x in preps.values()):
+        need = max(1, group.min_member - placed_before)
+        effective = PodGroup(group.namespace, group.name, need, group.annotations)
+
+        def decide(_: object) -> tuple[dict[ObjectKey, Prepared | Unschedulable], Outcome | None]:
+            session = self.state.session()
+            preps = {p.key: session.prepare(p) for p in pending}
+            if any(isinstance(x, Unschedulable) and x.waiting for x in preps.values()):
+                return preps, None
+            return preps, schedule_gang(session, effective, pending)
+
+        for p in pending:
+            self.queue.take(p.key)
+        t0 = time.perf_counter()
+        preps, out = await self.state.engine.run(decide)
+        if out is None:
             for p in pending:
-                self.queue.take(p.key)
                 self.queue.wait(p.key)
             self.metrics.attempts.labels("waiting").inc(len(pending))
             return
-        for p in pending:
-            self.queue.take(p.key)
-        need = max(1, group.min_member - placed_before)
-        effective = PodGroup(group.namespace, group.name, need, group.annotations)
-        t0 = time.perf_counter()
-        out = schedule_gang(session, effective, pending)
         self.metrics.allocator.labels("gang").observe(time.perf_counter() - t0)
         self._gang_result(gkey, pending, out, preps)
 

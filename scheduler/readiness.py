@@ -18,6 +18,9 @@ from .timestamps import parse_time
 Obj = dict[str, Any]
 DEFAULT_BINDING_TIMEOUT = 600.0  # seconds, as kube-scheduler's DynamicResourcesArgs.bindingTimeout
 DEFAULT_VOLUME_BIND_TIMEOUT = 600.0  # seconds, as kube-scheduler's VolumeBindingArgs.bindTimeoutSeconds
+# seconds filter, prioritize and preempt may take, waiting included, before answering that they
+# could not decide in time: under kube-scheduler's default extender timeout of 5 s
+DEFAULT_DECISION_DEADLINE = 4.0
 DEFAULT_BIND_WAIT = 3.0  # seconds an extender /bind call waits; kube-scheduler allows an extender 5 s by default
 
 

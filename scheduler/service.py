@@ -20,7 +20,7 @@ from .leader import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, LeaderElector
 from .limits import DEFAULT_MAX_BODY
 from .loop import SecondaryScheduler
 from .metrics import Metrics
-from .readiness import DEFAULT_BIND_WAIT, DEFAULT_BINDING_TIMEOUT, DEFAULT_VOLUME_BIND_TIMEOUT
+from .readiness import DEFAULT_BIND_WAIT, DEFAULT_BINDING_TIMEOUT, DEFAULT_DECISION_DEADLINE, DEFAULT_VOLUME_BIND_TIMEOUT
 from .resources import WATCHED
 from .state import ClusterState
 from .writer import Writer
@@ -45,6 +45,7 @@ class Options:
     retry_period: float = RETRY_PERIOD
     binding_timeout: float = DEFAULT_BINDING_TIMEOUT
     bind_wait: float = DEFAULT_BIND_WAIT
+    decision_deadline: float = DEFAULT_DECISION_DEADLINE
     max_request_bytes: int = DEFAULT_MAX_BODY
     volume_bind_timeout: float = DEFAULT_VOLUME_BIND_TIMEOUT
     binding_poll: float = 0.25
@@ -61,10 +62,11 @@ class Service:
                              options.binding_timeout, options.binding_poll, volume_bind_timeout=options.volume_bind_timeout)
         self.scheduler = SecondaryScheduler(self.state, self.writer, self.metrics, options.scheduler_name)
         self.writer.may_wait = self.scheduler.leading.is_set
-        self.reflectors = [Reflector(kube, r, self.state.on_event, self.metrics, watch_timeout=options.watch_timeout)
+        self.reflectors = [Reflector(kube, r, self.state.on_event, self.metrics, watch_timeout=options.watch_timeout,
+                                     quiet=self.state.engine.quiet)
                            for r in WATCHED]
         self.extender = Extender(self.state, self.writer, self.metrics, kube, self.ready, self.scheduler.leading.is_set,
-                                 options.bind_wait)
+                                 options.bind_wait, options.decision_deadline)
         self.elector: LeaderElector | None = None
         if options.leader_elect:
             self.elector = LeaderElector(kube, options.lease_namespace, options.lease_name, options.identity, self.metrics,
@@ -126,4 +128,5 @@ class Service:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
         await self.scheduler.drain()
+        await self.state.engine.close()
         log.info("event=stopped identity=%s", self.options.identity)

@@ -49,6 +49,7 @@ from allocator.volumes import (
 )
 from topology import TopologyConfig
 
+from .engine import Engine
 from .informer import rv_int
 
 log = logging.getLogger("tessera.state")
@@ -94,11 +95,19 @@ class ClusterState:
         self._stale = True
         self.listeners: list[Listener] = []
         self.rebuilds = 0
+        self.engine = Engine()
+
+    def _guard(self) -> None:
+        """The state belongs to a running decision: a change from the event loop now would race
+        with it (the caller should have awaited `engine.quiet()`)."""
+        if self.engine.busy and not self.engine.on_worker():
+            raise RuntimeError("cluster state changed on the event loop while a decision runs")
 
     # --- the allocator's view --------------------------------------------------------------
 
     def session(self) -> Session:
         """The Session for the next decision, rebuilt if nodes, namespaces or slices changed."""
+        self._guard()
         if self._stale or self._session is None:
             cluster = Cluster.build(self.nodes.values(), self.namespaces.values(), self.classes.values(),
                                     self.slices.values(), self.backend, self.topology)
@@ -127,6 +136,7 @@ class ClusterState:
     # --- informer events -------------------------------------------------------------------
 
     def on_event(self, kind: str, event: str, obj: Obj, old: Obj | None) -> None:
+        self._guard()
         handler = getattr(self, f"_on_{kind.lower()}", None)
         if handler is not None:
             handler(event, obj, old)
@@ -328,6 +338,7 @@ class ClusterState:
 
     def assume(self, pod: Pod, decision: Placed, commit: Commit) -> None:
         """Records a decision the session has committed, before it is written."""
+        self._guard()
         session = self.session()
         for key, _ in commit.previous:
             self.assumed[key] = Assumed(session.claims[key])
@@ -336,6 +347,7 @@ class ClusterState:
 
     def written(self, key: ObjectKey, resource_version: int) -> None:
         """Our write of the claim succeeded, producing `resource_version`."""
+        self._guard()
         a = self.assumed.get(key)
         if a is None:
             return
@@ -348,6 +360,7 @@ class ClusterState:
 
     def forget(self, pod: Pod, commit: Commit) -> None:
         """The decision could not be written: drop it and go back to what the informer says."""
+        self._guard()
         for key, _ in commit.previous:
             self.assumed.pop(key, None)
             if self._session is None:
@@ -363,6 +376,7 @@ class ClusterState:
 
     def unassume_pod(self, key: ObjectKey) -> None:
         """The pod was not bound although its claims were written (they stay assumed until seen)."""
+        self._guard()
         self._unassume_pod(key)
 
     def _unassume_pod(self, key: ObjectKey) -> None:

@@ -150,6 +150,7 @@ class Writer:
             if isinstance(res, BaseException):
                 if not isinstance(res, KubeError):
                     raise res
+                await self.state.engine.quiet()
                 self.state.forget(pod, commit)
                 await self._undo(done[pod.key], refs[pod.key])
                 self.metrics.writes.labels("binding", "error").inc()
@@ -183,6 +184,7 @@ class Writer:
             log.info("event=%s pods=%s why=%r", event, ",".join(p.ref for p, _, _ in items), r.why)
             return {pod.key: r.why for pod, _, _ in items}
         if r.state == "pending":
+            await self.state.engine.quiet()
             for pod, _, _ in items:
                 self.state.unassume_pod(pod.key)
             return {pod.key: f"{r.why}; {kept}" for pod, _, _ in items}
@@ -191,6 +193,7 @@ class Writer:
     async def _take_back(self, items: Sequence[tuple[Pod, Placed, Commit]], done: dict[ObjectKey, list[_Written]],
                          refs: dict[ObjectKey, ConsumerRef]) -> None:
         """Forgets every pod's assumption and undoes what was written for it, newest first."""
+        await self.state.engine.quiet()
         for pod, _, commit in items:
             self.state.forget(pod, commit)
         for pod, _, _ in reversed(items):
@@ -425,6 +428,7 @@ class Writer:
         return f"PersistentVolumeClaim {ref} is now to be provisioned on node {chosen}, not {node}"
 
     async def _write_claims(self, decision: Placed, commit: Commit, ref: ConsumerRef, done: list[_Written]) -> None:
+        await self.state.engine.quiet()
         session = self.state.session()
         for key, _ in commit.previous:
             desired = session.claims.get(key)
@@ -437,6 +441,7 @@ class Writer:
                 rv = await self._write_claim(key, desired, ref, w)
             if not lock.locked() and self._locks.get(key) is lock:
                 del self._locks[key]
+            await self.state.engine.quiet()
             self.state.written(key, rv)
 
     def _raw(self, key: ObjectKey) -> Obj | None:

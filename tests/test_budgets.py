@@ -47,6 +47,27 @@ def test_the_extenders_filter_is_bounded_too() -> None:
     assert 1 <= len(spent) < NODES and len(res.failed) == NODES, res.failed
 
 
+def test_a_session_told_to_stop_searches_no_further() -> None:
+    # What a webhook past its deadline does to its decision: between nodes and every few steps.
+    w = hard_world(budget=2_000)
+    asks = 0
+
+    def stop() -> bool:
+        nonlocal asks
+        asks += 1
+        return asks > 2
+
+    w.session.stop = stop
+    res = w.session.filter(alloc.parse_pod(pod("p", {"g": "hard"})), [f"n{i}" for i in range(NODES)])
+    assert res.ok == [] and len(res.failed) == NODES
+    assert w.session.steps_searched < 2_000  # gave up inside the first node's search
+    spent = [why for why in res.failed.values() if "not searched" in why]
+    assert len(spent) >= NODES - 1, res.failed
+    w.session.stop = None
+    why = refused(w.decide(pod("p2", {"g": "hard"})))
+    assert "search budget exhausted on" in why, why  # without it, the full budget again
+
+
 def test_a_gang_shares_one_budget_across_its_decisions() -> None:
     w = hard_world(budget=1_000)
     members = [alloc.parse_pod(pod(f"m{i}", templates={"g": "hard-t"}, group="job")) for i in range(3)]
