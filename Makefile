@@ -31,7 +31,7 @@ bench: install
 	$(BIN)/python -m bench.run
 
 soak: install  # the live properties with many more examples and longer workloads (several minutes)
-	TESSERA_SOAK=1 $(BIN)/pytest tests/test_live_properties.py
+	TESSERA_SOAK=1 $(BIN)/pytest tests/test_live_properties.py tests/test_kill9.py
 
 map: install  # the README's picture
 	$(BIN)/tessera simulate --cluster examples/topology/cluster.yaml --workload examples/topology/workload.yaml \

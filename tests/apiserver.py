@@ -34,6 +34,7 @@ import copy
 import itertools
 import secrets
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -109,6 +110,20 @@ class Fault:
     count: int
     method: str | None = None
     path: str | None = None  # substring of the request path
+
+    def matches(self, request: web.Request) -> bool:
+        return (self.method is None or request.method == self.method) and (self.path is None or self.path in request.path)
+
+
+@dataclass(slots=True)
+class Trigger:
+    """Runs `action` once a matching request has been handled (its change applied): a process
+    killed right after that write landed, say."""
+
+    action: Callable[[], None]
+    count: int
+    method: str | None = None
+    path: str | None = None
 
     def matches(self, request: web.Request) -> bool:
         return (self.method is None or request.method == self.method) and (self.path is None or self.path in request.path)
@@ -223,6 +238,7 @@ class FakeApiServer:
         self.oldest = 0  # watches from before this get 410
         self.watchers: list[Watcher] = []
         self.faults: list[Fault] = []
+        self.triggers: list[Trigger] = []
         self.latency = 0.0
         self.bookmark_interval = bookmark_interval
         self.claim_controller = claim_controller
@@ -256,6 +272,11 @@ class FakeApiServer:
 
     def fail_next(self, status: int, count: int = 1, method: str | None = None, path: str | None = None) -> None:
         self.faults.append(Fault(status, count, method, path))
+
+    def after_next(self, action: Callable[[], None], count: int = 1, method: str | None = None,
+                   path: str | None = None) -> None:
+        """Calls `action` after the `count`-th matching request has been answered successfully."""
+        self.triggers.append(Trigger(action, count, method, path))
 
     def drop_watches(self) -> None:
         for w in self.watchers:
@@ -547,6 +568,17 @@ class FakeApiServer:
         return r, ns, name, sub
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        resp = await self._serve(request)
+        if resp.status < 400 and self.triggers:
+            for t in self.triggers:
+                if t.count > 0 and t.matches(request):
+                    t.count -= 1
+                    if t.count == 0:
+                        t.action()
+            self.triggers = [t for t in self.triggers if t.count > 0]
+        return resp
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
         self.requests.append((request.method, request.path_qs))
         if self.latency:
             await asyncio.sleep(self.latency)
