@@ -12,6 +12,7 @@ import secrets
 import socket
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 import orjson
 import yaml
@@ -22,6 +23,7 @@ from allocator.search import DEFAULT_BUDGET
 
 from .limits import DEFAULT_MAX_BODY
 from .loader import Config, InputError, load_config, read_documents
+from .progress import Progress
 from .readiness import DEFAULT_BIND_WAIT, DEFAULT_BINDING_TIMEOUT, DEFAULT_DECISION_DEADLINE, DEFAULT_VOLUME_BIND_TIMEOUT
 from .render import render_table
 from .simulate import simulate
@@ -64,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--config", metavar="FILE",
                      help="Tessera config file: topology: (levels, locality, tori) and podTopologySpread: (defaultConstraints)")
     sim.add_argument("--map", metavar="FILE.svg", help="also draw the cluster and where the workload landed, as SVG")
+    sim.add_argument("--quiet", action="store_true",
+                     help="no progress line on stderr (shown on a terminal once a run takes over 2 s)")
     _serve_parser(sub)
     return p
 
@@ -121,6 +125,13 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                      help="log level (default: INFO)")
 
 
+def _tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or fake stream
+        return False
+
+
 def _simulate(args: argparse.Namespace) -> int:
     if args.budget < 1:
         print("tessera simulate: --budget must be at least 1", file=sys.stderr)
@@ -135,8 +146,13 @@ def _simulate(args: argparse.Namespace) -> int:
     except InputError as e:
         print(f"tessera simulate: {e}", file=sys.stderr)
         return EXIT_INPUT
-    result = simulate(cluster, workload, policy=args.policy, backend=get_backend(args.cel_backend), budget=args.budget,
-                      topology=config.topology, default_spread=config.default_spread)
+    progress = Progress(sys.stderr) if not args.quiet and _tty(sys.stderr) else None
+    try:
+        result = simulate(cluster, workload, policy=args.policy, backend=get_backend(args.cel_backend), budget=args.budget,
+                          topology=config.topology, default_spread=config.default_spread, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
     if args.map:
         try:
             pathlib.Path(args.map).write_text(render_map(result), encoding="utf-8")

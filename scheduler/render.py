@@ -35,6 +35,40 @@ def _domains(result: SimResult, node: str) -> str:
 MAX_NODES_LISTED = 20
 
 
+def _devices_summary(result: SimResult) -> str:
+    """Allocated devices by kind: a MIG-style partition (a device drawing on shared counters) is
+    not a whole device, and a shareable device's allocations are shares of one device."""
+    devices = result.session.cluster.pools.devices
+    whole_total = sum(1 for d in devices.values() if not d.consumes_counters and not d.allow_multiple_allocations)
+    physical_total = {(d.driver, d.pool, cc.counter_set) for d in devices.values() for cc in d.consumes_counters}
+    shareable_total = sum(1 for d in devices.values() if d.allow_multiple_allocations)
+    whole: set[object] = set()
+    partitions: set[object] = set()
+    physical: set[object] = set()
+    shares = 0
+    shared: set[object] = set()
+    for c in result.session.claims.values():
+        for r in c.allocation.results if c.allocation is not None else ():
+            d = devices.get(r.key)
+            if r.admin_access or d is None:
+                continue
+            if d.allow_multiple_allocations:
+                shares += 1
+                shared.add(r.key)
+            elif d.consumes_counters:
+                partitions.add(r.key)
+                physical.update((d.driver, d.pool, cc.counter_set) for cc in d.consumes_counters)
+            else:
+                whole.add(r.key)
+    parts = [f"{len(whole)} whole device(s) of {whole_total}"]
+    if partitions or physical_total:
+        parts.append(f"{len(partitions)} partition(s) on {len(physical)} of {len(physical_total)} partitionable "
+                     "device(s) (counter sets)")
+    if shares or shareable_total:
+        parts.append(f"{shares} share(s) of {len(shared)} of {shareable_total} shareable device(s)")
+    return "Devices allocated: " + "; ".join(parts) + " (adminAccess not counted)."
+
+
 def render_table(result: SimResult, width: int = 140) -> str:
     rows = []
     for o in result.pods:
@@ -69,9 +103,7 @@ def render_table(result: SimResult, width: int = 140) -> str:
         lines.append("Nodes by pods placed: " + ", ".join(f"{k} pod(s): {v} node(s)" for k, v in sorted(spread.items())))
     elif per_node:
         lines.append("Pods per node: " + ", ".join(f"{n}={c}" for n, c in sorted(per_node.items())))
-    ledger = result.session.cluster.ledger
-    total = len(result.session.cluster.pools.devices)
-    lines.append(f"Devices allocated: {ledger.used_count} of {total} (dedicated; shared devices and adminAccess not counted).")
+    lines.append(_devices_summary(result))
     for c in result.conflicts():
         lines.append(f"Conflict: claim {c['claim']} ({c['allocatedBy']}) is given device {c['device']}, which claim "
                      f"{c['alsoIn']} ({c['alsoAllocatedBy']}) holds: {c['problem']}.")

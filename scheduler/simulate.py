@@ -210,7 +210,9 @@ def _pod(doc: Doc) -> Pod:
 
 def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: Policy = "best-fit",
              backend: Backend | None = None, budget: int = DEFAULT_BUDGET, topology: TopologyConfig | None = None,
-             default_spread: Sequence[SpreadConstraint] = ()) -> SimResult:
+             default_spread: Sequence[SpreadConstraint] = (),
+             progress: Callable[[int, int], None] | None = None) -> SimResult:
+    """`progress(pods seen, pods in all)` is called after each pod's arrival."""
     scene = _Scene()
     for doc in cluster_docs:
         k = doc.kind
@@ -240,7 +242,9 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
     arrivals: list[Doc] = []
     for doc in workload_docs:
         if doc.kind in CLUSTER_KINDS:
-            scene.warnings.append(f"{doc.where}: {doc.kind} belongs in the cluster file; added to the cluster before scheduling")
+            if doc.kind != "Namespace":  # a workload's own namespace heads most manifests: nothing to say
+                scene.warnings.append(f"{doc.where}: {doc.kind} belongs in the cluster file; added to the cluster before "
+                                      "scheduling")
             scene.add_cluster_object(doc)
         elif scene.first(doc):
             arrivals.append(doc)
@@ -287,6 +291,7 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
             landed[gkey] = out.where
 
     pod_iter = iter(pods)
+    seen = 0
     for doc in arrivals:
         k = doc.kind
         if k == "ResourceClaim":
@@ -317,6 +322,9 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
                 decided[p.key] = Placed(p.node_name, {})
             else:
                 decided[p.key] = schedule_pod(session, p).decisions[p.key]
+            seen += 1
+            if progress is not None:
+                progress(seen, len(pods))
 
     outcomes = []
     seen_warnings = dict.fromkeys(warnings)

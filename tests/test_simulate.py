@@ -438,3 +438,72 @@ def test_the_table_wraps_reasons_at_word_boundaries_only(tmp_path: pathlib.Path,
     assert code == 0 and "\\n" not in out
     words = set(" ".join(out.split()).split(" "))
     assert """'device.attributes["gpu.example.com"].model""" in words, "a word was broken across lines"
+
+
+def test_allocated_devices_are_counted_by_kind(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Two whole GPUs on n0; two MIG-style partitions of one physical device (one counter set) on n1.
+    parts = [{"name": f"part-{i}", "attributes": {"size": {"string": "4Gi"}},
+              "consumesCounters": [{"counterSet": "mem", "counters": {"memory": {"value": "4Gi"}}}]} for i in range(2)]
+    cluster = write(tmp_path, "c.yaml", [
+        GPU_CLASS, node("n0"), rslice("n0-gpu", gpus(2), node="n0"), node("n1"),
+        rslice("n1-counters", pool="n1", count=2, nodeName="n1",
+               sharedCounters=[{"name": "mem", "counters": {"memory": {"value": "8Gi"}}}]),
+        rslice("n1-parts", parts, node="n1", pool="n1", count=2)])
+    workload = write(tmp_path, "w.yaml", [
+        claim("whole", exact("g", count=2, selectors=['device.attributes["gpu.example.com"].model == "H100"'])),
+        claim("part", exact("g", count=2, selectors=['device.attributes["gpu.example.com"].size == "4Gi"'])),
+        pod("a", {"g": "whole"}), pod("b", {"g": "part"})])
+    code, out, err = run(capsys, "--cluster", str(cluster), "--workload", str(workload))
+    assert code == 0, err
+    assert "Placed 2 of 2 pods." in out, out
+    assert ("Devices allocated: 2 whole device(s) of 2; 2 partition(s) on 1 of 1 partitionable device(s) (counter sets) "
+            "(adminAccess not counted).") in out, out
+
+
+def test_progress_shows_only_on_long_runs_and_is_erased_at_the_end() -> None:
+    import io
+
+    from scheduler.progress import ERASE, Progress
+    now = [0.0]
+    out = io.StringIO()
+    p = Progress(out, clock=lambda: now[0], after=2.0, every=0.25)
+    for t, done in ((0.5, 1), (1.9, 2)):
+        now[0] = t
+        p(done, 10)
+    assert out.getvalue() == ""  # a short run shows nothing
+    now[0] = 2.1
+    p(3, 10)
+    assert out.getvalue() == f"{ERASE}tessera simulate: 3/10 pods decided (30%), 2 s"
+    now[0] = 2.2
+    p(4, 10)  # too soon to redraw
+    assert out.getvalue().count("pods decided") == 1
+    now[0] = 2.2
+    p(10, 10)  # the last pod is always shown
+    assert out.getvalue().endswith("10/10 pods decided (100%), 2 s")
+    p.close()
+    assert out.getvalue().endswith(ERASE)
+
+
+def test_progress_goes_to_a_terminals_stderr_only_and_quiet_turns_it_off(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import scheduler.cli
+    import scheduler.progress
+    monkeypatch.setattr(scheduler.progress, "AFTER", 0.0)
+    code, out, err = run(capsys, "--cluster", str(EXAMPLE_CLUSTER), "--workload", str(EXAMPLE_WORKLOAD), "--format", "json")
+    assert code == 0 and "pods decided" not in err  # not a terminal
+    monkeypatch.setattr(scheduler.cli, "_tty", lambda _: True)
+    code, out, err = run(capsys, "--cluster", str(EXAMPLE_CLUSTER), "--workload", str(EXAMPLE_WORKLOAD), "--format", "json")
+    assert code == 0 and "pods decided (100%)" in err and err.endswith(scheduler.progress.ERASE)
+    assert json.loads(out)["pods"], "stdout stays pure JSON"
+    code, out, err = run(capsys, "--cluster", str(EXAMPLE_CLUSTER), "--workload", str(EXAMPLE_WORKLOAD), "--quiet")
+    assert code == 0 and "pods decided" not in err
+
+
+def test_a_namespace_heading_the_workload_is_taken_silently_other_cluster_objects_warn(
+        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = small_cluster(tmp_path, 2)
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ml"}}
+    workload = write(tmp_path, "w.yaml", [ns, node("late"), claim("c", exact("g"), namespace="ml"), pod("p", {"g": "c"}, namespace="ml")])
+    code, _out, err = run(capsys, "--cluster", str(cluster), "--workload", str(workload), "--format", "json")
+    assert code == 0
+    assert "Node belongs in the cluster file" in err and "Namespace belongs" not in err, err
