@@ -303,6 +303,10 @@ class SecondaryScheduler:
         wait = self.queue.failed(pod.key)
         log.info("event=unschedulable pod=%s backoff=%.0f reason=%r", pod.ref, wait, reason)
         self._report(pod, reason)
+        pinned = self.writer.pinning(pod)
+        if pinned and pod.node_name is None:
+            # One claim at a time, as kube-scheduler's DRA PostFilter: freed, the next attempt may go anywhere.
+            self.writer.spawn(self.writer.release(pod, pinned[0]))
 
     def _report(self, pod: Pod, reason: str) -> None:
         """Says why on the pod, once per distinct reason, in order: one report per pod at a time,

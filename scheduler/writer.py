@@ -86,7 +86,7 @@ class Writer:
     # claims stay allocated and reserved, and whoever leads next picks the pods up where they are.
     may_wait: Callable[[], bool] = lambda: True
     volume_bind_timeout: float = DEFAULT_VOLUME_BIND_TIMEOUT
-    _background: set[asyncio.Task[None]] = field(default_factory=set)
+    _background: set[asyncio.Task[object]] = field(default_factory=set)
 
     _locks: dict[ObjectKey, asyncio.Lock] = field(default_factory=dict)
     _latest: dict[ObjectKey, Obj] = field(default_factory=dict)  # claims as our last write returned them
@@ -509,7 +509,7 @@ class Writer:
                 raw = await self.kube.get(path)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         """Runs a report (an event, a status) in the background, keeping a reference."""
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
@@ -589,6 +589,49 @@ class Writer:
             annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != OWNER_ANNOTATION}
             await self.kube.replace(path, {**raw, "metadata": {**meta, "finalizers": [f for f in finalizers if f != FINALIZER],
                                                                "annotations": annotations}})
+
+    def pinning(self, pod: Pod) -> list[ObjectKey]:
+        """The pod's claims that are allocated and reserved for no one but the pod, and that no
+        write here is busy with: what pins an unschedulable pod to a node it may not fit."""
+        keys = [(pod.namespace, r.claim_name) for r in pod.claims if r.claim_name]
+        keys += [(pod.namespace, n) for n in (pod.claim_statuses or {}).values() if n]
+        out = []
+        for key in keys:
+            raw = self.state.raw_claim(key)
+            status = (raw or {}).get("status") or {}
+            if raw is None or not status.get("allocation") or key in self.state.assumed or key in self._locks:
+                continue
+            if all(r.get("uid") == pod.uid for r in status.get("reservedFor") or []):
+                out.append(key)
+        return out
+
+    async def release(self, pod: Pod, key: ObjectKey) -> bool:
+        """kube-scheduler's DRA PostFilter: an unschedulable pod's claim that is allocated but
+        reserved for no one else (what a crash between writing a claim and binding its pod leaves,
+        say) is deallocated, so the pod's next attempt may choose any node. Whether it was."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                seen = self.state.pods.get(pod.key)
+                raw = self.state.raw_claim(key)
+                if seen is None or seen[0].uid != pod.uid or seen[0].node_name or raw is None or key in self.state.assumed:
+                    return False
+                status = raw.get("status") or {}
+                if not status.get("allocation") or any(r.get("uid") != pod.uid for r in status.get("reservedFor") or []):
+                    return False
+                await self._take_back_claim(_Written(key, True, wrote_allocation=status["allocation"]),
+                                            ConsumerRef("pods", pod.name, pod.uid))
+                self.metrics.writes.labels("claim-release", "ok").inc()
+                log.info("event=claim-released claim=%s/%s pod=%s why=unschedulable", *key, pod.ref)
+                return True
+        except KubeError as e:
+            if not (e.conflict or e.not_found):
+                self.metrics.writes.labels("claim-release", "error").inc()
+                log.warning("event=claim-release-failed claim=%s/%s error=%r", *key, e.message)
+            return False
+        finally:
+            if not lock.locked() and self._locks.get(key) is lock:
+                del self._locks[key]
 
     def _owned(self, raw: Obj) -> bool:
         return ((raw.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION) == self.scheduler_name

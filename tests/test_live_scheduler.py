@@ -414,3 +414,41 @@ async def test_a_gang_never_overcommits_a_nodes_cpu() -> None:
         api.create(node("n1", {"kubernetes.io/hostname": "n1"}) | {"status": {"allocatable": {"cpu": "16", "pods": "110"}}})
         await eventually(lambda: bound(api, "m0") and bound(api, "m1"), what="the gang on two nodes")
         assert {bound(api, "m0"), bound(api, "m1")} == {"n0", "n1"}
+
+
+async def test_a_claim_left_allocated_and_reserved_for_an_unbound_pod_is_released_when_it_pins_the_pod() -> None:
+    # What a process killed between writing a claim and binding its pod leaves; meanwhile another
+    # pod took the node's CPU, so the claim's node no longer fits the pod (kube-scheduler's PostFilter).
+    left = allocated("c", [("g", GPU, "n0", "gpu-0")], node_name="n0", reserved=())
+    left["status"]["reservedFor"] = [{"resource": "pods", "name": "p", "uid": "uid-default-p"}]
+    cpu: dict[str, Any] = {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "1"}}}]}
+    hog: dict[str, Any] = {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "4"}}}]}
+    objs = [*gpu_cluster(2, per_node=2, allocatable={"cpu": "4", "memory": "8Gi", "pods": "10"}), left,
+            pod("hog", nodeName="n0", schedulerName="default-scheduler", **hog), pod("p", {"g": "c"}, **cpu)]
+    async with live(objs) as (api, svc):
+        await eventually(lambda: bound(api, "p") == "n1", what="pod p bound to n1 once its claim was released")
+        c = api.get("ResourceClaim", "c", "default")
+        assert c is not None and {pool for _, pool, _ in devices_of(c)} == {"n1"}
+        assert [r["uid"] for r in c["status"]["reservedFor"]] == ["uid-default-p"]
+        assert 'tessera_api_writes_total{outcome="ok",what="claim-release"} 1.0' in _metrics(svc)
+
+
+async def test_a_claim_another_pod_holds_too_is_not_released() -> None:
+    shared = allocated("c", [("g", GPU, "n0", "gpu-0")], node_name="n0", reserved=())
+    shared["status"]["reservedFor"] = [{"resource": "pods", "name": "other", "uid": "uid-default-other"}]
+    hog: dict[str, Any] = {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "4"}}}]}
+    cpu: dict[str, Any] = {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "1"}}}]}
+    objs = [*gpu_cluster(2, per_node=2, allocatable={"cpu": "4", "memory": "8Gi", "pods": "10"}), shared,
+            pod("hog", nodeName="n0", schedulerName="default-scheduler", **hog),
+            pod("other", {"g": "c"}, nodeName="n0", schedulerName="default-scheduler"), pod("p", {"g": "c"}, **cpu)]
+    async with live(objs) as (api, svc):
+        await eventually(lambda: (c := condition(api, "p")) is not None and c["status"] == "False", what="p says why")
+        await svc.scheduler.drain()
+        c = api.get("ResourceClaim", "c", "default")
+        assert c is not None and {pool for _, pool, _ in devices_of(c)} == {"n0"}, "a claim in use was deallocated"
+        assert bound(api, "p") is None
+
+
+def _metrics(svc: Any) -> str:
+    from prometheus_client import generate_latest
+    return generate_latest(svc.metrics.registry).decode()
