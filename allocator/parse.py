@@ -693,6 +693,8 @@ def _exact(o: _Obj, raw: Any, path: str, name: str, sub: bool) -> ExactRequest:
     if mode not in ("ExactCount", "All"):
         raise o.fail(_join(path, "allocationMode"), f"must be ExactCount or All, got {mode!r}")
     count = o.integer(raw, "count", path)
+    if count == 0:
+        count = None  # `omitempty`: the API server reads 0 as unset, and defaults it to 1 under ExactCount
     if mode == "All" and count is not None:
         raise o.fail(_join(path, "count"), "must not be set when allocationMode is All")
     if count is None:

@@ -22,7 +22,7 @@ from allocator.placement import POLICIES
 from allocator.search import DEFAULT_BUDGET
 
 from .limits import DEFAULT_MAX_BODY
-from .loader import Config, InputError, load_config, read_documents
+from .loader import Config, InputError, load_config, load_inputs
 from .progress import Progress
 from .readiness import DEFAULT_BIND_WAIT, DEFAULT_BINDING_TIMEOUT, DEFAULT_DECISION_DEADLINE, DEFAULT_VOLUME_BIND_TIMEOUT
 from .render import render_table
@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--config", metavar="FILE",
                      help="Tessera config file: topology: (levels, locality, tori) and podTopologySpread: (defaultConstraints)")
     sim.add_argument("--map", metavar="FILE.svg", help="also draw the cluster and where the workload landed, as SVG")
+    sim.add_argument("--validate", choices=("strict", "warn"), default="strict",
+                     help="strict (default): unknown fields, duplicate keys and what the API server would refuse end "
+                          "the run with exit status 2, each named by file, document, object and field; warn: warnings")
     sim.add_argument("--quiet", action="store_true",
                      help="no progress line on stderr (shown on a terminal once a run takes over 2 s)")
     _serve_parser(sub)
@@ -141,18 +144,20 @@ def _simulate(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     try:
         config = load_config(args.config) if args.config else Config()
-        cluster = read_documents(args.cluster)
-        workload = read_documents(args.workload)
+        inputs = load_inputs(args.cluster, args.workload, args.validate)
     except InputError as e:
         print(f"tessera simulate: {e}", file=sys.stderr)
         return EXIT_INPUT
     progress = Progress(sys.stderr) if not args.quiet and _tty(sys.stderr) else None
     try:
-        result = simulate(cluster, workload, policy=args.policy, backend=get_backend(args.cel_backend), budget=args.budget,
+        result = simulate(inputs.cluster, inputs.workload, policy=args.policy, backend=get_backend(args.cel_backend), budget=args.budget,
                           topology=config.topology, default_spread=config.default_spread, progress=progress)
     finally:
         if progress is not None:
             progress.close()
+    result.warnings[:0] = inputs.warnings
+    for note in inputs.notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.map:
         try:
             pathlib.Path(args.map).write_text(render_map(result), encoding="utf-8")

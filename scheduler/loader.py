@@ -1,16 +1,23 @@
 """Reading Kubernetes objects from YAML files for `tessera simulate`.
 
-Unparsable YAML, a document that is not an object, or an unknown kind is an input error (exit
-2) that names the file and the document index. An object that parses but fails validation is
-kept with its error, so only what depends on it suffers.
+Strict by default, as the API server and `kubectl --validate=strict` are: duplicate keys, unknown
+fields, values of the wrong shape and the API server's structural rules are errors naming the
+file, document index, object and field path (`--validate=warn` makes them warnings). Objects of
+`resource.k8s.io/v1beta1` and `v1beta2` are converted to v1 as the API server converts them;
+workload controllers (Deployments, Jobs, JobSets, ...) become the pods they would create; kinds
+simulate does not use (Services, ConfigMaps, ...) are skipped with one summary warning.
+Unparsable YAML, a document that is not an object, or a known kind at an unknown apiVersion is
+an input error (exit 2). An object that parses but fails the engine's own checks is kept with
+its error, so only what depends on it suffers.
 """
 
 from __future__ import annotations
 
 import pathlib
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -24,20 +31,22 @@ try:
 except ImportError:  # pragma: no cover - PyYAML without libyaml
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
+DRA = ("resource.k8s.io/v1", "resource.k8s.io/v1beta2", "resource.k8s.io/v1beta1")
 KNOWN_KINDS = {
     "Node": ("v1",),
     "Namespace": ("v1",),
     "Pod": ("v1",),
-    "DeviceClass": ("resource.k8s.io/v1", "resource.k8s.io/v1beta2"),
-    "ResourceSlice": ("resource.k8s.io/v1", "resource.k8s.io/v1beta2"),
-    "ResourceClaim": ("resource.k8s.io/v1", "resource.k8s.io/v1beta2"),
-    "ResourceClaimTemplate": ("resource.k8s.io/v1", "resource.k8s.io/v1beta2"),
+    "DeviceClass": DRA,
+    "ResourceSlice": DRA,
+    "ResourceClaim": DRA,
+    "ResourceClaimTemplate": DRA,
     "PodGroup": ("scheduling.x-k8s.io/v1alpha1",),
     "StorageClass": ("storage.k8s.io/v1",),
     "PersistentVolume": ("v1",),
     "PersistentVolumeClaim": ("v1",),
 }
-
+Validation = Literal["strict", "warn"]
+MAX_PROBLEMS_SHOWN = 20
 
 class InputError(Exception):
     """Input that cannot be read at all: simulate exits 2 with this message."""
@@ -80,20 +89,88 @@ class Doc:
         return str(self.obj.get("kind"))
 
 
-def read_documents(path: str | pathlib.Path) -> list[Doc]:
-    p = pathlib.Path(path)
+@dataclass(slots=True)
+class Reading:
+    """What reading files found besides the objects: problems of strict validation, objects
+    skipped and converted."""
+
+    problems: list[str] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)  # kind -> objects simulate does not use
+    converted: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, apiVersion) -> objects
+
+    def notes(self) -> list[str]:
+        out = [f"converted {n} {kind} object(s) from {api} to resource.k8s.io/v1, as the API server does"
+               for (kind, api), n in sorted(self.converted.items())]
+        if self.skipped:
+            what = ", ".join(f"{n} {k}" for k, n in sorted(self.skipped.items(), key=lambda kv: (-kv[1], kv[0])))
+            out.append(f"skipped {sum(self.skipped.values())} object(s) simulate does not use: {what}")
+        return out
+
+
+@dataclass(slots=True)
+class Inputs:
+    cluster: list[Doc]
+    workload: list[Doc]
+    warnings: list[str]  # problems --validate=warn let through
+    notes: list[str]  # conversions, expansions, skipped objects
+
+
+def load_inputs(cluster: str | pathlib.Path, workload: str | pathlib.Path, validate: Validation = "strict") -> Inputs:
+    """Both files of a simulation, checked, converted and with controllers expanded."""
+    from .controllers import ControllerError, expand  # controllers build on Doc
+
+    reading = Reading()
+    cluster_docs = _read(pathlib.Path(cluster), reading)
+    workload_docs = _read(pathlib.Path(workload), reading)
+    try:
+        c = expand(cluster_docs, workload_docs)
+        w = expand(workload_docs, [*cluster_docs, *c.docs])
+    except ControllerError as e:
+        raise InputError(str(e)) from None
+    warnings = _settle(reading, validate)
+    notes = [*reading.notes(), *c.notes, *w.notes]
+    # What the cluster's controllers would create next is scheduled, ahead of the workload.
+    given = {id(d) for d in cluster_docs}
+    cluster_now = [d for d in c.docs if id(d) in given or d.kind not in ("Pod", "PersistentVolumeClaim")]
+    created = [d for d in c.docs if id(d) not in given and d.kind in ("Pod", "PersistentVolumeClaim")]
+    return Inputs(cluster_now, [*created, *w.docs], warnings, notes)
+
+
+def read_documents(path: str | pathlib.Path, validate: Validation = "strict") -> list[Doc]:
+    """One file's objects, checked and converted (controllers not expanded)."""
+    reading = Reading()
+    docs = _read(pathlib.Path(path), reading)
+    _settle(reading, validate)
+    return docs
+
+
+def _settle(reading: Reading, validate: Validation) -> list[str]:
+    """Strict: any problem ends the run (exit 2), all of them listed (up to a screenful).
+    Warn: they are warnings."""
+    if not reading.problems or validate == "warn":
+        return list(reading.problems)
+    shown = reading.problems[:MAX_PROBLEMS_SHOWN]
+    more = len(reading.problems) - len(shown)
+    tail = f"\n  ... and {more} more" if more else ""
+    raise InputError(f"{len(reading.problems)} problem(s) the API server would refuse (--validate=warn to go on "
+                     "anyway):\n  " + "\n  ".join(shown) + tail)
+
+
+def _read(p: pathlib.Path, reading: Reading) -> list[Doc]:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise InputError(f"{p}: cannot read: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
         raise InputError(f"{p}: not UTF-8 text: {e}") from None
-    return list(_documents(p, text))
+    return list(_documents(p, text, reading))
 
 
-def _documents(p: pathlib.Path, text: str) -> Iterator[Doc]:
+def _documents(p: pathlib.Path, text: str, reading: Reading) -> Iterator[Doc]:
+    from .validate import StrictLoader
+
     index = 0
-    loader = _Loader(text)
+    loader = StrictLoader(text)
     try:
         while True:
             try:
@@ -108,14 +185,16 @@ def _documents(p: pathlib.Path, text: str) -> Iterator[Doc]:
             except (ValueError, TypeError, OverflowError, RecursionError) as e:
                 # Values PyYAML cannot build: a date like 2024-02-30, !!float x, a 5,000-digit number.
                 raise InputError(f"{p}: document index {index}: invalid YAML value: {e}") from None
+            reading.problems.extend(f"{p}: document index {index}: {d}" for d in loader.duplicates)
+            loader.duplicates.clear()
             if obj is not None:
-                yield from _objects(p, index, obj)
+                yield from _objects(p, index, obj, reading)
             index += 1
     finally:
         loader.dispose()
 
 
-def _objects(p: pathlib.Path, index: int, obj: Any) -> Iterator[Doc]:
+def _objects(p: pathlib.Path, index: int, obj: Any, reading: Reading) -> Iterator[Doc]:
     where = f"{p}: document index {index}"
     if not isinstance(obj, Mapping):
         raise InputError(f"{where}: expected a Kubernetes object (a mapping with apiVersion and kind), got {type(obj).__name__}")
@@ -130,20 +209,28 @@ def _objects(p: pathlib.Path, index: int, obj: Any) -> Iterator[Doc]:
                 raise InputError(f"{iw}: expected a Kubernetes object, got {type(item).__name__}")
             if "kind" not in item and kind != "List":
                 item = {**item, "kind": kind[: -len("List")], "apiVersion": obj.get("apiVersion")}
-            _check_kind(iw, item)
-            yield Doc(item, iw)
+            doc = _object(iw, item, reading)
+            if doc is not None:
+                yield doc
         return
-    _check_kind(where, obj)
-    yield Doc(obj, where)
+    doc = _object(where, obj, reading)
+    if doc is not None:
+        yield doc
 
 
-def _check_kind(where: str, obj: Mapping[str, Any]) -> None:
+def _object(where: str, obj: Mapping[str, Any], reading: Reading) -> Doc | None:
+    """The object as simulate uses it (converted to v1), None for a kind it does not use."""
+    from .controllers import CONTROLLER_KINDS
+    from .convert import CONVERTIBLE, ConversionError, to_v1
+    from .validate import schema_problems
+
     kind = obj.get("kind")
     if not isinstance(kind, str) or not kind:
         raise InputError(f"{where}: missing kind")
-    versions = KNOWN_KINDS.get(kind)
+    versions = KNOWN_KINDS.get(kind) or CONTROLLER_KINDS.get(kind)
     if versions is None:
-        raise InputError(f"{where}: unknown kind {kind!r} (expected one of {', '.join(sorted(KNOWN_KINDS))})")
+        reading.skipped[kind] += 1
+        return None
     api = obj.get("apiVersion")
     if api is not None and api not in versions:
         raise InputError(f"{where}: {kind} apiVersion {api!r} is not supported (expected {' or '.join(versions)})")
@@ -153,3 +240,24 @@ def _check_kind(where: str, obj: Mapping[str, Any]) -> None:
     ns = meta.get("namespace")
     if ns is not None and (not isinstance(ns, str) or not ns):
         raise InputError(f"{where}: {kind} {meta['name']}: metadata.namespace must be a non-empty string")
+    name = f"{kind} {ns + '/' if ns else ''}{meta['name']}"
+    reading.problems.extend(f"{where}: {name}: {pr.path}: {pr.message}" for pr in schema_problems(obj))
+    if api in CONVERTIBLE.get(kind, ()):
+        try:
+            obj = to_v1(obj)
+        except ConversionError as e:
+            reading.problems.append(f"{where}: {e}")
+            return None
+        reading.converted[(kind, str(api))] += 1
+    doc = Doc(obj, where)
+    reading.problems.extend(_rule_problems(doc))
+    return doc
+
+
+def _rule_problems(doc: Doc) -> list[str]:
+    from .validate import rule_problems
+
+    meta = doc.obj.get("metadata") or {}
+    ns = meta.get("namespace")
+    name = f"{doc.kind} {ns + '/' if ns else ''}{meta.get('name')}"
+    return [f"{doc.where}: {name}: {pr.path}: {pr.message}" for pr in rule_problems(doc.obj)]

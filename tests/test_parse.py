@@ -18,7 +18,7 @@ def claim_error(*requests: dict[str, Any], **kw: Any) -> str:
 
 @pytest.mark.parametrize(("request_", "expected"), [
     ({"name": "g", "exactly": {}}, "spec.devices.requests[0].exactly.deviceClassName: required"),
-    (exact("g", count=0), "spec.devices.requests[0].exactly.count: must be at least 1, got 0"),
+    (exact("g", count=-1), "spec.devices.requests[0].exactly.count: must be at least 1, got -1"),
     (exact("g", count=2, mode="All"), "spec.devices.requests[0].exactly.count: must not be set when allocationMode is All"),
     (exact("g", mode="Some"), "spec.devices.requests[0].exactly.allocationMode: must be ExactCount or All, got 'Some'"),
     ({"name": "g"}, "spec.devices.requests[0]: must set exactly one of exactly or firstAvailable"),

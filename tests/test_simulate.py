@@ -193,13 +193,13 @@ def test_unparsable_yaml_exits_2_naming_file_and_document(tmp_path: pathlib.Path
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("apiVersion: v1\nkind: Service\nmetadata: {name: a}\n", "document index 0: unknown kind 'Service'"),
     ("---\n- 1\n- 2\n", "document index 0: expected a Kubernetes object"),
     ("apiVersion: v1\nkind: Pod\nmetadata: {}\n", "document index 0: Pod has no metadata.name"),
-    ("apiVersion: v1\nkind: List\nitems: [{apiVersion: v1, kind: Nope, metadata: {name: a}}]\n",
-     "document index 0, items[0]: unknown kind 'Nope'"),
-    ("apiVersion: resource.k8s.io/v1beta1\nkind: ResourceClaim\nmetadata: {name: a}\n",
-     "ResourceClaim apiVersion 'resource.k8s.io/v1beta1' is not supported"),
+    ("apiVersion: v1\nkind: List\nitems: [{apiVersion: v1, kind: Pod}]\n", "document index 0, items[0]: Pod has no metadata.name"),
+    ("apiVersion: resource.k8s.io/v2\nkind: ResourceClaim\nmetadata: {name: a}\n",
+     "ResourceClaim apiVersion 'resource.k8s.io/v2' is not supported (expected resource.k8s.io/v1 or resource.k8s.io/v1beta2 "
+     "or resource.k8s.io/v1beta1)"),
+    ("apiVersion: apps/v2\nkind: Deployment\nmetadata: {name: a}\n", "Deployment apiVersion 'apps/v2' is not supported"),
 ])
 def test_bad_documents_exit_2(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], text: str, message: str) -> None:
     cluster = small_cluster(tmp_path, 1)
@@ -218,21 +218,26 @@ def test_missing_file_exits_2(tmp_path: pathlib.Path, capsys: pytest.CaptureFixt
 def test_invalid_objects_only_hurt_their_dependants(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     cluster = small_cluster(tmp_path, 8)
     no_class = claim("no-class", {"name": "g", "exactly": {}})
-    zero = claim("zero", exact("g", count=0))
+    zero = claim("zero", exact("g", count=-1))
     bad_cel = claim("bad-cel", exact("g", selectors=["device.driver =="]))
     unknown = claim("unknown-class", exact("g", cls="tpu"))
-    bad_template = template("bad-t", exact("g", count=0))
+    bad_template = template("bad-t", exact("g", count=-1))
     docs = [no_class, zero, bad_cel, unknown, bad_template, claim("fine", exact("g"))]
     docs += [pod(f"p-{c['metadata']['name']}", {"g": c["metadata"]["name"]}) for c in docs[:4]]
     docs += [pod("p-bad-t", templates={"g": "bad-t"}), pod("p-fine", {"g": "fine"})]
-    out = run_json(capsys, cluster, write(tmp_path, "w.yaml", docs))
+    workload = write(tmp_path, "w.yaml", docs)
+    # The API server would refuse the claims without a class and with count 0: strict stops there.
+    code, out_text, err = run(capsys, "--cluster", str(cluster), "--workload", str(workload))
+    assert code == 2 and out_text == ""
+    assert "ResourceClaim default/no-class: spec.devices.requests[0].exactly.deviceClassName: Required value" in err, err
+    out = run_json(capsys, cluster, workload, "--validate", "warn")
     reasons = {p["name"]: p["reason"] for p in out["pods"]}
     assert "spec.devices.requests[0].exactly.deviceClassName: required" in reasons["p-no-class"]
-    assert "spec.devices.requests[0].exactly.count: must be at least 1, got 0" in reasons["p-zero"]
+    assert "spec.devices.requests[0].exactly.count: must be at least 1, got -1" in reasons["p-zero"]
     assert "spec.devices.requests[0].exactly.selectors[0].cel.expression 'device.driver ==' does not compile" in reasons["p-bad-cel"]
     assert "DeviceClass 'tpu' not found (spec.devices.requests[0].exactly.deviceClassName)" in reasons["p-unknown-class"]
     assert reasons["p-bad-t"] == ("ResourceClaimTemplate default/bad-t: spec.spec.devices.requests[0].exactly.count: "
-                                  "must be at least 1, got 0")
+                                  "must be at least 1, got -1")
     assert reasons["p-fine"] is None
     assert next(p for p in out["pods"] if p["name"] == "p-fine")["node"] == "n0"
 
@@ -241,7 +246,7 @@ def test_invalid_pod_is_unschedulable_with_its_error(tmp_path: pathlib.Path, cap
     cluster = small_cluster(tmp_path, 1)
     bad = pod("p")
     bad["spec"]["resourceClaims"] = [{"name": "g"}]
-    out = run_json(capsys, cluster, write(tmp_path, "w.yaml", [bad]))
+    out = run_json(capsys, cluster, write(tmp_path, "w.yaml", [bad]), "--validate", "warn")
     assert out["pods"][0]["reason"] == ("Pod default/p: spec.resourceClaims[0]: must set exactly one of resourceClaimName or "
                                         "resourceClaimTemplateName")
 
@@ -284,7 +289,9 @@ spec:
 {params}
 ---
 {yaml.safe_dump(pod("p", {"g": "c"}))}""")
-    out = run_json(capsys, cluster, workload)
+    code, _, err = run(capsys, "--cluster", str(cluster), "--workload", str(workload))
+    assert code == 2 and "opaque.parameters: Too long: may not be more than 10240 bytes" in err, err
+    out = run_json(capsys, cluster, workload, "--validate", "warn")
     assert "is too large: more than 10240 values" in out["pods"][0]["reason"]
 
 

@@ -1,0 +1,1470 @@
+"""Strict validation of the Kubernetes objects `tessera simulate` reads, like the API server's.
+
+The API server (and `kubectl apply --validate=strict`) rejects objects that PyYAML and a lenient
+reader accept silently: an unknown field (`cout: 4`, `selector:` for `selectors:`, a v1beta1
+`devices[].basic` under `resource.k8s.io/v1`), a value of the wrong JSON type, a duplicate key, and
+objects that break the structural validation rules. Each of those changes what Tessera computes,
+so this module finds them:
+
+- `schema_problems(obj)`: unknown fields and wrong shapes, against the object's own apiVersion.
+  The schemas are not hand-written: they are the OpenAPI model classes of the installed
+  `kubernetes_asyncio` package (36.1.0, generated from the Kubernetes v1.36.1 OpenAPI document),
+  read through each class's `openapi_types` (attribute -> type string) and `attribute_map`
+  (attribute -> JSON field name). Only the three CRDs Tessera reads, which have no model there,
+  have a small explicit field list for their own top level (see `_CRD_MODELS`); their embedded
+  pod and job templates are checked against the real models.
+- `rule_problems(obj)`: the structural validation rules of the 1.36 API server that matter for
+  scheduling, for resource.k8s.io/v1 (and the identically shaped v1beta2) DRA objects and for
+  pods, including pod templates inside controllers. Rules and messages follow
+  kubernetes/kubernetes `pkg/apis/resource/validation/validation.go` and
+  `pkg/apis/core/validation/validation.go` (validatePodResourceClaims,
+  validateResourceClaimNames), after the API defaulting that runs before validation.
+- `StrictLoader`: the loader's YAML loader class, recording duplicate mapping keys instead of
+  silently keeping the last one.
+
+Scalars are strict only where no valid input can be flagged. The models type Quantity fields
+(`capacity.value`, `resources.limits`) as 'str', and the API server accepts numbers there, so a
+number is accepted wherever a string is expected; int-or-string and free-form fields
+(`parameters`, `fieldsV1`) are typed 'object' and accept anything. A string where an integer or a
+boolean is expected, a boolean where a string is expected, a mapping where a scalar or a list is
+expected, and so on, are problems.
+
+Cost: each model's field table is built once (cached per model name); the walk is linear in the
+input and follows the schema only, it never descends into free-form or unknown fields. Nesting
+deeper than `MAX_DEPTH` (possible only through nested `List` objects) and more than
+`MAX_PROBLEMS` problems per object are reported as a problem instead of being walked further.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import datetime as dt
+import difflib
+import json
+import math
+import re
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import IO, Any, Final, TypeGuard
+
+import yaml
+from kubernetes_asyncio.client import models as _k8s_models
+
+try:
+    from yaml import CSafeLoader as _BaseLoader
+except ImportError:  # pragma: no cover - PyYAML without libyaml
+    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
+
+__all__ = ["MAX_DEPTH", "MAX_PROBLEMS", "SCHEMA_SOURCE", "Problem", "StrictLoader", "rule_problems", "schema_problems"]
+
+SCHEMA_SOURCE: Final = "kubernetes_asyncio 36.1.0 models (Kubernetes v1.36.1 OpenAPI)"
+MAX_DEPTH: Final = 64
+MAX_PROBLEMS: Final = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: str  # JSON field path in the object, e.g. "spec.devices.requests[0].exactly.cout"
+    message: str  # e.g. 'unknown field "cout"'
+
+
+# --------------------------------------------------------------------------------------------
+# Kinds and their schemas
+# --------------------------------------------------------------------------------------------
+
+# (apiVersion, kind) -> model. Naming catches in the generated package: the resource.k8s.io/v1
+# ResourceClaim is `ResourceV1ResourceClaim` (`CoreV1ResourceClaim` is a container's
+# `resources.claims[]` entry and there is no `V1ResourceClaim`); the v1beta1/v1beta2 ones are
+# plain `V1beta1ResourceClaim`/`V1beta2ResourceClaim`. Within a kind, the first apiVersion listed
+# is the one used for an object without apiVersion (the loader accepts those).
+_KIND_MODELS: Final[tuple[tuple[str, str, str], ...]] = (
+    ("v1", "Node", "V1Node"),
+    ("v1", "Namespace", "V1Namespace"),
+    ("v1", "Pod", "V1Pod"),
+    ("v1", "PodTemplate", "V1PodTemplate"),
+    ("v1", "ReplicationController", "V1ReplicationController"),
+    ("v1", "PersistentVolume", "V1PersistentVolume"),
+    ("v1", "PersistentVolumeClaim", "V1PersistentVolumeClaim"),
+    ("resource.k8s.io/v1", "DeviceClass", "V1DeviceClass"),
+    ("resource.k8s.io/v1", "ResourceSlice", "V1ResourceSlice"),
+    ("resource.k8s.io/v1", "ResourceClaim", "ResourceV1ResourceClaim"),
+    ("resource.k8s.io/v1", "ResourceClaimTemplate", "V1ResourceClaimTemplate"),
+    ("resource.k8s.io/v1beta2", "DeviceClass", "V1beta2DeviceClass"),
+    ("resource.k8s.io/v1beta2", "ResourceSlice", "V1beta2ResourceSlice"),
+    ("resource.k8s.io/v1beta2", "ResourceClaim", "V1beta2ResourceClaim"),
+    ("resource.k8s.io/v1beta2", "ResourceClaimTemplate", "V1beta2ResourceClaimTemplate"),
+    ("resource.k8s.io/v1beta1", "DeviceClass", "V1beta1DeviceClass"),
+    ("resource.k8s.io/v1beta1", "ResourceSlice", "V1beta1ResourceSlice"),
+    ("resource.k8s.io/v1beta1", "ResourceClaim", "V1beta1ResourceClaim"),
+    ("resource.k8s.io/v1beta1", "ResourceClaimTemplate", "V1beta1ResourceClaimTemplate"),
+    ("storage.k8s.io/v1", "StorageClass", "V1StorageClass"),
+    ("apps/v1", "Deployment", "V1Deployment"),
+    ("apps/v1", "ReplicaSet", "V1ReplicaSet"),
+    ("apps/v1", "StatefulSet", "V1StatefulSet"),
+    ("apps/v1", "DaemonSet", "V1DaemonSet"),
+    ("batch/v1", "Job", "V1Job"),
+    ("batch/v1", "CronJob", "V1CronJob"),
+    ("scheduling.k8s.io/v1", "PriorityClass", "V1PriorityClass"),
+    # The CRD first: it is the PodGroup the loader accepts, so an unversioned PodGroup is one.
+    ("scheduling.x-k8s.io/v1alpha1", "PodGroup", "crd:PodGroup"),
+    ("scheduling.k8s.io/v1alpha2", "PodGroup", "V1alpha2PodGroup"),
+    ("scheduling.k8s.io/v1alpha2", "Workload", "V1alpha2Workload"),
+    ("jobset.x-k8s.io/v1alpha2", "JobSet", "crd:JobSet"),
+    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "crd:LeaderWorkerSet"),
+)
+
+# CRDs without a model in kubernetes_asyncio. Field lists (JSON name -> type string in the same
+# grammar as `openapi_types`; "crd:" names are entries of this table) come from the Go types:
+#   PodGroup        kubernetes-sigs/scheduler-plugins apis/scheduling/v1alpha1/types.go (PodGroupSpec)
+#   JobSet          kubernetes-sigs/jobset api/jobset/v1alpha2/jobset_types.go (JobSetSpec, ReplicatedJob)
+#   LeaderWorkerSet kubernetes-sigs/lws api/leaderworkerset/v1/leaderworkerset_types.go
+#                   (LeaderWorkerSetSpec, LeaderWorkerTemplate)
+# Only what decides placement is listed field by field. Status and the nested policy objects
+# (network, successPolicy, failurePolicy, rolloutStrategy, ...) are 'object': they change from
+# release to release of those projects and a stale list would reject valid objects.
+_CRD_MODELS: Final[dict[str, dict[str, str]]] = {
+    "crd:PodGroup": {"apiVersion": "str", "kind": "str", "metadata": "V1ObjectMeta", "spec": "crd:PodGroupSpec", "status": "object"},
+    "crd:PodGroupSpec": {"minMember": "int", "minResources": "dict(str, str)", "scheduleTimeoutSeconds": "int"},
+    "crd:JobSet": {"apiVersion": "str", "kind": "str", "metadata": "V1ObjectMeta", "spec": "crd:JobSetSpec", "status": "object"},
+    "crd:JobSetSpec": {
+        "replicatedJobs": "list[crd:ReplicatedJob]",
+        "network": "object",
+        "successPolicy": "object",
+        "failurePolicy": "object",
+        "startupPolicy": "object",
+        "suspend": "bool",
+        "coordinator": "object",
+        "managedBy": "str",
+        "ttlSecondsAfterFinished": "int",
+        "volumeClaimPolicies": "list[object]",
+    },
+    "crd:ReplicatedJob": {
+        "name": "str",
+        "groupName": "str",
+        "template": "V1JobTemplateSpec",
+        "replicas": "int",
+        "dependsOn": "list[object]",
+    },
+    "crd:LeaderWorkerSet": {
+        "apiVersion": "str",
+        "kind": "str",
+        "metadata": "V1ObjectMeta",
+        "spec": "crd:LeaderWorkerSetSpec",
+        "status": "object",
+    },
+    "crd:LeaderWorkerSetSpec": {
+        "replicas": "int",
+        "leaderWorkerTemplate": "crd:LeaderWorkerTemplate",
+        "rolloutStrategy": "object",
+        "startupPolicy": "str",
+        "networkConfig": "object",
+    },
+    "crd:LeaderWorkerTemplate": {
+        "leaderTemplate": "V1PodTemplateSpec",
+        "workerTemplate": "V1PodTemplateSpec",
+        "size": "int",
+        "restartPolicy": "str",
+        "subGroupPolicy": "object",
+        "volumeClaimTemplates": "list[V1PersistentVolumeClaim]",
+        "persistentVolumeClaimRetentionPolicy": "V1StatefulSetPersistentVolumeClaimRetentionPolicy",
+    },
+}
+
+
+def _model_class(name: str) -> Any:
+    cls = getattr(_k8s_models, name, None)
+    return cls if isinstance(cls, type) and isinstance(getattr(cls, "openapi_types", None), dict) else None
+
+
+def _resolve_kinds() -> tuple[dict[tuple[str, str], str], dict[str, str]]:
+    by_version: dict[tuple[str, str], str] = {}
+    default: dict[str, str] = {}
+    for api_version, kind, model in _KIND_MODELS:
+        if model in _CRD_MODELS or _model_class(model) is not None:  # "if the package has them"
+            by_version[(api_version, kind)] = model
+            default.setdefault(kind, model)
+    return by_version, default
+
+
+_MODEL_BY_VERSION, _MODEL_BY_KIND = _resolve_kinds()
+
+
+@dataclass(frozen=True, slots=True)
+class _Type:
+    kind: str  # "model" | "list" | "map" | "str" | "int" | "float" | "bool" | "datetime" | "object"
+    item: _Type | None = None  # element type of a list or map
+    model: str = ""  # model name for kind "model"
+
+
+_PRIMITIVES: Final = {
+    "str": "str",
+    "int": "int",
+    "float": "float",
+    "bool": "bool",
+    "datetime": "datetime",
+    "date": "str",
+    "object": "object",
+}
+_ANY: Final = _Type("object")
+
+
+@cache
+def _parse_type(spec: str) -> _Type:
+    """A type string of `openapi_types`: 'list[V1Device]', 'dict(str, V1DeviceAttribute)', 'int', ..."""
+    spec = spec.strip()
+    if spec.startswith("list[") and spec.endswith("]"):
+        return _Type("list", _parse_type(spec[5:-1]))
+    if spec.startswith("dict(") and spec.endswith(")"):
+        _, _, value = spec[5:-1].partition(",")
+        return _Type("map", _parse_type(value))
+    if spec in _PRIMITIVES:
+        return _Type(_PRIMITIVES[spec])
+    if spec in _CRD_MODELS or _model_class(spec) is not None:
+        return _Type("model", model=spec)
+    # A schema the package references but does not ship (e.g. meta/v1 GroupVersionKind):
+    # nothing to check against, so accept anything rather than guess.
+    return _ANY
+
+
+@dataclass(frozen=True, slots=True)
+class _Model:
+    name: str
+    fields: Mapping[str, _Type]  # JSON field name -> type
+    children: tuple[tuple[str, str], ...]  # (JSON field, model) of object-valued (not list) fields, for hints
+
+
+@cache
+def _model(name: str) -> _Model:
+    """The field table of one model, built once per model name."""
+    raw: Mapping[str, str]
+    if name in _CRD_MODELS:
+        raw = _CRD_MODELS[name]
+    else:
+        cls = _model_class(name)
+        raw = {cls.attribute_map[attr]: spec for attr, spec in cls.openapi_types.items()}
+    fields = {json_name: _parse_type(spec) for json_name, spec in raw.items()}
+    children = tuple((f, t.model) for f, t in fields.items() if t.kind == "model")
+    return _Model(name, fields, children)
+
+
+# --------------------------------------------------------------------------------------------
+# Messages
+# --------------------------------------------------------------------------------------------
+
+
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, default=str, separators=(", ", ": "))
+_COMPACT: Final = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+def _json_prefix(encoder: json.JSONEncoder, value: Any, limit: int) -> tuple[str, bool] | None:
+    """The JSON text of a value up to about `limit` characters and whether that is all of it,
+    or None if it cannot be encoded (nested deeper than Python's recursion limit). iterencode
+    produces the text lazily, so the work is bounded by `limit`, not by the value (a YAML alias
+    bomb is small to write and huge to print)."""
+    chunks: list[str] = []
+    size = 0
+    try:
+        for chunk in encoder.iterencode(value):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                return "".join(chunks), False
+    except (ValueError, TypeError, RecursionError):
+        return None
+    return "".join(chunks), True
+
+
+def _compact_json_size(value: Any, limit: int) -> int:
+    """The size in bytes of `value` as compact JSON, counted up to just past `limit`. Iterative,
+    so neither nesting depth (the recursion limit) nor YAML aliases (shared objects counted each
+    time they appear, as the API server would see them) make it fail or run long."""
+    size = 0
+    stack: list[Any] = [value]
+    while stack and size <= limit:
+        v = stack.pop()
+        if isinstance(v, Mapping):
+            size += 2 + max(0, len(v) - 1)  # braces and commas
+            for k, item in v.items():
+                size += len(_COMPACT.encode(_key(k)).encode()) + 1  # "key":
+                stack.append(item)
+        elif isinstance(v, list | tuple):
+            size += 2 + max(0, len(v) - 1)
+            stack.extend(v)
+        else:
+            encoded = _json_prefix(_COMPACT, v, limit)
+            size += len(encoded[0].encode()) if encoded is not None else len(str(v))
+    return size
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A value as the API server would print it: JSON, shortened."""
+    if isinstance(value, dt.datetime | dt.date):
+        text = value.isoformat()
+    else:
+        encoded = _json_prefix(_ENCODER, value, limit)
+        text = encoded[0] if encoded is not None else f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(value: Any) -> str:
+    """'string "4"', 'integer 4', 'an object', ... for "expected X, got Y"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {_show(value)}"
+    if isinstance(value, int):
+        return f"integer {_show(value)}"
+    if isinstance(value, float):
+        return f"number {_show(value)}"
+    if isinstance(value, str):
+        return f"string {_show(value)}"
+    if isinstance(value, dt.datetime):
+        return f"timestamp {value.isoformat()}"
+    if isinstance(value, dt.date):
+        return f"date {value.isoformat()} (a date without a time)"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, bytes):
+        return "binary data"
+    return type(value).__name__
+
+
+_EXPECTED: Final = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "datetime": "an RFC 3339 timestamp",
+    "list": "a list",
+    "map": "an object",
+    "model": "an object",
+}
+
+_INT64: Final = 2**63
+
+
+def _key(k: Any) -> str:
+    """A mapping key as JSON would have it (YAML allows non-string keys)."""
+    if isinstance(k, bool):
+        return "true" if k else "false"
+    return k if isinstance(k, str) else str(k)
+
+
+def _field(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+# RFC 3339 as metav1.Time parses it (Go's time.RFC3339 layout accepts fractional seconds).
+_RFC3339: Final = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+# --------------------------------------------------------------------------------------------
+# Schema walk
+# --------------------------------------------------------------------------------------------
+
+
+class _Full(Exception):
+    """Raised when an object has MAX_PROBLEMS problems: the walk stops there."""
+
+
+class _Sink:
+    __slots__ = ("made", "problems", "seen")
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.made: list[Any] = []  # objects built during the walk, kept alive so their ids stay unique
+        # (id(container), id(type)) already walked. YAML aliases share one Python object between
+        # places; walking it once per type keeps an alias bomb linear (its problems are reported
+        # at the first place it appears).
+        self.seen: set[tuple[int, int]] = set()
+
+    def first_visit(self, value: Any, t: object) -> bool:
+        key = (id(value), id(t))
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+    def add(self, path: str, message: str) -> None:
+        if len(self.problems) >= MAX_PROBLEMS:
+            self.problems.append(Problem(path, f"too many problems; stopped after {MAX_PROBLEMS}"))
+            raise _Full
+        self.problems.append(Problem(path, message))
+
+
+def _scalar_ok(value: Any, t: _Type) -> bool:
+    k = t.kind
+    if k == "str":
+        # Numbers: Quantity fields are 'str' too, and a JSON number is a valid Quantity.
+        # Dates/timestamps: YAML turns unquoted ones into objects; kubectl sends them as strings.
+        return isinstance(value, str | int | float | dt.date | bytes) and not isinstance(value, bool)
+    if k == "int":
+        if isinstance(value, bool):
+            return False
+        if isinstance(value, int):
+            return -_INT64 <= value < _INT64
+        # 4.0 reaches the API server as the JSON number 4 (kubectl converts YAML through float64).
+        return isinstance(value, float) and math.isfinite(value) and value.is_integer() and -_INT64 <= value < _INT64
+    if k == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if k == "bool":
+        return isinstance(value, bool)
+    if k == "datetime":
+        if isinstance(value, dt.datetime):
+            return True
+        return isinstance(value, str) and _RFC3339.fullmatch(value) is not None
+    return True
+
+
+def _walk(sink: _Sink, value: Any, t: _Type, path: str, depth: int) -> None:
+    if value is None or t.kind == "object":
+        return  # null is "unset" for every field; 'object' is free-form or int-or-string
+    kind = t.kind
+    if kind in ("model", "list", "map"):
+        if depth > MAX_DEPTH:
+            sink.add(path, f"nested more than {MAX_DEPTH} levels deep; not checked further")
+            return
+        if isinstance(value, Mapping | list | tuple) and not sink.first_visit(value, t):
+            return
+    if kind == "model":
+        if isinstance(value, Mapping):
+            _walk_model(sink, value, _model(t.model), path, depth)
+        else:
+            sink.add(path, f"expected an object, got {_describe(value)}")
+    elif kind == "list":
+        if isinstance(value, list | tuple):
+            item = t.item or _ANY
+            if item.kind != "object":
+                for i, v in enumerate(value):
+                    _walk(sink, v, item, f"{path}[{i}]", depth + 1)
+        else:
+            sink.add(path, f"expected a list, got {_describe(value)}")
+    elif kind == "map":
+        if isinstance(value, Mapping):
+            item = t.item or _ANY
+            if item.kind != "object":
+                for k, v in value.items():
+                    _walk(sink, v, item, f"{path}[{_key(k)}]", depth + 1)
+        else:
+            sink.add(path, f"expected an object, got {_describe(value)}")
+    elif not _scalar_ok(value, t):
+        sink.add(path, f"expected {_EXPECTED[kind]}, got {_describe(value)}")
+
+
+def _walk_model(sink: _Sink, obj: Mapping[Any, Any], model: _Model, path: str, depth: int) -> None:
+    fields = model.fields
+    for raw_key, value in obj.items():
+        key = _key(raw_key)
+        t = fields.get(key)
+        if t is None:
+            sink.add(_field(path, key), _unknown_field(model, key, value))
+        else:
+            _walk(sink, value, t, _field(path, key), depth + 1)
+
+
+def _unknown_field(model: _Model, key: str, value: Any) -> str:
+    message = f'unknown field "{key}"'
+    close = difflib.get_close_matches(key, list(model.fields), n=1, cutoff=0.75)
+    if close:
+        return f'{message}; did you mean "{close[0]}"?'
+    # A field that lives one level down (v1beta1 `deviceClassName` on a v1 request: `exactly.`).
+    for child_field, child_model in model.children:
+        if key in _model(child_model).fields:
+            return f'{message}; did you mean "{child_field}.{key}"?'
+    # An extra level of nesting (v1beta1 `basic:` around a v1 device's fields).
+    if isinstance(value, Mapping) and value and all(_key(k) in model.fields for k in value):
+        inner = ", ".join(f'"{_key(k)}"' for k in list(value)[:3])
+        return f"{message}; its fields ({inner}{', ...' if len(value) > 3 else ''}) belong directly in this object"
+    return message
+
+
+def schema_problems(obj: Mapping[str, Any]) -> list[Problem]:
+    """Unknown fields and values of the wrong shape in one object, against the schema of its own
+    apiVersion (a v1beta1 object against v1beta1). Kinds without a schema here give []."""
+    sink = _Sink()
+    with contextlib.suppress(_Full):
+        _check_object(sink, obj, "", 0)
+    return sink.problems
+
+
+def _check_object(sink: _Sink, obj: Any, path: str, depth: int) -> None:
+    if not isinstance(obj, Mapping):
+        sink.add(path, f"expected a Kubernetes object, got {_describe(obj)}")
+        return
+    kind = obj.get("kind")
+    if not isinstance(kind, str):
+        return
+    if kind == "List" or (kind.endswith("List") and "items" in obj):
+        _check_list(sink, obj, kind, path, depth)
+        return
+    api_version = obj.get("apiVersion")
+    model = _MODEL_BY_VERSION.get((api_version, kind)) if isinstance(api_version, str) else _MODEL_BY_KIND.get(kind)
+    if model is not None:
+        _walk(sink, obj, _parse_type(model), path, depth)
+
+
+_LIST_FIELDS: Final = {"apiVersion": _Type("str"), "kind": _Type("str"), "metadata": _Type("model", model="V1ListMeta")}
+
+
+def _check_list(sink: _Sink, obj: Mapping[Any, Any], kind: str, path: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        sink.add(path, f"nested more than {MAX_DEPTH} levels deep; not checked further")
+        return
+    if not sink.first_visit(obj, _LIST_FIELDS):
+        return
+    for raw_key, value in obj.items():
+        key = _key(raw_key)
+        if key in _LIST_FIELDS:
+            _walk(sink, value, _LIST_FIELDS[key], _field(path, key), depth + 1)
+        elif key != "items":
+            sink.add(_field(path, key), f'unknown field "{key}"')
+    items = obj.get("items")
+    if not isinstance(items, list):
+        sink.add(_field(path, "items"), f"expected a list, got {_describe(items)}")
+        return
+    for i, item in enumerate(items):
+        if isinstance(item, Mapping) and "kind" not in item and kind != "List":
+            item = {**item, "kind": kind[: -len("List")], "apiVersion": obj.get("apiVersion")}
+            sink.made.append(item)
+        _check_object(sink, item, f"{_field(path, 'items')}[{i}]", depth + 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Structural rules (API server validation after defaulting)
+# --------------------------------------------------------------------------------------------
+
+# Limits: k8s.io/api resource/v1 types.go and pkg/apis/resource/types.go (1.36).
+RESOURCE_SLICE_MAX_DEVICES: Final = 128
+RESOURCE_SLICE_MAX_DEVICES_ADVANCED: Final = 64  # any device with taints, consumesCounters or list attributes
+RESOURCE_SLICE_MAX_COUNTER_SETS: Final = 8
+MAX_COUNTERS_PER_SET: Final = 32
+MAX_COUNTER_CONSUMPTIONS_PER_DEVICE: Final = 2
+MAX_COUNTERS_PER_CONSUMPTION: Final = 32
+MAX_ATTRIBUTES_AND_CAPACITIES: Final = 32
+MAX_ATTRIBUTE_VALUES: Final = 48
+ATTRIBUTE_MAX_VALUE_LENGTH: Final = 64
+DEVICE_MAX_ID_LENGTH: Final = 32
+DEVICE_MAX_DOMAIN_LENGTH: Final = 63
+DEVICE_TAINTS_MAX: Final = 16
+DEVICE_TOLERATIONS_MAX: Final = 16
+BINDING_CONDITIONS_MAX: Final = 4
+DEVICE_REQUESTS_MAX: Final = 32
+FIRST_AVAILABLE_MAX: Final = 8
+DEVICE_SELECTORS_MAX: Final = 32
+DEVICE_CONSTRAINTS_MAX: Final = 32
+DEVICE_CONFIG_MAX: Final = 32
+CEL_EXPRESSION_MAX_LENGTH: Final = 10 * 1024
+OPAQUE_PARAMETERS_MAX_LENGTH: Final = 10 * 1024
+CAPACITY_VALID_VALUES_MAX: Final = 10
+POOL_NAME_MAX_LENGTH: Final = 253
+
+_DNS1123_LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1123_SUBDOMAIN: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_C_IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_QUALIFIED_NAME: Final = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_LABEL_VALUE: Final = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_SEMVER: Final = re.compile(
+    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(-(0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(\.(0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*)?"
+    r"(\+[0-9a-zA-Z-]+(\.[0-9a-zA-Z-]+)*)?"
+)
+
+# Messages of k8s.io/apimachinery/pkg/util/validation.
+_DNS1123_LABEL_MSG: Final = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+    "and must start and end with an alphanumeric character"
+)
+_DNS1123_SUBDOMAIN_MSG: Final = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+    "and must start and end with an alphanumeric character"
+)
+_C_IDENTIFIER_MSG: Final = (
+    "a valid C identifier must start with alphabetic character or '_', followed by a string of alphanumeric characters or '_'"
+)
+_QUALIFIED_NAME_MSG: Final = (
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+)
+_LABEL_VALUE_MSG: Final = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
+    "and must start and end with an alphanumeric character"
+)
+_REQUEST_REF_MSG: Final = "must be the name of a request in the claim or the name of a request and a subrequest separated by '/'"
+_ONE_OF_NODE_SELECTION: Final = "exactly one of `nodeName`, `nodeSelector`, `allNodes`, `perDeviceNodeSelection` is required"
+_PER_DEVICE: Final = "when `perDeviceNodeSelection` is set to true in the ResourceSlice spec"
+_DEVICE_NODE_SELECTION: Final = f"exactly one of `nodeName`, `nodeSelector`, or `allNodes` is required {_PER_DEVICE}"
+_DEVICE_NODE_FIELDS: Final = (
+    "`nodeName`, `nodeSelector` and `allNodes` can only be set if `perDeviceNodeSelection` is set to true in the ResourceSlice spec"
+)
+
+_TAINT_EFFECTS: Final = ("NoExecute", "NoSchedule", "None")
+_TOLERATION_OPERATORS: Final = ("Equal", "Exists")
+_ALLOCATION_MODES: Final = ("All", "ExactCount")
+
+_OMITTED: Final = object()
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class _Rules:
+    """Collects rule violations with the API server's wording (field.Error bodies)."""
+
+    __slots__ = ("problems", "seen")
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.seen: set[int] = set()
+
+    def first_visit(self, value: object) -> bool:
+        """False for an object already checked: YAML aliases share objects, and checking each
+        once keeps nested unbounded lists (containers x claims, ...) linear."""
+        if id(value) in self.seen:
+            return False
+        self.seen.add(id(value))
+        return True
+
+    # field.Error constructors -------------------------------------------------------------
+    def required(self, path: str, detail: str = "") -> None:
+        self.problems.append(Problem(path, f"Required value: {detail}" if detail else "Required value"))
+
+    def invalid(self, path: str, value: Any, detail: str) -> None:
+        shown = "" if value is _OMITTED else f"{_show(value)}: "
+        self.problems.append(Problem(path, f"Invalid value: {shown}{detail}"))
+
+    def duplicate(self, path: str, value: Any) -> None:
+        self.problems.append(Problem(path, f"Duplicate value: {_show(value)}"))
+
+    def unsupported(self, path: str, value: Any, supported: Iterable[str]) -> None:
+        values = ", ".join(f'"{s}"' for s in supported)
+        self.problems.append(Problem(path, f"Unsupported value: {_show(value)}: supported values: {values}"))
+
+    def too_many(self, path: str, n: int, limit: int) -> None:
+        self.problems.append(Problem(path, f"Too many: {n}: must have at most {limit} items"))
+
+    def too_long(self, path: str, limit: int) -> None:
+        self.problems.append(Problem(path, f"Too long: may not be more than {limit} bytes"))
+
+    def forbidden(self, path: str, detail: str) -> None:
+        self.problems.append(Problem(path, f"Forbidden: {detail}"))
+
+    # formats -----------------------------------------------------------------------------
+    def text(self, value: Any, path: str) -> str | None:
+        """The value if it is a string. Numbers, which the schema check lets through because
+        Quantity fields are strings too, are reported here where the field is a plain string."""
+        if isinstance(value, str):
+            return value
+        if _is_number(value):
+            self.invalid(path, value, "must be a string")
+        return None
+
+    def dns_label(self, value: Any, path: str, *, required: bool = True) -> None:
+        s = self.text(value, path)
+        if s is None:
+            if value is None and required:
+                self.required(path)
+            return
+        if s == "" and required:
+            self.required(path)
+        elif len(s) > 63:
+            self.invalid(path, s, "must be no more than 63 characters")
+        elif not _DNS1123_LABEL.fullmatch(s):
+            self.invalid(path, s, _DNS1123_LABEL_MSG)
+
+    def dns_subdomain(self, value: Any, path: str, *, required: bool = True, max_length: int = 253) -> None:
+        s = self.text(value, path)
+        if s is None:
+            if value is None and required:
+                self.required(path)
+            return
+        if s == "" and required:
+            self.required(path)
+        elif len(s) > max_length:
+            self.invalid(path, s, f"must be no more than {max_length} characters")
+        elif not _DNS1123_SUBDOMAIN.fullmatch(s):
+            self.invalid(path, s, _DNS1123_SUBDOMAIN_MSG)
+
+    def driver_name(self, value: Any, path: str) -> None:
+        """corevalidation.ValidateCSIDriverName: required, at most 63, a DNS subdomain once lowercased."""
+        s = self.text(value, path)
+        if s is None:
+            if value is None:
+                self.required(path)
+            return
+        if s == "":
+            self.required(path)
+        elif len(s) > 63:
+            self.too_long(path, 63)
+        elif not _DNS1123_SUBDOMAIN.fullmatch(s.lower()):
+            self.invalid(path, s, _DNS1123_SUBDOMAIN_MSG)
+
+    def label_name(self, value: Any, path: str) -> None:
+        """metav1validation.ValidateLabelName (IsQualifiedName): [prefix/]name."""
+        s = self.text(value, path)
+        if s is None:
+            if value is None:
+                self.required(path)
+            return
+        parts = s.split("/")
+        if len(parts) > 2:
+            self.invalid(path, s, "a qualified name " + _QUALIFIED_NAME_MSG + " with an optional DNS subdomain prefix and '/'")
+            return
+        name = parts[-1]
+        if len(parts) == 2:
+            prefix = parts[0]
+            if not prefix:
+                self.invalid(path, s, "prefix part must be non-empty")
+            elif len(prefix) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(prefix):
+                self.invalid(path, s, "prefix part " + _DNS1123_SUBDOMAIN_MSG)
+        if not name:
+            self.invalid(path, s, "name part must be non-empty")
+        elif len(name) > 63:
+            self.invalid(path, s, "name part must be no more than 63 characters")
+        elif not _QUALIFIED_NAME.fullmatch(name):
+            self.invalid(path, s, "name part " + _QUALIFIED_NAME_MSG)
+
+    def label_value(self, value: Any, path: str) -> None:
+        s = self.text(value, path)
+        if s is None:
+            return
+        if len(s) > 63:
+            self.invalid(path, s, "must be no more than 63 characters")
+        elif not _LABEL_VALUE.fullmatch(s):
+            self.invalid(path, s, _LABEL_VALUE_MSG)
+
+    def c_identifier(self, s: str, path: str) -> None:
+        if len(s) > DEVICE_MAX_ID_LENGTH:
+            self.invalid(path, s, f"may not be more than {DEVICE_MAX_ID_LENGTH} bytes")
+        if not _C_IDENTIFIER.fullmatch(s):
+            self.invalid(path, s, _C_IDENTIFIER_MSG)
+
+    def qualified_name(self, value: Any, path: str, *, fully: bool = False) -> None:
+        """DRA QualifiedName: a C identifier, or <driver-like domain>/<C identifier>."""
+        s = self.text(value, path)
+        if s is None:
+            return
+        parts = s.split("/")
+        if len(parts) == 1:
+            self.c_identifier(s, path)
+        elif len(parts) == 2:
+            if parts[0] == "":
+                self.invalid(path, "", "the domain must not be empty")
+            elif len(parts[0]) > DEVICE_MAX_DOMAIN_LENGTH:
+                self.too_long(path, DEVICE_MAX_DOMAIN_LENGTH)
+            elif not _DNS1123_SUBDOMAIN.fullmatch(parts[0].lower()):
+                self.invalid(path, parts[0], _DNS1123_SUBDOMAIN_MSG)
+            if parts[1] == "":
+                self.invalid(path, "", "the name must not be empty")
+            else:
+                self.c_identifier(parts[1], path)
+        else:
+            self.invalid(path, s, "must not contain more than one slash")
+        if fully and "/" not in s:
+            self.invalid(path, s, "a fully qualified name must be a domain and a name separated by a slash")
+
+
+def _mapping(value: Any) -> Mapping[Any, Any] | None:
+    return value if isinstance(value, Mapping) else None
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _set(value: Any) -> bool:
+    """Whether an optional field is set (Go: a non-nil pointer or slice)."""
+    return value is not None
+
+
+def _limited(r: _Rules, value: Any, limit: int, path: str) -> list[Any]:
+    """validateSlice/validateSet: a list over its limit is reported once and not checked further."""
+    items = _items(value)
+    if len(items) > limit:
+        r.too_many(path, len(items), limit)
+        return []
+    return items
+
+
+def _unique(r: _Rules, items: list[Any], key: Callable[[Any], Any], path: str) -> None:
+    seen: set[Any] = set()
+    for i, item in enumerate(items):
+        k = key(item)
+        if k is None:
+            continue
+        try:
+            if k in seen:
+                r.duplicate(f"{path}[{i}]", k)
+            else:
+                seen.add(k)
+        except TypeError:  # unhashable (wrong shape): reported by schema_problems
+            continue
+
+
+def _name_of(item: Any) -> Any:
+    m = _mapping(item)
+    return m.get("name") if m is not None and isinstance(m.get("name"), str) else None
+
+
+# ResourceSlice ------------------------------------------------------------------------------
+
+
+def _slice_spec(r: _Rules, spec: Mapping[Any, Any], p: str) -> None:
+    r.driver_name(spec.get("driver"), f"{p}.driver")
+    _pool(r, _mapping(spec.get("pool")) or {}, f"{p}.pool")
+
+    chosen: list[str] = []
+    node_name = spec.get("nodeName")
+    if node_name is not None:
+        if node_name == "":
+            r.invalid(f"{p}.nodeName", "", "must be either unset or set to a non-empty string")
+        elif isinstance(node_name, str):
+            chosen.append("`nodeName`")
+            r.dns_subdomain(node_name, f"{p}.nodeName")
+    node_selector = spec.get("nodeSelector")
+    if node_selector is not None:
+        chosen.append("`nodeSelector`")
+        terms = _mapping(node_selector) and node_selector.get("nodeSelectorTerms")
+        if len(_items(terms)) != 1:
+            r.invalid(f"{p}.nodeSelector.nodeSelectorTerms", _OMITTED, "must have exactly one node selector term")
+    for field_name in ("allNodes", "perDeviceNodeSelection"):
+        flag = spec.get(field_name)
+        if flag is True:
+            chosen.append(f"`{field_name}`")
+        elif flag is False:
+            r.invalid(f"{p}.{field_name}", False, "must be either unset or set to true")
+    if not chosen:
+        r.required(p, _ONE_OF_NODE_SELECTION)
+    elif len(chosen) > 1:
+        r.invalid(p, _OMITTED, f"{{{', '.join(chosen)}}}: {_ONE_OF_NODE_SELECTION}, but multiple fields are set")
+
+    if _set(spec.get("sharedCounters")) and _set(spec.get("devices")):
+        r.invalid(p, _OMITTED, "only one of `sharedCounters` or `devices` is allowed")
+
+    devices = _items(spec.get("devices"))
+    small = len(devices) <= RESOURCE_SLICE_MAX_DEVICES  # decide the limit only for a list that can meet it
+    limit = RESOURCE_SLICE_MAX_DEVICES_ADVANCED if small and any(_advanced_device(d) for d in devices) else RESOURCE_SLICE_MAX_DEVICES
+    devices = _limited(r, spec.get("devices"), limit, f"{p}.devices")
+    per_device = spec.get("perDeviceNodeSelection") is True
+    for i, device in enumerate(devices):
+        d = _mapping(device)
+        if d is not None and r.first_visit(d):
+            _device(r, d, f"{p}.devices[{i}]", per_device)
+    _unique(r, devices, _name_of, f"{p}.devices")
+
+    counter_sets = _limited(r, spec.get("sharedCounters"), RESOURCE_SLICE_MAX_COUNTER_SETS, f"{p}.sharedCounters")
+    for i, counter_set in enumerate(counter_sets):
+        cs = _mapping(counter_set)
+        if cs is not None:
+            r.dns_label(cs.get("name"), f"{p}.sharedCounters[{i}].name")
+            _counters(r, cs.get("counters"), MAX_COUNTERS_PER_SET, f"{p}.sharedCounters[{i}].counters")
+    _unique(r, counter_sets, _name_of, f"{p}.sharedCounters")
+
+
+def _pool(r: _Rules, pool: Mapping[Any, Any], p: str) -> None:
+    name = r.text(pool.get("name"), f"{p}.name")
+    if not name:
+        if name is not None or pool.get("name") is None:
+            r.required(f"{p}.name")
+    else:
+        if len(name) > POOL_NAME_MAX_LENGTH:
+            r.too_long(f"{p}.name", POOL_NAME_MAX_LENGTH)
+        for part in name.split("/"):
+            if not _DNS1123_SUBDOMAIN.fullmatch(part):
+                r.invalid(f"{p}.name", part, _DNS1123_SUBDOMAIN_MSG)
+    count = pool.get("resourceSliceCount")
+    if count is None or (_is_number(count) and count <= 0):
+        r.invalid(f"{p}.resourceSliceCount", count or 0, "must be greater than zero")
+    generation = pool.get("generation")
+    if _is_number(generation) and generation < 0:
+        r.invalid(f"{p}.generation", generation, "must be greater than or equal to zero")
+
+
+def _has_list_attribute(attribute: Any) -> bool:
+    a = _mapping(attribute)
+    return a is not None and any(_set(a.get(k)) for k in ("bools", "ints", "strings", "versions"))
+
+
+def _advanced_device(device: Any) -> bool:
+    d = _mapping(device)
+    if d is None:
+        return False
+    attributes = _mapping(d.get("attributes")) or {}
+    if _items(d.get("taints")) or _items(d.get("consumesCounters")):
+        return True
+    return any(_has_list_attribute(a) for a in attributes.values())
+
+
+def _device(r: _Rules, d: Mapping[Any, Any], p: str, per_device_node_selection: bool) -> None:
+    r.dns_label(d.get("name"), f"{p}.name")
+    attributes = _mapping(d.get("attributes")) or {}
+    capacity = _mapping(d.get("capacity")) or {}
+    if len(attributes) + len(capacity) > MAX_ATTRIBUTES_AND_CAPACITIES:
+        detail = f"the total number of attributes and capacities must not exceed {MAX_ATTRIBUTES_AND_CAPACITIES}"
+        r.invalid(p, len(attributes) + len(capacity), detail)
+    values = sum(_attribute_values(a) for a in attributes.values())
+    if values > MAX_ATTRIBUTE_VALUES:
+        r.invalid(p, values, f"the total number of attribute values must not exceed {MAX_ATTRIBUTE_VALUES}")
+    for key, attribute in attributes.items():
+        r.qualified_name(key, f"{p}.attributes")
+        a = _mapping(attribute)
+        if a is not None and r.first_visit(a):
+            _attribute(r, a, f"{p}.attributes[{_key(key)}]")
+
+    multiple = d.get("allowMultipleAllocations") is True
+    for key, cap in capacity.items():
+        r.qualified_name(key, f"{p}.capacity")
+        c = _mapping(cap)
+        policy = _mapping(c.get("requestPolicy")) if c is not None else None
+        if policy is None:
+            continue
+        pp = f"{p}.capacity[{_key(key)}].requestPolicy"
+        if not multiple:
+            r.forbidden(pp, "allowMultipleAllocations must be true")
+            continue
+        valid_values, valid_range = _items(policy.get("validValues")), _mapping(policy.get("validRange"))
+        if valid_values and valid_range is not None:
+            r.forbidden(pp, 'exactly one policy can be specified, cannot specify "validValues" and "validRange" at the same time')
+        elif valid_values:
+            if policy.get("default") is None:
+                r.required(f"{pp}.default", "required when validValues is defined")
+            if len(valid_values) > CAPACITY_VALID_VALUES_MAX:
+                r.too_many(f"{pp}.validValues", len(valid_values), CAPACITY_VALID_VALUES_MAX)
+        elif valid_range is not None:
+            if policy.get("default") is None:
+                r.required(f"{pp}.default", "required when validRange is defined")
+            if valid_range.get("min") is None:
+                r.required(f"{pp}.validRange.min", "required when validRange is defined")
+
+    taints = _limited(r, d.get("taints"), DEVICE_TAINTS_MAX, f"{p}.taints")
+    for i, taint in enumerate(taints):
+        t = _mapping(taint)
+        if t is None:
+            continue
+        tp = f"{p}.taints[{i}]"
+        r.label_name(t.get("key"), f"{tp}.key")
+        if t.get("value") not in (None, ""):
+            r.label_value(t.get("value"), f"{tp}.value")
+        effect = t.get("effect")
+        if effect in (None, ""):
+            r.required(f"{tp}.effect")
+        elif effect not in _TAINT_EFFECTS:
+            r.unsupported(f"{tp}.effect", effect, _TAINT_EFFECTS)
+
+    consumes = _limited(r, d.get("consumesCounters"), MAX_COUNTER_CONSUMPTIONS_PER_DEVICE, f"{p}.consumesCounters")
+    for i, consumption in enumerate(consumes):
+        c = _mapping(consumption)
+        if c is not None:
+            r.dns_label(c.get("counterSet"), f"{p}.consumesCounters[{i}].counterSet")
+            _counters(r, c.get("counters"), MAX_COUNTERS_PER_CONSUMPTION, f"{p}.consumesCounters[{i}].counters")
+    _unique(r, consumes, lambda c: (_mapping(c) or {}).get("counterSet"), f"{p}.consumesCounters")
+
+    node_fields = [f for f in ("nodeName", "nodeSelector", "allNodes") if _set(d.get(f))]
+    if per_device_node_selection:
+        chosen: list[str] = []
+        if _set(d.get("nodeName")):
+            if d.get("nodeName") == "":
+                r.invalid(f"{p}.nodeName", "", "must not be empty")
+            else:
+                chosen.append("`nodeName`")
+                r.dns_subdomain(d.get("nodeName"), f"{p}.nodeName")
+        if _set(d.get("nodeSelector")):
+            chosen.append("`nodeSelector`")
+        if d.get("allNodes") is True:
+            chosen.append("`allNodes`")
+        elif d.get("allNodes") is False:
+            r.invalid(f"{p}.allNodes", False, "must be either unset or set to true")
+        if not chosen:
+            r.required(p, _DEVICE_NODE_SELECTION)
+        elif len(chosen) > 1:
+            r.invalid(p, _OMITTED, f"{{{', '.join(chosen)}}}: {_DEVICE_NODE_SELECTION}")
+    elif node_fields:
+        r.invalid(p, _OMITTED, _DEVICE_NODE_FIELDS)
+
+    _binding_conditions(r, d, p)
+
+
+def _attribute_values(attribute: Any) -> int:
+    a = _mapping(attribute)
+    if a is None:
+        return 1
+    lists = [len(_items(a.get(k))) for k in ("bools", "ints", "strings", "versions")]
+    return sum(lists) if any(lists) else 1
+
+
+def _attribute(r: _Rules, a: Mapping[Any, Any], p: str) -> None:
+    """validateDeviceAttribute: exactly one value; string and version limits."""
+    present = [k for k in ("int", "bool", "string", "version", "bools", "ints", "strings", "versions") if _set(a.get(k))]
+    if len(present) != 1:
+        shown: Any = _OMITTED if not present else {k: a[k] for k in present}
+        r.invalid(p, shown, "exactly one value must be specified")
+    string = a.get("string")
+    if _set(string):
+        _attribute_string(r, string, f"{p}.string")
+    version = a.get("version")
+    if _set(version):
+        _attribute_version(r, version, f"{p}.version")
+    for list_field, check in (("bools", None), ("ints", None), ("strings", _attribute_string), ("versions", _attribute_version)):
+        values = a.get(list_field)
+        if not _set(values) or not isinstance(values, list):
+            continue
+        if not values:
+            r.invalid(f"{p}.{list_field}", values, "must not be empty if specified")
+        if check is not None:
+            for i, v in enumerate(values):
+                check(r, v, f"{p}.{list_field}[{i}]")
+
+
+def _attribute_string(r: _Rules, value: Any, path: str) -> None:
+    s = r.text(value, path)
+    if s is not None and len(s.encode()) > ATTRIBUTE_MAX_VALUE_LENGTH:
+        r.too_long(path, ATTRIBUTE_MAX_VALUE_LENGTH)
+
+
+def _attribute_version(r: _Rules, value: Any, path: str) -> None:
+    s = r.text(value, path)
+    if s is None:
+        return
+    if not _SEMVER.fullmatch(s):
+        r.invalid(path, s, "must be a string compatible with semver.org spec 2.0.0")
+    if len(s.encode()) > ATTRIBUTE_MAX_VALUE_LENGTH:
+        r.too_long(path, ATTRIBUTE_MAX_VALUE_LENGTH)
+
+
+def _counters(r: _Rules, value: Any, limit: int, p: str) -> None:
+    counters = _mapping(value)
+    if not counters:
+        if value is None or counters is not None:  # missing or {}; another shape is a schema problem
+            r.required(p)
+        return
+    if len(counters) > limit:
+        r.too_many(p, len(counters), limit)
+        return
+    for key in counters:
+        r.dns_label(_key(key), p)
+
+
+def _binding_conditions(r: _Rules, d: Mapping[Any, Any], p: str) -> None:
+    conditions = _items(d.get("bindingConditions"))
+    failures = _items(d.get("bindingFailureConditions"))
+    for field_name, values in (("bindingConditions", conditions), ("bindingFailureConditions", failures)):
+        if len(values) > BINDING_CONDITIONS_MAX:
+            r.too_many(f"{p}.{field_name}", len(values), BINDING_CONDITIONS_MAX)
+            continue
+        for i, v in enumerate(values):
+            r.label_name(v, f"{p}.{field_name}[{i}]")
+        _unique(r, values, lambda v: v if isinstance(v, str) else None, f"{p}.{field_name}")
+    for i, v in enumerate(failures):
+        if isinstance(v, str) and v in conditions:
+            r.invalid(f"{p}.bindingFailureConditions[{i}]", v, "bindingFailureConditions must not overlap with bindingConditions")
+    if not conditions and failures:
+        r.invalid(f"{p}.bindingConditions", conditions, "bindingConditions are required to use bindingFailureConditions")
+    if not failures and conditions:
+        r.invalid(f"{p}.bindingFailureConditions", failures, "bindingFailureConditions are required to use bindingConditions")
+
+
+# DeviceClass, ResourceClaim, ResourceClaimTemplate -----------------------------------------
+
+
+def _selectors(r: _Rules, value: Any, p: str) -> None:
+    for i, selector in enumerate(_limited(r, value, DEVICE_SELECTORS_MAX, p)):
+        s = _mapping(selector)
+        if s is None:
+            continue
+        cel = _mapping(s.get("cel"))
+        if cel is None:
+            r.required(f"{p}[{i}].cel")
+            continue
+        expression = r.text(cel.get("expression"), f"{p}[{i}].cel.expression")
+        if not expression:
+            r.required(f"{p}[{i}].cel.expression")
+        elif len(expression) > CEL_EXPRESSION_MAX_LENGTH:
+            r.too_long(f"{p}[{i}].cel.expression", CEL_EXPRESSION_MAX_LENGTH)
+
+
+def _opaque(r: _Rules, config: Mapping[Any, Any], p: str) -> None:
+    opaque = _mapping(config.get("opaque"))
+    if opaque is None:
+        r.required(f"{p}.opaque")
+        return
+    r.driver_name(opaque.get("driver"), f"{p}.opaque.driver")
+    parameters = opaque.get("parameters")
+    if parameters is None:
+        r.required(f"{p}.opaque.parameters")
+    elif not isinstance(parameters, Mapping):
+        r.invalid(f"{p}.opaque.parameters", "<value omitted>", "must be a valid JSON object")
+    # Compact JSON, as kubectl sends it; bytes, as the API server counts. Stops at the limit.
+    elif _compact_json_size(parameters, OPAQUE_PARAMETERS_MAX_LENGTH) > OPAQUE_PARAMETERS_MAX_LENGTH:
+        r.too_long(f"{p}.opaque.parameters", OPAQUE_PARAMETERS_MAX_LENGTH)
+
+
+def _device_class_spec(r: _Rules, spec: Mapping[Any, Any], p: str) -> None:
+    _selectors(r, spec.get("selectors"), f"{p}.selectors")
+    for i, config in enumerate(_limited(r, spec.get("config"), DEVICE_CONFIG_MAX, f"{p}.config")):
+        c = _mapping(config)
+        if c is not None:
+            _opaque(r, c, f"{p}.config[{i}]")
+
+
+def _request_names(requests: list[Any]) -> dict[str, set[str] | None]:
+    names: dict[str, set[str] | None] = {}
+    for request in requests:
+        req = _mapping(request)
+        if req is None or not isinstance(req.get("name"), str):
+            continue
+        subs = [s.get("name") for s in _items(req.get("firstAvailable")) if isinstance(s, Mapping)]
+        names[req["name"]] = {s for s in subs if isinstance(s, str)} if subs else None
+    return names
+
+
+def _request_ref(r: _Rules, value: Any, p: str, names: dict[str, set[str] | None]) -> None:
+    """validateRequestNameRef: "<request>" or "<request>/<subrequest>" of this claim."""
+    ref = r.text(value, p)
+    if ref is None:
+        return
+    segments = ref.split("/")
+    if len(segments) > 2:
+        r.invalid(p, ref, _REQUEST_REF_MSG)
+        return
+    for segment in segments:
+        r.dns_label(segment, p)
+    subs = names.get(segments[0], set())
+    found = segments[0] in names and (len(segments) == 1 or (subs is not None and segments[1] in subs))
+    if not found:
+        r.invalid(p, ref, _REQUEST_REF_MSG)
+
+
+def _request_refs(r: _Rules, value: Any, p: str, names: dict[str, set[str] | None]) -> None:
+    refs = _limited(r, value, DEVICE_REQUESTS_MAX, p)
+    for j, ref in enumerate(refs):
+        _request_ref(r, ref, f"{p}[{j}]", names)
+    _unique(r, refs, lambda v: v if isinstance(v, str) else None, p)
+
+
+def _claim_spec(r: _Rules, spec: Mapping[Any, Any], p: str) -> None:
+    devices = _mapping(spec.get("devices"))
+    if devices is None:
+        return
+    p = f"{p}.devices"
+    requests = _limited(r, devices.get("requests"), DEVICE_REQUESTS_MAX, f"{p}.requests")
+    names = _request_names(requests)
+    for i, request in enumerate(requests):
+        req = _mapping(request)
+        if req is not None:
+            _request(r, req, f"{p}.requests[{i}]")
+    _unique(r, requests, _name_of, f"{p}.requests")
+
+    for i, constraint in enumerate(_limited(r, devices.get("constraints"), DEVICE_CONSTRAINTS_MAX, f"{p}.constraints")):
+        c = _mapping(constraint)
+        if c is None:
+            continue
+        cp = f"{p}.constraints[{i}]"
+        _request_refs(r, c.get("requests"), f"{cp}.requests", names)
+        match, distinct = c.get("matchAttribute"), c.get("distinctAttribute")
+        if _set(match) and _set(distinct):
+            r.invalid(cp, _OMITTED, "exactly one of `matchAttribute` or `distinctAttribute` is required, but multiple fields are set")
+        elif _set(match):
+            r.qualified_name(match, f"{cp}.matchAttribute", fully=True)
+        elif _set(distinct):
+            r.qualified_name(distinct, f"{cp}.distinctAttribute", fully=True)
+        else:
+            r.required(cp, "exactly one of `matchAttribute` or `distinctAttribute` is required")
+
+    for i, config in enumerate(_limited(r, devices.get("config"), DEVICE_CONFIG_MAX, f"{p}.config")):
+        c = _mapping(config)
+        if c is not None:
+            _request_refs(r, c.get("requests"), f"{p}.config[{i}].requests", names)
+            _opaque(r, c, f"{p}.config[{i}]")
+
+
+def _request(r: _Rules, req: Mapping[Any, Any], p: str) -> None:
+    r.dns_label(req.get("name"), f"{p}.name")
+    first_available = _items(req.get("firstAvailable"))
+    exactly = req.get("exactly")
+    kinds = int(bool(first_available)) + int(_set(exactly))
+    if kinds == 0:
+        r.required(p, "exactly one of `exactly` or `firstAvailable` is required")
+    elif kinds > 1:
+        r.invalid(p, _OMITTED, "exactly one of `exactly` or `firstAvailable` is required, but multiple fields are set")
+    elif first_available:
+        subs = _limited(r, first_available, FIRST_AVAILABLE_MAX, f"{p}.firstAvailable")
+        for i, sub in enumerate(subs):
+            s = _mapping(sub)
+            if s is not None:
+                r.dns_label(s.get("name"), f"{p}.firstAvailable[{i}].name")
+                _exact(r, s, f"{p}.firstAvailable[{i}]")
+        _unique(r, subs, _name_of, f"{p}.firstAvailable")
+    else:
+        e = _mapping(exactly)
+        if e is not None:
+            _exact(r, e, f"{p}.exactly")
+
+
+def _exact(r: _Rules, e: Mapping[Any, Any], p: str) -> None:
+    """validateExactDeviceRequest / validateDeviceSubRequest, after SetDefaults_*: an empty
+    allocationMode becomes ExactCount and ExactCount with count 0 (or unset) becomes count 1."""
+    r.dns_subdomain(e.get("deviceClassName"), f"{p}.deviceClassName")
+    _selectors(r, e.get("selectors"), f"{p}.selectors")
+    mode = e.get("allocationMode")
+    mode = "ExactCount" if mode in (None, "") else mode
+    count = e.get("count")
+    if mode == "All":
+        if _is_number(count) and count != 0:
+            r.invalid(f"{p}.count", count, "must not be specified when allocationMode is 'All'")
+    elif mode == "ExactCount":
+        if _is_number(count) and count < 0:
+            r.invalid(f"{p}.count", count, "must be greater than zero")
+    elif isinstance(mode, str):
+        r.unsupported(f"{p}.allocationMode", mode, _ALLOCATION_MODES)
+    for i, toleration in enumerate(_limited(r, e.get("tolerations"), DEVICE_TOLERATIONS_MAX, f"{p}.tolerations")):
+        t = _mapping(toleration)
+        if t is not None:
+            _toleration(r, t, f"{p}.tolerations[{i}]")
+
+
+def _toleration(r: _Rules, t: Mapping[Any, Any], p: str) -> None:
+    if t.get("key") not in (None, ""):
+        r.label_name(t.get("key"), f"{p}.key")
+    operator = t.get("operator")
+    operator = "Equal" if operator in (None, "") else operator  # the API default
+    if operator == "Exists":
+        if t.get("value") not in (None, ""):
+            r.invalid(f"{p}.value", t.get("value"), "must be empty for operator `Exists`")
+    elif operator == "Equal":
+        r.label_value(t.get("value"), f"{p}.value")
+    elif isinstance(operator, str):
+        r.unsupported(f"{p}.operator", operator, _TOLERATION_OPERATORS)
+    effect = t.get("effect")
+    if effect not in (None, "") and isinstance(effect, str) and effect not in _TAINT_EFFECTS:
+        r.unsupported(f"{p}.effect", effect, _TAINT_EFFECTS)
+
+
+# Pods -----------------------------------------------------------------------------------------
+
+
+def _pod_resource_claims(r: _Rules, value: Any, p: str) -> set[str]:
+    """validatePodResourceClaims; returns the claim names containers may use."""
+    names: set[str] = set()
+    for i, claim in enumerate(_items(value)):
+        c = _mapping(claim)
+        if c is None:
+            continue
+        cp = f"{p}[{i}]"
+        name = c.get("name")
+        if name in (None, ""):
+            r.required(f"{cp}.name")
+        elif isinstance(name, str) and name in names:
+            r.duplicate(f"{cp}.name", name)
+        else:
+            r.dns_label(name, f"{cp}.name")
+            if isinstance(name, str):
+                names.add(name)
+        claim_name, template_name = c.get("resourceClaimName"), c.get("resourceClaimTemplateName")
+        if _set(claim_name) and _set(template_name):
+            r.invalid(cp, _OMITTED, "at most one of `resourceClaimName` or `resourceClaimTemplateName` may be specified")
+        elif not _set(claim_name) and not _set(template_name):
+            r.invalid(cp, _OMITTED, "must specify one of: `resourceClaimName`, `resourceClaimTemplateName`")
+        if _set(claim_name):
+            r.dns_subdomain(claim_name, f"{cp}.resourceClaimName")
+        if _set(template_name):
+            r.dns_subdomain(template_name, f"{cp}.resourceClaimTemplateName")
+    return names
+
+
+def _pod_spec(r: _Rules, spec: Mapping[Any, Any], p: str) -> None:
+    if not r.first_visit(spec):
+        return
+    pod_claims = _pod_resource_claims(r, spec.get("resourceClaims"), f"{p}.resourceClaims")
+    for list_field in ("initContainers", "containers"):
+        for i, container in enumerate(_items(spec.get(list_field))):
+            c = _mapping(container)
+            resources = _mapping(c.get("resources")) if c is not None else None
+            if c is None or resources is None or not r.first_visit(c):
+                continue
+            _container_claims(r, c.get("name"), resources.get("claims"), pod_claims, f"{p}.{list_field}[{i}].resources.claims")
+
+
+def _container_claims(r: _Rules, container: Any, value: Any, pod_claims: set[str], p: str) -> None:
+    """validateResourceClaimNames: each entry names a pod claim; (name, request) unique."""
+    seen: set[str] = set()
+    for j, claim in enumerate(_items(value)):
+        c = _mapping(claim)
+        if c is None:
+            continue
+        cp = f"{p}[{j}]"
+        name = c.get("name")
+        if name in (None, ""):
+            r.required(f"{cp}.name")
+            continue
+        if not isinstance(name, str):
+            r.text(name, f"{cp}.name")
+            continue
+        key = name
+        request = c.get("request")
+        if request not in (None, ""):
+            r.dns_label(request, f"{cp}.request")
+            key = f"{name}/{request}"
+        if key in seen:
+            r.duplicate(cp, key)
+        seen.add(key)
+        if name not in pod_claims:
+            where = " (which is empty)" if not pod_claims else f" (it has: {', '.join(sorted(pod_claims))})"
+            who = f'container "{container}"' if isinstance(container, str) else "container"
+            r.problems.append(Problem(cp, f'{who} uses claim "{name}", which is not in spec.resourceClaims{where}'))
+
+
+# Where the pod specs are, per kind: paths of (field, ...) from the object to a PodSpec.
+_POD_SPECS: Final[dict[str, tuple[tuple[str, ...], ...]]] = {
+    "Pod": (("spec",),),
+    "PodTemplate": (("template", "spec"),),
+    "ReplicationController": (("spec", "template", "spec"),),
+    "Deployment": (("spec", "template", "spec"),),
+    "ReplicaSet": (("spec", "template", "spec"),),
+    "StatefulSet": (("spec", "template", "spec"),),
+    "DaemonSet": (("spec", "template", "spec"),),
+    "Job": (("spec", "template", "spec"),),
+    "CronJob": (("spec", "jobTemplate", "spec", "template", "spec"),),
+    "LeaderWorkerSet": (
+        ("spec", "leaderWorkerTemplate", "leaderTemplate", "spec"),
+        ("spec", "leaderWorkerTemplate", "workerTemplate", "spec"),
+    ),
+}
+_POD_SPEC_VERSIONS: Final = {
+    "Pod": "v1",
+    "PodTemplate": "v1",
+    "ReplicationController": "v1",
+    "Deployment": "apps/v1",
+    "ReplicaSet": "apps/v1",
+    "StatefulSet": "apps/v1",
+    "DaemonSet": "apps/v1",
+    "Job": "batch/v1",
+    "CronJob": "batch/v1",
+    "LeaderWorkerSet": "leaderworkerset.x-k8s.io/v1",
+    "JobSet": "jobset.x-k8s.io/v1alpha2",
+}
+_DRA_VERSIONS: Final = ("resource.k8s.io/v1", "resource.k8s.io/v1beta2")  # v1beta2 has v1's shape
+
+
+def rule_problems(obj: Mapping[str, Any]) -> list[Problem]:
+    """The API server's structural validation rules that matter to scheduling, for
+    resource.k8s.io/v1 (and v1beta2) DeviceClass, ResourceSlice, ResourceClaim and
+    ResourceClaimTemplate, and for pods and the pod templates of Deployment, ReplicaSet,
+    StatefulSet, DaemonSet, Job, CronJob, PodTemplate, ReplicationController, JobSet and
+    LeaderWorkerSet. Tolerates wrong shapes (those are `schema_problems`)."""
+    if not isinstance(obj, Mapping):
+        return []
+    kind, api_version = obj.get("kind"), obj.get("apiVersion")
+    if not isinstance(kind, str) or not isinstance(api_version, str | None):
+        return []
+    r = _Rules()
+    spec = _mapping(obj.get("spec"))
+    if kind in ("ResourceSlice", "DeviceClass", "ResourceClaim", "ResourceClaimTemplate"):
+        if api_version not in (*_DRA_VERSIONS, None):
+            return []
+        if kind == "ResourceSlice":
+            _slice_spec(r, spec or {}, "spec")
+        elif kind == "DeviceClass" and spec is not None:
+            _device_class_spec(r, spec, "spec")
+        elif kind == "ResourceClaim" and spec is not None:
+            _claim_spec(r, spec, "spec")
+        elif kind == "ResourceClaimTemplate" and spec is not None:
+            inner = _mapping(spec.get("spec"))
+            if inner is not None:
+                _claim_spec(r, inner, "spec.spec")
+    elif kind in _POD_SPEC_VERSIONS and api_version in (_POD_SPEC_VERSIONS[kind], None):
+        paths = _POD_SPECS.get(kind, ())
+        if kind == "JobSet":
+            jobs = _items(spec.get("replicatedJobs")) if spec is not None else []
+            paths = tuple(("spec", "replicatedJobs", str(i), "template", "spec", "template", "spec") for i in range(len(jobs)))
+        for path in paths:
+            pod_spec = _dig_indexed(obj, path)
+            if pod_spec is not None:
+                _pod_spec(r, pod_spec, _render(path))
+    elif kind in ("PodGroup", "Workload") and api_version == "scheduling.k8s.io/v1alpha2" and spec is not None:
+        # PodGroupResourceClaim has the PodResourceClaim rules (../shared/spec/gang.md, 1.36 alpha).
+        if kind == "PodGroup":
+            _pod_resource_claims(r, spec.get("resourceClaims"), "spec.resourceClaims")
+        else:
+            for i, template in enumerate(_items(spec.get("podGroupTemplates"))):
+                t = _mapping(template)
+                if t is not None:
+                    _pod_resource_claims(r, t.get("resourceClaims"), f"spec.podGroupTemplates[{i}].resourceClaims")
+    return r.problems
+
+
+def _dig_indexed(obj: Any, path: tuple[str, ...]) -> Mapping[Any, Any] | None:
+    for name in path:
+        if name.isdigit():
+            items = _items(obj)
+            obj = items[int(name)] if int(name) < len(items) else None
+        else:
+            m = _mapping(obj)
+            obj = m.get(name) if m is not None else None
+    return _mapping(obj)
+
+
+def _render(path: tuple[str, ...]) -> str:
+    out = ""
+    for name in path:
+        out = f"{out}[{name}]" if name.isdigit() else _field(out, name)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Duplicate keys
+# --------------------------------------------------------------------------------------------
+
+_MERGE_TAG: Final = "tag:yaml.org,2002:merge"
+_POSITION: Final = re.compile(r"line (\d+), column (\d+):")
+
+
+def _position(message: str) -> tuple[int, int]:
+    m = _POSITION.match(message)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+class StrictLoader(_BaseLoader):
+    """The loader's YAML loader, recording duplicate mapping keys.
+
+    PyYAML keeps the last value of a repeated key (`count: 4` then `count: 1` is 1); the API
+    server rejects the object. Each repeat is recorded as 'line L, column C: duplicate key "k"'
+    (the repeat's position, 1-based) in `duplicates`, which the caller reads and clears after
+    each document. Keys brought in by a `<<` merge are not repeats: overriding them is what a
+    merge is for.
+    """
+
+    duplicates: list[str]
+
+    def __init__(self, stream: str | bytes | IO[str] | IO[bytes]) -> None:
+        super().__init__(stream)
+        self.duplicates = []
+        # flatten_mapping rewrites a node's pairs (merged keys first), and a node can be
+        # flattened more than once; check each node once, on its original pairs.
+        self._checked: weakref.WeakSet[yaml.MappingNode] = weakref.WeakSet()
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        if node not in self._checked:
+            self._checked.add(node)
+            self._record_duplicates(node)
+        super().flatten_mapping(node)
+
+    def _record_duplicates(self, node: yaml.MappingNode) -> None:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = self.construct_object(key_node)
+            try:
+                repeated = key in seen
+                seen.add(key)
+            except TypeError:
+                continue
+            if repeated:
+                # PyYAML builds nested mappings breadth-first; keep the list in document order.
+                mark = key_node.start_mark
+                message = f"line {mark.line + 1}, column {mark.column + 1}: duplicate key {_show(key)}"
+                bisect.insort(self.duplicates, message, key=_position)
