@@ -22,7 +22,7 @@ from typing import Any
 from ..model import Device
 from ..parse import qualify
 from . import cost
-from .text import undefined_field_message, unknown_device_field
+from .text import quantity_misuse, undefined_field_message, unknown_device_field
 
 BACKEND_ENV = "TESSERA_CEL_BACKEND"
 _STATUS_CODE = re.compile(r"[A-Z][A-Z_]+")
@@ -109,6 +109,9 @@ class Backend(ABC):
                     p = self._compile(expression)
                     if p.tree is None:
                         p.tree = cost.parse(expression)
+                    misuse = quantity_misuse(p.tree)
+                    if misuse is not None:
+                        raise CelCompileError(expression, misuse)
                 except CelCompileError as e:
                     p = e
                 self._programs[expression] = p
