@@ -14,6 +14,7 @@ the baseline the upstream scheduler behaves like.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import uuid
 from collections import Counter
@@ -318,6 +319,7 @@ class _Check:
                                  together=g.together())
         for nd in self.singles:
             best: Shortfall | None = None
+            tried: list[Shortfall] = []
             for alt, sel, need in nd.alts:
                 have = self.free.free(sel, node, alt.admin_access).slots()
                 if have >= need:
@@ -325,9 +327,14 @@ class _Check:
                     break
                 cand = Shortfall(nd.claim, nd.request.result_name(alt), sel.device_class, need, have, selector=sel,
                                  all_mode=alt.mode == "All")
+                tried.append(cand)
                 if best is None or cand.have - cand.need > best.have - best.need:
                     best = cand
             if best is not None:
+                if len(tried) > 1:
+                    # firstAvailable: every alternative falls short; say by how much each does.
+                    best = dataclasses.replace(best, request=nd.request.name, alternatives=tuple(
+                        (t.request, t.device_class, t.need, t.have) for t in tried))
                 return best
         return None
 

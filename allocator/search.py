@@ -88,10 +88,14 @@ class Shortfall:
     selector: Selector | None = None
     all_mode: bool = False
     together: str = ""  # several requests drawing on the same devices, charged together
+    alternatives: tuple[tuple[str, str, int, int], ...] = ()  # firstAvailable: (subrequest, class, need, have) each
 
     def describe(self, node: str, best: bool = True) -> str:
         head = f"claim {self.claim.ref} request {self.request}: "
         where = f"best node {node}" if best else f"node {node}"
+        if self.alternatives:
+            each = ", ".join(f"{name} needs {need} of class {cls} ({have} free)" for name, cls, need, have in self.alternatives)
+            return head + f"none of its {len(self.alternatives)} alternatives fits on {where}: {each}"
         if self.together:
             return f"{self.together} need {self.need} devices of class {self.device_class} together; {where} has {self.have}"
         if self.all_mode:

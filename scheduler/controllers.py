@@ -147,7 +147,7 @@ def expand(docs: Sequence[Doc], others: Sequence[Doc] = ()) -> Expanded:
         made = expander.expand(_control(doc.obj, doc.where, origin, top=True))
         out.extend(Doc(o, origin.where_of(o)) for o in made)
         tallies.setdefault(doc.kind, _Tally(doc.kind)).add(made)
-    return Expanded(out, [t.note() for t in tallies.values()])
+    return Expanded(out, [n for t in tallies.values() if (n := t.note())])
 
 
 # --- who is expanding what --------------------------------------------------------------------
@@ -225,6 +225,8 @@ class _Tally:
         self.made.update(str(o.get("kind")) for o in made)
 
     def note(self) -> str:
+        if not self.made:  # a live dump at its desired state: nothing to say
+            return ""
         parts = [_plural(self.made["Pod"], "Pod")]
         parts += [_plural(n, k) for k, n in self.made.items() if k != "Pod"]
         listed = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"

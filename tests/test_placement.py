@@ -12,12 +12,14 @@ from tests.builders import (
     allocated,
     claim,
     exact,
+    first,
     gpus,
     node,
     placed,
     pod,
     refused,
     rslice,
+    sub,
     template,
 )
 
@@ -196,3 +198,14 @@ def test_requests_drawing_on_the_same_devices_are_charged_together_in_the_reason
     w = World.of(*one_gpu, claim("big", exact("gpus", cls="gpu", count=2)))
     assert refused(w.decide(pod("p", {"g": "big"}))).startswith(
         "claim default/big request gpus: needs 2 devices of class gpu; best node n0 has 1")
+
+
+def test_a_first_available_request_says_how_far_each_alternative_falls_short() -> None:
+    one_gpu = (GPU_CLASS, node("n0"), rslice("s", gpus(1), node="n0"))
+    w = World.of(*one_gpu, claim("c", first("g", sub("big", count=4), sub("mid", count=2))))
+    why = refused(w.decide(pod("p", {"g": "c"})))
+    assert why.startswith("claim default/c request g: none of its 2 alternatives fits on best node n0: "
+                          "g/big needs 4 of class gpu (1 free), g/mid needs 2 of class gpu (1 free)"), why
+    # One alternative that fits is enough: no shortfall.
+    w = World.of(*one_gpu, claim("c", first("g", sub("big", count=4), sub("one", count=1))))
+    placed(w.decide(pod("p", {"g": "c"})))
