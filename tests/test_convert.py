@@ -3,7 +3,9 @@
 The manifests under tests/payloads/v1beta/ are modelled on the public drivers' demos (the
 dra-example-driver gpu-test claims and templates, NVIDIA k8s-dra-driver-gpu slices with MIG
 partitions); each `X.v1beta1.yaml` and `X.v1beta2.yaml` must convert, document by document, to
-the hand-written `X.v1.yaml`.
+the hand-written `X.v1.yaml`. Every file is one a Kubernetes 1.36 API server accepts: a pool's
+counter sets sit in a slice of their own (a slice holds sharedCounters or devices, never both) and
+counter names are lowercase RFC 1123 labels (`memory-slice-0`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from hypothesis import strategies as st
 
 from allocator.parse import parse_claim, parse_claim_template, parse_device_class, parse_resource_slice
 from scheduler.convert import CONVERTIBLE, ConversionError, to_v1
-from scheduler.loader import Doc
+from scheduler.loader import Doc, read_documents
 from scheduler.simulate import simulate
 
 PAYLOADS = pathlib.Path(__file__).resolve().parent / "payloads" / "v1beta"
@@ -157,13 +159,58 @@ def test_round_trips(scenario: str) -> None:
 
 
 def test_the_v1beta1_fixtures_differ_from_their_v1_form() -> None:
-    """So that the exact-output tests check a conversion, not a copy (a DeviceClass is spelt alike)."""
+    """So that the exact-output tests check a conversion, not a copy (a DeviceClass is spelt alike,
+    and so is a slice of counter sets only: `basic` wraps devices, and it has none)."""
     def body(d: Obj) -> Obj:
         return {k: v for k, v in d.items() if k != "apiVersion"}
 
+    def spelt_alike(d: Obj) -> bool:
+        return d["kind"] == "DeviceClass" or (d["kind"] == "ResourceSlice" and "devices" not in d["spec"])
+
+    counters_only = 0
     for scenario in SCENARIOS:
         for doc, want in zip(load(f"{scenario}.v1beta1.yaml"), load(f"{scenario}.v1.yaml"), strict=True):
-            assert (body(doc) == body(want)) == (doc["kind"] == "DeviceClass"), doc["metadata"]["name"]
+            assert (body(doc) == body(want)) == spelt_alike(doc), doc["metadata"]["name"]
+            counters_only += doc["kind"] == "ResourceSlice" and "devices" not in doc["spec"]
+    assert counters_only == 1  # nvidia's counter sets
+
+
+FIXTURES = sorted(PAYLOADS.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=[p.name for p in FIXTURES])
+def test_every_fixture_passes_strict_validation(path: pathlib.Path) -> None:
+    """What a Kubernetes 1.36 API server accepts: `read_documents` raises InputError otherwise."""
+    assert read_documents(path)
+
+
+def test_the_fixture_pools_keep_counter_sets_and_devices_in_separate_slices() -> None:
+    """Each pool is complete and coherent: its slices agree on driver, generation and node, their
+    number is `resourceSliceCount`, and devices consume counters that another slice of the pool defines."""
+    assert {p.name for p in FIXTURES} >= {f"{s}.{v}.yaml" for s in SCENARIOS for v in ("v1", "v1beta1")}
+    with_counters: set[str] = set()
+    for path in FIXTURES:
+        pools: dict[tuple[str, str], list[Obj]] = {}
+        for d in (to_v1(d) for d in load(path.name) if d.get("kind") == "ResourceSlice"):
+            pools.setdefault((d["spec"]["driver"], d["spec"]["pool"]["name"]), []).append(d)
+        for key, slices in pools.items():
+            where = f"{path.name}: pool {key}"
+            assert {s["spec"]["pool"]["resourceSliceCount"] for s in slices} == {len(slices)}, where
+            node_selection = ("nodeName", "nodeSelector", "allNodes", "perDeviceNodeSelection")
+            assert len({repr([s["spec"]["pool"]["generation"], *(s["spec"].get(k) for k in node_selection)]) for s in slices}) == 1, where
+            defined: dict[str, tuple[str, Obj]] = {}
+            for s in slices:
+                assert not (s["spec"].get("sharedCounters") and s["spec"].get("devices")), s["metadata"]["name"]
+                defined.update({cs["name"]: (s["metadata"]["name"], cs["counters"]) for cs in s["spec"].get("sharedCounters", [])})
+            for s in slices:
+                for d in s["spec"].get("devices", []):
+                    for c in d.get("consumesCounters", []):
+                        owner, counters = defined[c["counterSet"]]
+                        assert owner != s["metadata"]["name"] and set(c["counters"]) <= set(counters), (where, d["name"])
+            if defined:
+                with_counters.add(path.name)
+    assert with_counters >= {"e2e-cluster.v1.yaml", "e2e-cluster.v1beta1.yaml", "nvidia.v1.yaml", "nvidia.v1beta1.yaml",
+                             "nvidia.v1beta2.yaml"}
 
 
 # --- the rules, one by one ------------------------------------------------------------------------
