@@ -149,7 +149,7 @@ async def running(workload: str, nodes: int, devices: int) -> AsyncIterator[tupl
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             serve = await asyncio.create_subprocess_exec(
                 str(exe), "serve", "--kubeconfig", str(cfg), "--port", str(port), "--metrics-port", str(metrics),
-                "--bind-address", "127.0.0.1", "--log-level", "WARNING", env=env, stderr=asyncio.subprocess.DEVNULL)
+                "--bind-address", "127.0.0.1", "--log-level", "WARNING", "--insecure-http", env=env, stderr=asyncio.subprocess.DEVNULL)
             procs.append(serve)
             async with aiohttp.ClientSession() as http:
                 for _ in range(6000):

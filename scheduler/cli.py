@@ -82,7 +82,9 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description=(
             "Watches the cluster and serves two ways at once: the kube-scheduler extender webhooks (/filter, /prioritize, "
             "/bind, /preempt) and a secondary scheduler for pods whose spec.schedulerName is --scheduler-name. Also "
-            "serves /healthz, /readyz (ready once every informer has synced) and /metrics. Stops cleanly on SIGTERM."
+            "serves /healthz, /readyz (ready once every informer has synced) and /metrics. The webhooks are HTTPS "
+            "(--tls-cert-file, --tls-private-key-file, reloaded when the files change), plain HTTP only with "
+            "--insecure-http; the metrics port is plain HTTP. Stops cleanly on SIGTERM."
         ),
     )
     srv.add_argument("--kubeconfig", metavar="PATH",
@@ -92,9 +94,21 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     srv.add_argument("--port", type=int, default=8888, help="port of the extender webhooks (default: 8888)")
     srv.add_argument("--metrics-port", type=int, default=9090, help="port of /metrics, /healthz, /readyz (default: 9090)")
     srv.add_argument("--bind-address", default="0.0.0.0", metavar="ADDR", help="address to listen on (default: 0.0.0.0)")
+    srv.add_argument("--tls-cert-file", metavar="FILE",
+                     help="PEM certificate (chain) the webhooks on --port are served with over HTTPS; reloaded when "
+                          "the file changes (checked every 10 s)")
+    srv.add_argument("--tls-private-key-file", metavar="FILE", help="PEM private key of --tls-cert-file (unencrypted)")
+    srv.add_argument("--client-ca-file", metavar="FILE",
+                     help="PEM CA bundle: clients of the webhooks must present a certificate it signed (kube-scheduler's "
+                          "extender tlsConfig.certFile/keyFile); also what replicas verify each other with")
+    srv.add_argument("--insecure-http", action="store_true",
+                     help="serve the webhooks over plain HTTP (without it, the TLS files are required)")
     srv.add_argument("--leader-elect", action="store_true",
                      help="elect a leader with a coordination.k8s.io/v1 Lease; only the leader schedules and binds, "
-                          "every replica answers filter and prioritize")
+                          "every replica answers every webhook (a non-leader forwards /bind to the leader)")
+    srv.add_argument("--advertise-address", metavar="HOST",
+                     help="where the other replicas reach this one's webhooks, published in the Lease while it leads "
+                          "(default: $POD_IP; without either, a leader cannot be forwarded to)")
     srv.add_argument("--lease-namespace", metavar="NS",
                      help="namespace of the Lease (default: $POD_NAMESPACE, the service account's namespace, or kube-system)")
     srv.add_argument("--lease-name", default="tessera", metavar="NAME", help="name of the Lease (default: tessera)")
@@ -191,11 +205,21 @@ def _lease_namespace(given: str | None) -> str:
         return "kube-system"
 
 
+def _advertise_url(host: str | None, port: int, tls: bool) -> str | None:
+    """The URL of this replica's webhooks as its peers reach them (IPv6 addresses in brackets)."""
+    if not host:
+        return None
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{'https' if tls else 'http'}://{host}:{port}"
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .kube import StartupError
     from .logs import setup_logging
     from .serve import run
     from .service import Options
+    from .tls import ServingTLS, TLSFileError, check_flags
 
     for flag, port in (("--port", args.port), ("--metrics-port", args.metrics_port)):
         if not 0 <= port <= 65535:
@@ -216,6 +240,12 @@ def _serve(args: argparse.Namespace) -> int:
               f"between 0 and 3600 seconds (got {args.bind_wait})", file=sys.stderr)
         return EXIT_INPUT
     try:
+        files = check_flags(args.tls_cert_file, args.tls_private_key_file, args.client_ca_file, args.insecure_http)
+        tls = ServingTLS(files) if files is not None else None
+    except (ValueError, TLSFileError) as e:
+        print(f"tessera serve: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    try:
         config = load_config(args.config) if args.config else Config()
     except InputError as e:
         print(f"tessera serve: {e}", file=sys.stderr)
@@ -227,9 +257,11 @@ def _serve(args: argparse.Namespace) -> int:
                       identity=identity, topology=config.topology, default_spread=config.default_spread, policy=args.policy,
                       binding_timeout=args.binding_timeout, bind_wait=args.bind_wait,
                       decision_deadline=args.decision_deadline,
-                      max_request_bytes=args.max_request_bytes, volume_bind_timeout=args.volume_bind_timeout)
+                      max_request_bytes=args.max_request_bytes, volume_bind_timeout=args.volume_bind_timeout,
+                      advertise_url=_advertise_url(args.advertise_address or os.environ.get("POD_IP"), args.port,
+                                                   tls is not None))
     try:
-        return asyncio.run(run(options, args.kubeconfig, args.bind_address, args.port, args.metrics_port))
+        return asyncio.run(run(options, args.kubeconfig, args.bind_address, args.port, args.metrics_port, tls))
     except KeyboardInterrupt:  # pragma: no cover
         return 130
     except StartupError as e:

@@ -13,22 +13,57 @@ a pod Tessera cannot place gets a normal answer saying why, per node.
   without claims is filtered too, and should agree with kube-scheduler's own filters.
 - prioritize: 0-10 per node from the best-fit and topology order.
 - bind: decides the pod's devices on the chosen node, writes claim status, creates the Binding;
-  any failure answers `Error` with nothing left half-written. Only the leader binds.
+  any failure answers `Error` with nothing left half-written. Only the leader binds; a replica
+  that does not lead forwards the call to the one that does (below).
 - preempt: for a pod with claims, keeps the candidate nodes where, with the victims gone (their
   devices, resources, ports and affinity terms), the pod fits, and drops the others; otherwise
   echoes the candidates (kube-scheduler chose them by the same rules Tessera filters with).
+
+Replicas. Behind one Service, kube-scheduler's calls reach every replica. filter, prioritize and
+preempt are answered by whichever replica gets them, from its own cache. bind must be the
+leader's (one assume cache, one writer, so no device is handed out twice), so a replica that does
+not lead forwards the body, unchanged but for a marker, to the URL the leader advertises in the
+Lease (`scheduler.leader`), and returns the leader's answer as it came. The forward is bounded by
+`bind_wait` plus a margin, under kube-scheduler's 5 s extender timeout. No leader known (the Lease
+is free, or its holder's record expired on this replica's clock), a leader that does not answer in
+time, or that answers anything but HTTP 200: an `Error` saying so, and kube-scheduler retries the
+pod after its backoff. The marker (the field `TesseraForwardedBy` in the body, which is what the
+receiving extender sees; also the header `X-Tessera-Forwarded` for proxies and logs) names the
+forwarding replica: a forwarded call is bound or refused, never forwarded again, so a replica
+that lost the lease meanwhile answers `Error` rather than sending the call back.
+
+The trade-offs: a leader that dies leaves bind answering `Error` until its Lease expires on
+another replica's clock (the lease duration, 15 s, after the last renewal that replica saw) and
+that replica takes over; filter, prioritize and preempt keep being answered meanwhile. A leader
+that shuts down cleanly hands the Lease back, so a rolling update costs about a retry period.
+A non-leader filters from its own cache, which lags the leader's assume cache (the leader's
+decisions count there at once, elsewhere only once their writes are watched back), so it may
+pass a node whose devices the leader has just handed out.
+That is safe because the leader's bind decides the pod again on the chosen node against its own
+cache and answers `Error` when it no longer fits; kube-scheduler retries the pod, whose next
+filter sees the writes. The alternative, a Service that routes only to the leader (a readiness
+probe that fails on non-leaders, or a label the leader sets on its pod), keeps every call on one
+cache but makes every failover wait for the endpoints to be updated on top of the lease, leaves
+filter and preempt unanswered meanwhile, puts the whole webhook load on one replica, and needs
+RBAC to patch pods or probes that lie about readiness. Forwarding costs one extra hop (and its
+share of the 5 s) on the binds that reach a non-leader, and an `Error` for binds that reach a
+replica which has not read the Lease since the leader changed (it forwards to the old holder,
+which refuses or does not answer; the retry finds the new one).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import aiohttp
 import orjson
 
 from allocator.errors import SpecError
@@ -38,6 +73,7 @@ from allocator.placement import Commit, Placed, Session, Unschedulable
 
 from .engine import DecisionTimeout, Stop
 from .kube import Kube, KubeError
+from .leader import Holder
 from .metrics import Metrics
 from .readiness import DEFAULT_BIND_WAIT, DEFAULT_DECISION_DEADLINE
 from .resources import PODS
@@ -51,6 +87,10 @@ MAX_OBJECT_DEPTH = 64
 CANDIDATE_SLACK = 100  # nodes kube-scheduler may know before Tessera's cache does
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+FORWARDED_FIELD = "TesseraForwardedBy"  # in a forwarded bind's body: the replica that forwarded it
+FORWARDED_HEADER = "X-Tessera-Forwarded"  # the same, as a header (the webhook hands the extender only the body)
+FORWARD_MARGIN = 1.0  # seconds beyond bind_wait for the leader's decision, writes and binding
+FORWARD_TIMEOUT_CAP = 4.5  # inside kube-scheduler's 5 s extender timeout, whatever bind_wait says
 
 
 class BadRequest(Exception):
@@ -141,6 +181,84 @@ def _text(args: Mapping[str, Any], key: str, what: str, pattern: re.Pattern[str]
     return v
 
 
+def forward_timeout(bind_wait: float) -> float:
+    """How long a non-leader waits for the leader's bind answer: the leader may wait `bind_wait`
+    for devices and volumes, plus a margin for its decision and writes, under 5 s in total."""
+    return min(bind_wait + FORWARD_MARGIN, FORWARD_TIMEOUT_CAP)
+
+
+def mark_forwarded(raw: bytes, identity: str) -> bytes:
+    """`raw` (a JSON object, already decoded once) with `FORWARDED_FIELD` added as its last
+    member, every other byte as kube-scheduler sent it."""
+    head = raw.rstrip()
+    if not head.endswith(b"}"):
+        raise ValueError("not a JSON object")
+    inner = head[:-1].rstrip()
+    sep = b"" if inner.endswith(b"{") else b","
+    return inner + sep + orjson.dumps(FORWARDED_FIELD) + b":" + orjson.dumps(identity) + b"}"
+
+
+class Forwarder:
+    """Sends a bind to the leader's extender and brings its answer back: one aiohttp session
+    (made on first use, in the running loop), closed by `close()`."""
+
+    def __init__(self, identity: str, timeout: float, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.identity = identity
+        self.timeout = timeout
+        self.ssl_context = ssl_context  # the client side of TLS to the leader; None: plain HTTP (or default checks for https)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def bind(self, raw: bytes, leader: Holder, ref: str) -> Obj:
+        """The leader's ExtenderBindingResult for `raw`, as it answered; an `Error` of ours when it
+        could not be asked or did not answer with HTTP 200 and such a result."""
+        assert leader.url is not None
+        url = leader.url.rstrip("/") + "/bind"
+        where = f"the leader {leader.identity} at {leader.url}"
+        try:
+            data = mark_forwarded(raw, self.identity)
+        except ValueError:
+            return _failed(ref, "the request body is not a JSON object")  # unreachable: it was decoded as one
+        t0 = time.perf_counter()
+        try:
+            async with self._client().post(url, data=data,
+                                           headers={"Content-Type": "application/json", FORWARDED_HEADER: self.identity},
+                                           ssl=self.ssl_context if self.ssl_context is not None else True) as resp:
+                status = resp.status
+                body = await resp.read()  # within the total timeout
+        except TimeoutError:
+            return _failed(ref, f"{where} did not answer within {self.timeout:.1f}s")
+        except (aiohttp.ClientError, OSError) as e:
+            return _failed(ref, f"could not reach {where}: {type(e).__name__}: {e}")
+        answer: Any = None
+        with contextlib.suppress(orjson.JSONDecodeError):
+            answer = orjson.loads(body)
+        if status != 200:
+            said = answer.get("Error") if isinstance(answer, dict) else None
+            text = said if isinstance(said, str) and said else body[:300].decode(errors="replace")
+            return _failed(ref, f"{where} answered HTTP {status}: {text}")
+        if not isinstance(answer, dict) or not isinstance(answer.get("Error", ""), str):
+            return _failed(ref, f"{where} answered HTTP 200 with something that is not an ExtenderBindingResult: "
+                                f"{body[:200].decode(errors='replace')!r}")
+        log.info("event=bind-forwarded pod=%s leader=%s seconds=%.3f error=%r", ref, leader.identity,
+                 time.perf_counter() - t0, answer.get("Error") or "")
+        return answer
+
+
+def _failed(ref: str, why: str) -> Obj:
+    log.warning("event=bind-forward-failed pod=%s why=%r", ref, why)
+    return {"Error": f"cannot bind pod {ref} through the leader: {why}; kube-scheduler retries the pod"}
+
+
 @dataclass(slots=True)
 class Extender:
     state: ClusterState
@@ -151,6 +269,9 @@ class Extender:
     leading: Callable[[], bool]
     bind_wait: float = DEFAULT_BIND_WAIT  # for devices' binding conditions, inside kube-scheduler's httpTimeout
     deadline: float = DEFAULT_DECISION_DEADLINE  # for filter, prioritize and preempt: inside kube-scheduler's 5 s
+    identity: str = ""  # this replica's, as in the Lease
+    leader: Callable[[], Holder | None] = lambda: None  # the Lease's live holder and its URL, as last read
+    forwarder: Forwarder | None = None  # None: a non-leader refuses binds instead of forwarding them
     _binding: set[ObjectKey] = field(default_factory=set)
 
     # --- filter ----------------------------------------------------------------------------
@@ -213,12 +334,39 @@ class Extender:
         namespace = _text(args, "PodNamespace", "ExtenderBindingArgs", DNS_LABEL, "namespace (a DNS label)")
         uid = _text(args, "PodUID", "ExtenderBindingArgs")
         node = _text(args, "Node", "ExtenderBindingArgs", DNS_SUBDOMAIN, "node name (a DNS subdomain)")
-        return {"Error": await self._bind(namespace, name, uid, node) or ""}
-
-    async def _bind(self, namespace: str, name: str, uid: str, node: str) -> str | None:
+        forwarded_by = args.get(FORWARDED_FIELD.lower())
+        if forwarded_by is not None and (not isinstance(forwarded_by, str) or not forwarded_by):
+            raise BadRequest(f"ExtenderBindingArgs.{FORWARDED_FIELD}: expected the identity of the forwarding replica")
         ref = f"{namespace}/{name}"
         if not self.leading():
-            return f"cannot bind pod {ref}: this Tessera replica is not the leader"
+            return await self._forward(raw, ref, forwarded_by)
+        return {"Error": await self._bind(namespace, name, uid, node, forwarded_by) or ""}
+
+    async def _forward(self, raw: bytes, ref: str, forwarded_by: str | None) -> Obj:
+        """A bind that reached a replica that does not lead: the leader's answer, or why there is none."""
+        me = f"this Tessera replica ({self.identity})" if self.identity else "this Tessera replica"
+        if forwarded_by is not None:
+            # Never forwarded twice: a leader that lost the lease since must not send the call back.
+            return {"Error": f"cannot bind pod {ref}: replica {forwarded_by} forwarded it here as to the leader, but {me} "
+                             "is not the leader (any more); not forwarding it again; kube-scheduler retries the pod"}
+        holder = self.leader()
+        if holder is None and not self.ready():
+            # The elector starts once the cache has synced: until then no leader is known either.
+            return {"Error": f"cannot bind pod {ref}: Tessera's informer cache has not synced yet; kube-scheduler retries the pod"}
+        if holder is None:
+            return {"Error": f"cannot bind pod {ref}: {me} is not the leader and knows of no live leader to forward "
+                             "to (the lease is free or expired, and a replica takes it over within the lease duration); "
+                             "kube-scheduler retries the pod"}
+        if holder.identity == self.identity:
+            return {"Error": f"cannot bind pod {ref}: the lease still names {me}, but it does not lead (it stepped down, "
+                             "or its renewal is overdue); kube-scheduler retries the pod"}
+        if holder.url is None or self.forwarder is None:
+            return {"Error": f"cannot bind pod {ref}: {me} is not the leader, and the leader {holder.identity} does not "
+                             "advertise where its extender is reachable; kube-scheduler retries the pod"}
+        return await self.forwarder.bind(raw, holder, ref)
+
+    async def _bind(self, namespace: str, name: str, uid: str, node: str, forwarded_by: str | None = None) -> str | None:
+        ref = f"{namespace}/{name}"
         if not self.ready():
             return f"cannot bind pod {ref}: Tessera's informer cache has not synced yet"
         key = (namespace, name)
@@ -245,7 +393,7 @@ class Extender:
             result = await self.writer.place([(pod, decision, commit)], announce=False, wait=self.bind_wait)
             why = result.get(pod.key)
             if why is None:
-                log.info("event=bound pod=%s node=%s via=extender", ref, node)
+                log.info("event=bound pod=%s node=%s via=extender forwarded_by=%s", ref, node, forwarded_by or "-")
             return why
         finally:
             self._binding.discard(key)

@@ -2,15 +2,19 @@
 metrics on the other), shutting down cleanly: the lease is handed back and writes in flight end.
 
 The metrics port runs in a thread of its own, with its own event loop: the kubelet's probes and
-Prometheus get answers while a long decision holds the main loop."""
+Prometheus get answers while a long decision holds the main loop. The extender port is HTTPS
+when `run` is given a `ServingTLS` (scheduler/tls.py), whose files are watched for rotation;
+the metrics port is always plain HTTP."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 
@@ -20,6 +24,7 @@ from fastapi import FastAPI
 from .app import extender_app, health_app
 from .kube import Kube, StartupError
 from .service import Options, Service
+from .tls import ServingTLS, TLSFileError
 
 log = logging.getLogger("tessera.serve")
 
@@ -32,9 +37,21 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def start_http(app: FastAPI, host: str, port: int) -> tuple[_Server, asyncio.Task[None], int]:
-    """Serves `app` in the running loop; returns the server, its task and the bound port."""
-    server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off"))
+def _config(app: FastAPI, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> uvicorn.Config:
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
+    if ssl_context is not None:
+        # uvicorn builds its own context from file names in load(); Server.startup passes
+        # config.ssl to loop.create_server, and does not load a config twice: ours replaces its.
+        config.load()
+        config.ssl = ssl_context
+    return config
+
+
+async def start_http(app: FastAPI, host: str, port: int,
+                     ssl_context: ssl.SSLContext | None = None) -> tuple[_Server, asyncio.Task[None], int]:
+    """Serves `app` in the running loop (over TLS with `ssl_context`); returns the server, its task
+    and the bound port."""
+    server = _Server(_config(app, host, port, ssl_context))
     task = asyncio.get_running_loop().create_task(server.serve())
     while not server.started:
         if task.done():
@@ -79,9 +96,17 @@ def _free(host: str, port: int) -> None:
             raise StartupError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
-async def run(options: Options, kubeconfig: str | None, host: str, port: int, metrics_port: int) -> int:
+async def run(options: Options, kubeconfig: str | None, host: str, port: int, metrics_port: int,
+              tls: ServingTLS | None = None) -> int:
+    """Serves until SIGTERM; the extender port over HTTPS with `tls`, else plain HTTP."""
     for p in {port, metrics_port}:
         _free(host, p)
+    if tls is not None:
+        # Replicas forward /bind to the leader over the same TLS, presenting their own certificate.
+        try:
+            options = dataclasses.replace(options, forward_ssl=tls.peer_context())
+        except TLSFileError as e:  # the files changed since they were checked
+            raise StartupError(str(e)) from None
     kube = await Kube.connect(kubeconfig)
     try:
         await kube.check()
@@ -91,15 +116,18 @@ async def run(options: Options, kubeconfig: str | None, host: str, port: int, me
     service = Service(kube, options)
     await service.start()
     main_app = extender_app(service.extender, service.metrics, service.unsynced, service.problems, options.max_request_bytes)
-    main, main_task, bound = await start_http(main_app, host, port)
+    main, main_task, bound = await start_http(main_app, host, port, tls.context if tls is not None else None)
     tasks = [main_task]
+    watcher = asyncio.get_running_loop().create_task(tls.watch()) if tls is not None else None
     servers = [main]
     side: HttpThread | None = None
     if metrics_port != port:
         side = HttpThread(health_app(service.metrics, service.unsynced, service.problems), host, metrics_port)
         side_bound = await side.start()
         log.info("event=listening what=metrics address=%s:%d", host, side_bound)
-    log.info("event=listening what=extender address=%s:%d", host, bound)
+    log.info("event=listening what=extender address=%s:%d scheme=%s client_certificates=%s", host, bound,
+             "https" if tls is not None else "http",
+             "required" if tls is not None and tls.files.client_ca_file else "not-asked")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -113,6 +141,8 @@ async def run(options: Options, kubeconfig: str | None, host: str, port: int, me
     if side is not None:
         await side.stop()
     stopper.cancel()
+    if watcher is not None:
+        watcher.cancel()
     await service.stop()
     await kube.close()
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import ssl
 from dataclasses import dataclass, field
 
 from allocator.cel import Backend
@@ -13,10 +14,10 @@ from allocator.placement import Policy
 from allocator.podspec import SpreadConstraint
 from topology import TopologyConfig
 
-from .extender import Extender
+from .extender import Extender, Forwarder, forward_timeout
 from .informer import Reflector
 from .kube import Kube
-from .leader import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, LeaderElector
+from .leader import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, Holder, LeaderElector
 from .limits import DEFAULT_MAX_BODY
 from .loop import SecondaryScheduler
 from .metrics import Metrics
@@ -49,6 +50,10 @@ class Options:
     max_request_bytes: int = DEFAULT_MAX_BODY
     volume_bind_timeout: float = DEFAULT_VOLUME_BIND_TIMEOUT
     binding_poll: float = 0.25
+    # Where this replica's extender webhooks are reachable from its peers (https://10.1.2.3:8888):
+    # written into the Lease while it leads, so that the others forward /bind to it.
+    advertise_url: str | None = None
+    forward_ssl: ssl.SSLContext | None = None  # the client side of TLS when forwarding to the leader; None: plain HTTP
 
 
 class Service:
@@ -65,13 +70,15 @@ class Service:
         self.reflectors = [Reflector(kube, r, self.state.on_event, self.metrics, watch_timeout=options.watch_timeout,
                                      quiet=self.state.engine.quiet)
                            for r in WATCHED]
-        self.extender = Extender(self.state, self.writer, self.metrics, kube, self.ready, self.scheduler.leading.is_set,
-                                 options.bind_wait, options.decision_deadline)
+        self.forwarder = Forwarder(options.identity, forward_timeout(options.bind_wait), options.forward_ssl)
+        self.extender = Extender(self.state, self.writer, self.metrics, kube, self.ready, self.binds,
+                                 options.bind_wait, options.decision_deadline, identity=options.identity,
+                                 leader=self.leader, forwarder=self.forwarder)
         self.elector: LeaderElector | None = None
         if options.leader_elect:
             self.elector = LeaderElector(kube, options.lease_namespace, options.lease_name, options.identity, self.metrics,
                                          self.scheduler.leading.set, self.scheduler.leading.clear, options.lease_duration,
-                                         options.renew_deadline, options.retry_period)
+                                         options.renew_deadline, options.retry_period, advertise_url=options.advertise_url)
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -97,6 +104,15 @@ class Service:
 
     async def synced(self) -> None:
         await asyncio.gather(*(r.synced.wait() for r in self.reflectors))
+
+    def binds(self) -> bool:
+        """Whether this replica binds extender calls itself (else it forwards them to the leader):
+        it leads, and its lease was renewed within the renew deadline."""
+        return self.scheduler.leading.is_set() and (self.elector is None or self.elector.holds())
+
+    def leader(self) -> Holder | None:
+        """The Lease's live holder and its advertised URL, as this replica last read them."""
+        return None if self.elector is None else self.elector.leader()
 
     def ready(self) -> bool:
         return all(r.synced.is_set() for r in self.reflectors)
@@ -128,5 +144,6 @@ class Service:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
         await self.scheduler.drain()
+        await self.forwarder.close()
         await self.state.engine.close()
         log.info("event=stopped identity=%s", self.options.identity)

@@ -48,7 +48,7 @@ class Serve:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "scheduler.cli", "serve", "--kubeconfig", str(self.config), "--port", str(port),
             "--metrics-port", str(self.metrics_port), "--bind-address", "127.0.0.1", "--log-level", "WARNING",
-            stderr=asyncio.subprocess.DEVNULL, env=env)
+            "--insecure-http", stderr=asyncio.subprocess.DEVNULL, env=env)
         await eventually_async(self._ready, what="tessera serve to become ready")
 
     def kill(self) -> None:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from scheduler.kube import Kube
-from scheduler.leader import LeaderElector
+from scheduler.leader import LEADER_URL_ANNOTATION, LeaderElector
 from scheduler.metrics import Metrics
 from scheduler.service import Options, Service
 from tests.apiserver import FakeApiServer
@@ -19,12 +19,12 @@ pytestmark = pytest.mark.asyncio
 
 
 class Replica:
-    def __init__(self, api: FakeApiServer, identity: str) -> None:
+    def __init__(self, api: FakeApiServer, identity: str, advertise_url: str | None = None) -> None:
         self.kube = Kube.for_url(api.url)
         self.changes: list[bool] = []
         self.elector = LeaderElector(self.kube, "kube-system", "tessera", identity, Metrics(),
                                      lambda: self.changes.append(True), lambda: self.changes.append(False),
-                                     lease_duration=1.0, renew_deadline=0.6, retry=0.05)
+                                     lease_duration=1.0, renew_deadline=0.6, retry=0.05, advertise_url=advertise_url)
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -51,6 +51,17 @@ async def server() -> FakeApiServer:
 def holder(api: FakeApiServer) -> str | None:
     lease = api.get("Lease", "tessera", "kube-system")
     return lease["spec"].get("holderIdentity") if lease else None
+
+
+def leader_url(api: FakeApiServer) -> str | None:
+    lease = api.get("Lease", "tessera", "kube-system")
+    url = ((lease or {}).get("metadata") or {}).get("annotations", {}).get(LEADER_URL_ANNOTATION)
+    return str(url) if url is not None else None
+
+
+def seen_by(r: Replica) -> tuple[str, str | None] | None:
+    h = r.elector.leader()
+    return None if h is None else (h.identity, h.url)
 
 
 async def test_exactly_one_replica_leads() -> None:
@@ -176,4 +187,90 @@ async def test_two_service_replicas_schedule_each_pod_once() -> None:
         for kube, svc in replicas:
             await svc.stop()
             await kube.close()
+        await api.stop()
+
+
+async def test_the_lease_carries_the_leaders_url_and_a_changed_url_is_rewritten() -> None:
+    api = await server()
+    a, b = Replica(api, "a", "http://10.0.0.1:8888"), Replica(api, "b", "https://10.0.0.2:8888")
+    try:
+        a.start()
+        await eventually(lambda: a.elector.leading)
+        assert leader_url(api) == "http://10.0.0.1:8888" and seen_by(a) == ("a", "http://10.0.0.1:8888")
+        b.start()
+        await eventually(lambda: seen_by(b) == ("a", "http://10.0.0.1:8888"), what="the follower to learn the leader's URL")
+        # The address changes (a new pod IP, TLS turned on): the next renewal rewrites it.
+        a.elector.advertise_url = "https://10.0.0.9:8888"
+        await eventually(lambda: leader_url(api) == "https://10.0.0.9:8888", what="the new URL in the lease")
+        await eventually(lambda: seen_by(b) == ("a", "https://10.0.0.9:8888"), what="the follower to learn the new URL")
+        # The leader dies: once its record has expired, the new holder's URL replaces it.
+        await a.crash()
+        await eventually(lambda: b.elector.leading, timeout=30)
+        assert leader_url(api) == "https://10.0.0.2:8888" and holder(api) == "b"
+        assert seen_by(b) == ("b", "https://10.0.0.2:8888")
+        # A clean shutdown hands the lease back without a URL: nobody forwards to a replica that left.
+        await b.crash()
+        await b.elector.release()
+        assert holder(api) == "" and leader_url(api) is None and b.elector.leader() is None
+    finally:
+        await a.close()
+        await b.close()
+        await api.stop()
+
+
+async def test_the_url_rides_on_the_renewals_and_costs_no_write_of_its_own() -> None:
+    api = await server()
+    a = Replica(api, "a", "http://10.0.0.1:8888")
+    try:
+        for _ in range(4):
+            assert await a.elector.try_acquire_or_renew()
+        writes = [r for r in api.requests if r[0] in ("POST", "PUT", "PATCH") and "/leases" in r[1]]
+        assert [m for m, _ in writes] == ["POST", "PUT", "PUT", "PUT"], writes  # one create, then one write per renewal
+        lease = api.get("Lease", "tessera", "kube-system")
+        assert lease is not None and lease["metadata"]["annotations"] == {LEADER_URL_ANNOTATION: "http://10.0.0.1:8888"}
+    finally:
+        await a.close()
+        await api.stop()
+
+
+async def test_a_new_holder_without_a_url_drops_the_previous_holders() -> None:
+    api = await server()
+    api.create({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": "tessera", "namespace": "kube-system",
+                             "annotations": {LEADER_URL_ANNOTATION: "http://gone:8888", "keep": "me"}},
+                "spec": {"holderIdentity": "gone", "leaseDurationSeconds": 1, "renewTime": "2026-01-01T00:00:00.000000Z"}})
+    a = Replica(api, "a")
+    try:
+        a.start()
+        await eventually(lambda: a.elector.leading, timeout=30)
+        lease = api.get("Lease", "tessera", "kube-system")
+        assert lease is not None and lease["metadata"]["annotations"] == {"keep": "me"}
+        assert seen_by(a) == ("a", None)
+    finally:
+        await a.close()
+        await api.stop()
+
+
+async def test_a_holder_is_known_only_while_its_record_is_live_on_this_clock() -> None:
+    api = await server()
+    api.create({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": "tessera", "namespace": "kube-system",
+                             "annotations": {LEADER_URL_ANNOTATION: "http://10.0.0.1:8888"}},
+                "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15, "renewTime": "2026-01-01T00:00:00.000000Z"}})
+    now = [100.0]
+    kube = Kube.for_url(api.url)
+    b = LeaderElector(kube, "kube-system", "tessera", "b", Metrics(), lambda: None, lambda: None, clock=lambda: now[0])
+    try:
+        assert b.leader() is None, "nothing is known before the first read"
+        assert not await b.try_acquire_or_renew()
+        assert (h := b.leader()) is not None and (h.identity, h.url) == ("a", "http://10.0.0.1:8888")
+        now[0] += 14.9
+        assert b.leader() is not None
+        now[0] += 0.2  # the record stayed the same for a whole lease duration: a is presumed gone
+        assert b.leader() is None
+        api.fail_next(500, count=1, path="/leases/")
+        assert not await b.try_acquire_or_renew()
+        assert b.leader() is None, "a failed read does not bring a stale holder back"
+    finally:
+        await kube.close()
         await api.stop()

@@ -55,25 +55,26 @@ def test_serve_help_explains_every_flag() -> None:
     out = tessera("serve", "--help")
     assert out.returncode == 0
     for flag in ("--kubeconfig", "--scheduler-name", "--port", "--metrics-port", "--leader-elect", "--lease-namespace",
-                 "--lease-name", "--config", "--log-format", "--binding-timeout", "--bind-wait"):
+                 "--lease-name", "--config", "--log-format", "--binding-timeout", "--bind-wait", "--tls-cert-file",
+                 "--tls-private-key-file", "--client-ca-file", "--insecure-http"):
         assert flag in out.stdout
 
 
 @pytest.mark.parametrize("flags", [("--binding-timeout", "0"), ("--bind-wait", "-1")])
 def test_serve_rejects_bad_waits(flags: tuple[str, str]) -> None:
-    out = tessera("serve", *flags)
+    out = tessera("serve", "--insecure-http", *flags)
     assert out.returncode == 2 and flags[0] in out.stderr, out.stderr
 
 
 def test_serve_rejects_a_bad_config_file(tmp_path: pathlib.Path) -> None:
     bad = tmp_path / "config.yaml"
     bad.write_text("topology:\n  levels: 7\n", encoding="utf-8")
-    out = tessera("serve", "--config", str(bad))
+    out = tessera("serve", "--insecure-http", "--config", str(bad))
     assert out.returncode == 2 and "topology.levels" in out.stderr
 
 
 def test_serve_says_why_it_cannot_reach_the_cluster(tmp_path: pathlib.Path) -> None:
-    out = tessera("serve", "--kubeconfig", str(tmp_path / "missing"), "--port", str(free_port()),
+    out = tessera("serve", "--insecure-http", "--kubeconfig", str(tmp_path / "missing"), "--port", str(free_port()),
                   "--metrics-port", str(free_port()))
     assert out.returncode == 2 and "missing: file not found" in out.stderr and "Traceback" not in out.stderr
 
@@ -89,7 +90,7 @@ async def test_serve_schedules_against_an_api_server_and_stops_on_sigterm(tmp_pa
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "scheduler.cli", "serve", "--kubeconfig", str(kubeconfig(tmp_path / "kubeconfig", url)),
         "--port", str(port), "--metrics-port", str(metrics_port), "--bind-address", "127.0.0.1", "--log-format", "json",
-        "--leader-elect", "--lease-namespace", "tessera-system", stderr=asyncio.subprocess.PIPE, env=env)
+        "--insecure-http", "--leader-elect", "--lease-namespace", "tessera-system", stderr=asyncio.subprocess.PIPE, env=env)
     try:
         async with aiohttp.ClientSession() as http:
             async def ready() -> bool:
@@ -135,19 +136,20 @@ async def test_serve_schedules_against_an_api_server_and_stops_on_sigterm(tmp_pa
 
 
 def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`tessera serve ARGS` as a process, to its end (ARGS say --insecure-http or TLS as they need)."""
     exe = pathlib.Path(sys.executable).parent / "tessera"
     return subprocess.run([str(exe), "serve", *args], capture_output=True, text=True, timeout=120, check=False,
                           env=env if env is not None else {k: v for k, v in os.environ.items() if k != "KUBECONFIG"})
 
 
 def test_startup_problems_are_one_line_and_exit_2(tmp_path: pathlib.Path) -> None:
-    missing = serve("--kubeconfig", str(tmp_path / "nope"))
+    missing = serve("--insecure-http", "--kubeconfig", str(tmp_path / "nope"))
     assert missing.returncode == 2 and missing.stderr.strip() == f"tessera serve: kubeconfig {tmp_path / 'nope'}: file not found"
     env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
-    none = serve(env=env)
+    none = serve("--insecure-http", env=env)
     assert none.returncode == 2 and none.stderr.startswith("tessera serve: no kubeconfig") and len(none.stderr.splitlines()) == 1
     dead = free_port()  # nothing listens there
-    unreachable = serve("--kubeconfig", str(kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{dead}")), "--port", "0",
+    unreachable = serve("--insecure-http", "--kubeconfig", str(kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{dead}")), "--port", "0",
                         "--metrics-port", "0")
     assert unreachable.returncode == 2, unreachable.stderr
     assert unreachable.stderr.startswith(f"tessera serve: cannot reach the API server at http://127.0.0.1:{dead}")
@@ -156,5 +158,13 @@ def test_startup_problems_are_one_line_and_exit_2(tmp_path: pathlib.Path) -> Non
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        busy = serve("--kubeconfig", str(tmp_path / "kc"), "--bind-address", "127.0.0.1", "--port", str(port))
+        busy = serve("--insecure-http", "--kubeconfig", str(tmp_path / "kc"), "--bind-address", "127.0.0.1", "--port", str(port))
     assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr, busy.stderr
+
+
+def test_the_advertised_url_follows_tls_and_brackets_ipv6() -> None:
+    from scheduler.cli import _advertise_url
+    assert _advertise_url(None, 8888, True) is None
+    assert _advertise_url("10.1.2.3", 8888, True) == "https://10.1.2.3:8888"
+    assert _advertise_url("10.1.2.3", 8443, False) == "http://10.1.2.3:8443"
+    assert _advertise_url("fd00::5", 8888, True) == "https://[fd00::5]:8888"
