@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+IMAGE ?= ghcr.io/tessera-sched/tessera:$(VERSION)
+LOCK := requirements/image.lock
+KUSTOMIZATION ?= manifests/base/kustomization.yaml
 
-.PHONY: install demo test lint unit bench soak map clean
+.PHONY: install demo test lint unit bench soak map clean image lock manifests
 
 install: $(STAMP)
 
@@ -39,3 +43,26 @@ map: install  # the README's picture
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+image:  # the container image IMAGE (default ghcr.io/tessera-sched/tessera:VERSION), labelled with pyproject.toml's version
+	@command -v docker >/dev/null 2>&1 || { echo "make image: docker is not installed here. Elsewhere: docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) ." >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make image: docker cannot reach a daemon here (docker info fails). Elsewhere: docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) ." >&2; exit 1; }
+	DOCKER_BUILDKIT=1 docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) -t $(IMAGE) .
+
+lock: install  # requirements/image.lock: the image's dependencies, pinned as installed in .venv
+	$(BIN)/python -m tests.test_manifests lock $(LOCK)
+
+# The one place the manifests take the image from: make manifests IMAGE=registry/tessera:tag (or @sha256:...)
+manifests:
+	@image='$(IMAGE)'; \
+	case "$$image" in *[!A-Za-z0-9._:/@-]*|"") echo "make manifests: IMAGE='$$image' is not an image reference" >&2; exit 2;; esac; \
+	name="$${image%%@*}"; last="$${name##*/}"; \
+	case "$$last" in *:*) tag="$${last##*:}"; name="$${name%:*}";; *) tag="";; esac; \
+	case "$$image" in *@*) ref="digest: $${image#*@}";; *) ref="newTag: \"$$tag\"";; esac; \
+	if [ "$$ref" = 'newTag: ""' ]; then echo "make manifests: IMAGE=$$image needs a tag (name:tag) or a digest (name@sha256:...)" >&2; exit 2; fi; \
+	sed -e "s|^  newName: .*|  newName: $$name|" -e "s|^  newTag: .*|  $$ref|" -e "s|^  digest: .*|  $$ref|" \
+		$(KUSTOMIZATION) > $(KUSTOMIZATION).tmp || { rm -f $(KUSTOMIZATION).tmp; exit 1; }; \
+	if ! grep -qx "  newName: $$name" $(KUSTOMIZATION).tmp || ! grep -qx "  $$ref" $(KUSTOMIZATION).tmp; then \
+		rm -f $(KUSTOMIZATION).tmp; echo "make manifests: $(KUSTOMIZATION) has no images: entry with newName and newTag (or digest)" >&2; exit 1; fi; \
+	mv $(KUSTOMIZATION).tmp $(KUSTOMIZATION); \
+	echo "$(KUSTOMIZATION): image $$name, $$ref"
