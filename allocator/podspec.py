@@ -285,6 +285,10 @@ def pod_requests(o: _Obj, spec: Mapping[str, Any]) -> dict[str, int]:
     return {k: milli(v) for k, v in total.items() if v}
 
 
+# The keys a default constraint may have (docs/configuration.md documents each).
+DEFAULT_SPREAD_KEYS = ("maxSkew", "topologyKey", "whenUnsatisfiable", "minDomains", "nodeAffinityPolicy", "nodeTaintsPolicy")
+
+
 def parse_default_spread(raw: Any) -> tuple[SpreadConstraint, ...]:
     """The `podTopologySpread.defaultConstraints` of Tessera's config file, shaped as
     kube-scheduler's PodTopologySpreadArgs: constraints without a labelSelector, applied to pods
@@ -309,6 +313,9 @@ def parse_default_spread(raw: Any) -> tuple[SpreadConstraint, ...]:
         if isinstance(c, Mapping) and ("labelSelector" in c or "matchLabelKeys" in c):
             raise o.fail(f"podTopologySpread.defaultConstraints[{i}]",
                          "must not set labelSelector or matchLabelKeys: a default counts the pod's own controller's pods")
+        if isinstance(c, Mapping) and (unknown := set(map(str, c)) - set(DEFAULT_SPREAD_KEYS)):
+            raise o.fail(f"podTopologySpread.defaultConstraints[{i}]", f"unknown field(s) {', '.join(sorted(unknown))} "
+                                                                      f"(expected {', '.join(DEFAULT_SPREAD_KEYS)})")
     try:
         return parse_spread(o, {"topologySpreadConstraints": items}, {})
     except SpecError as e:
