@@ -4,10 +4,18 @@ Best fit (the default policy):
 
 - A gang goes into the narrowest domain that can hold all of it (one node, one NVLink domain,
   one block, ...), and among the domains of that level into the one it fills most tightly, so
-  that emptier domains stay whole for bigger gangs. The PodGroup annotation
-  `tessera.dev/topology-required: <node label>` keeps it inside one domain of that level or
-  places none of it; `tessera.dev/topology-preferred: <node label>` starts at that level and
-  widens level by level.
+  that emptier domains stay whole for bigger gangs. A required topology (`PodGroup.topology`:
+  the v1alpha2 `schedulingConstraints.topology[0].key`, a Volcano `networkTopology` in `hard`
+  mode, or the annotation `tessera.dev/topology-required: <node label>`) keeps it inside one
+  domain of that level or places none of it; a Volcano `soft` one tries the levels up to that
+  one, narrowest first, then the whole cluster; `tessera.dev/topology-preferred: <node label>`
+  starts at that level and widens level by level. Volcano tiers are mapped onto the configured
+  levels by `resolve_topology`.
+- A group without gang semantics (`PodGroup.gang` False: v1alpha2 `basic`) has each member
+  decided on its own; with a required topology, all of them in the one domain of that level
+  that takes the most of them.
+- Volcano's `minTaskMember` is enforced with `minMember`: a placement that leaves a task short
+  of its minimum places nothing.
 - Chips in a torus are placed as one contiguous box: the shape in `tessera.dev/slice-shape`
   (on the PodGroup, or on the claim of a single pod), in any rotation, or else the most compact
   box that fits. A slice is never placed in pieces.
@@ -22,15 +30,15 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from math import prod
 
-from topology.config import PREFERRED_ANNOTATION, REQUIRED_ANNOTATION, SLICE_SHAPE_ANNOTATION
-from topology.hierarchy import ROOT, Domain, describe
+from topology.config import HOSTNAME, PREFERRED_ANNOTATION, REQUIRED_ANNOTATION, SLICE_SHAPE_ANNOTATION
+from topology.hierarchy import ROOT, Domain, Hierarchy, describe
 from topology.torus import FreeGrid, ShapeError, compact_shapes, format_shape, parse_shape
 
-from .model import DeviceKey, ObjectKey, Pod, PodGroup
+from .model import DeviceKey, GroupTopology, ObjectKey, Pod, PodGroup
 from .placement import Commit, Decision, Placed, Prepared, Session, Unschedulable
 from .selection import Selector, matches
 
@@ -83,25 +91,34 @@ def schedule_pod(session: Session, pod: Pod) -> Outcome:
     return Outcome({pod.key: d})
 
 
-def schedule_gang(session: Session, group: PodGroup, members: Sequence[Pod]) -> Outcome:
-    """All of the gang or none, within GANG_BUDGET_FACTOR decisions' worth of search steps."""
+def schedule_gang(session: Session, group: PodGroup, members: Sequence[Pod], *, running: Collection[str] = ()) -> Outcome:
+    """All of the gang or none (or, for a group with `gang` False, each member on its own),
+    within GANG_BUDGET_FACTOR decisions' worth of search steps. `running`: nodes where members of
+    the group already run; under a topology constraint the members placed now join their domain."""
     with session.allowance(GANG_BUDGET_FACTOR * session.decision_budget):
-        return _schedule_gang(session, group, members)
+        if not group.gang:
+            return _basic(session, group, members, frozenset(running))
+        return _schedule_gang(session, group, members, frozenset(running))
 
 
-def _schedule_gang(session: Session, group: PodGroup, members: Sequence[Pod]) -> Outcome:
+def _schedule_gang(session: Session, group: PodGroup, members: Sequence[Pod], running: frozenset[str]) -> Outcome:
     name = f"gang {group.namespace}/{group.name}"
+    tasks = group.min_task_member
     if len(members) < group.min_member:
         reason = f"{name} has {len(members)} pod(s), fewer than its minMember {group.min_member}"
         return Outcome({p.key: Unschedulable(reason) for p in members})
+    if (short := _task_shortfall(tasks, members)) is not None:
+        return Outcome({p.key: Unschedulable(f"{name} has too few pods for its minTaskMember ({short})") for p in members})
     if session.policy == "first-fit":
-        return _sequential(session, name, group.min_member, members, None)
+        return _sequential(session, name, group.min_member, members, None, tasks)
     preps = {p.key: session.prepare(p) for p in members}
     broken = {k: d for k, d in preps.items() if isinstance(d, Unschedulable)}
     usable = [p for p in members if p.key not in broken]
     if len(usable) < group.min_member:
         head = f"{name}: only {len(usable)} of its pods can be scheduled at all, fewer than minMember {group.min_member}"
         return _refuse(members, head, broken)
+    if (short := _task_shortfall(tasks, usable)) is not None:
+        return _refuse(members, f"{name}: too few of its pods can be scheduled at all for its minTaskMember ({short})", broken)
     ready = {k: p for k, p in preps.items() if isinstance(p, Prepared)}
     shape = group.annotations.get(SLICE_SHAPE_ANNOTATION)
     out = _torus(session, name, usable, ready, group.min_member, shape)
@@ -109,22 +126,38 @@ def _schedule_gang(session: Session, group: PodGroup, members: Sequence[Pod]) ->
         if shape is not None:
             return _refuse(members, f"{name}: annotation {SLICE_SHAPE_ANNOTATION}={shape} needs pods that ask for chips "
                                     "of a torus", broken)
-        out = _domains(session, name, group, usable, ready)
+        out = _domains(session, name, group, usable, ready, running)
     for k, d in broken.items():
         out.decisions[k] = d
     return out
 
 
+def _task_shortfall(tasks: Mapping[str, int], pods: Iterable[Pod]) -> str | None:
+    """Volcano minTaskMember: which tasks have fewer of `pods` than their minimum."""
+    if not tasks:
+        return None
+    have = Counter(p.task for p in pods)
+    short = [f"task {t}: {have[t]} of {n}" for t, n in sorted(tasks.items()) if have[t] < n]
+    return "; ".join(short) or None
+
+
 # --- sequential (first fit, and the last resort) -----------------------------------------------
 
 def _sequential(session: Session, name: str, min_member: int, members: Sequence[Pod],
-                only: frozenset[str] | None) -> Outcome:
+                only: frozenset[str] | None, tasks: Mapping[str, int]) -> Outcome:
     decisions, commits = _attempt(session, members, only)
-    if len(commits) >= min_member:
+    placed_pods = [p for p in members if isinstance(decisions.get(p.key), Placed)]
+    short = _task_shortfall(tasks, placed_pods)
+    if len(commits) >= min_member and short is None:
         nodes = [d.node for d in decisions.values() if isinstance(d, Placed)]
         where = describe(session.cluster.topology.hierarchy.smallest_domain(nodes)) if nodes else None
         return Outcome(decisions, where, commits=_by_pod(commits))
     _rollback(session, commits)
+    if short is not None and len(commits) >= min_member:
+        head = f"{name}: the pods that could be placed together leave minTaskMember unmet ({short}), so none was placed"
+        out = _refuse(members, head, decisions)
+        out.notes.append(head)  # the reason to give, over a generic one
+        return out
     head = f"{name}: only {len(commits)} of minMember {min_member} pods could be placed together, so none was placed"
     return _refuse(members, head, decisions)
 
@@ -166,22 +199,94 @@ def _attempt(session: Session, members: Sequence[Pod], only: frozenset[str] | No
 
 # --- domains ---------------------------------------------------------------------------------
 
-def _levels(session: Session, group: PodGroup) -> tuple[list[str | None], str | None]:
-    """Levels to try, narrowest first (None: the whole cluster), and an annotation problem."""
+def group_topology(group: PodGroup) -> GroupTopology | None:
+    """The group's topology constraint; for a PodGroup built without `parse_pod_group`, the
+    annotation `tessera.dev/topology-required` (which the parse functions map to `topology`)."""
+    if group.topology is not None:
+        return group.topology
+    key = group.annotations.get(REQUIRED_ANNOTATION)
+    return GroupTopology(key=key, source=f"annotation {REQUIRED_ANNOTATION}") if key is not None else None
+
+
+def _short_name(level: str) -> str:
+    return level.rsplit("/", 1)[-1]
+
+
+def resolve_topology(topology: GroupTopology, hierarchy: Hierarchy) -> tuple[str | None, str | None]:
+    """(node label, problem): the level a constraint names. A key is itself. Volcano tiers map
+    onto the configured levels that some node carries, `kubernetes.io/hostname` left out,
+    narrowest first: tier 1 is the narrowest (e.g. nvidia.com/gpu.clique), tier 2 the next
+    wider (e.g. topology.kubernetes.io/zone), ...; a tier above the widest is the widest (a
+    Volcano job may span at most one HyperNode of the top tier). A tier name is a configured
+    level's label or the name after its last `/` (gpu.clique, zone, hostname)."""
+    if topology.key is not None:
+        return topology.key, None
+    tiers = [lv for lv in reversed(hierarchy.used_levels) if lv != HOSTNAME]
+    listing = ", ".join(f"tier {i} = {_short_name(lv)} ({lv})" for i, lv in enumerate(tiers, 1)) or "none"
+    if topology.tier is not None:
+        if not tiers:
+            return None, (f"{topology.source}={topology.tier}: no node carries a topology level above "
+                          f"{HOSTNAME} (configured: {', '.join(hierarchy.levels)}), so there is no tier {topology.tier}")
+        return tiers[min(topology.tier, len(tiers)) - 1], None
+    name = topology.tier_name or ""
+    matches = [lv for lv in hierarchy.levels if name in (lv, _short_name(lv))]
+    if len(matches) == 1:
+        return matches[0], None
+    if len(matches) > 1:
+        return None, f"{topology.source}={name}: names several topology levels ({', '.join(matches)}); give the full label"
+    return None, (f"{topology.source}={name}: not a topology level; tier names are the configured levels' names, here "
+                  f"{listing}")
+
+
+def _level_domains(session: Session, level: str, any_label: bool = False) -> dict[Domain, frozenset[str]]:
+    """The domains of a node label: the hierarchy's for a configured level (paths, so a rack r1
+    in two zones is two domains); with `any_label`, one per value of any other label."""
+    h = session.cluster.topology.hierarchy
+    if level in h.levels or not any_label:
+        return h.domains(level)
+    by_value: dict[str, set[str]] = defaultdict(set)
+    for node_name, node in session.cluster.node_by_name.items():
+        value = node.labels.get(level)
+        if value is not None:
+            by_value[value].add(node_name)
+    return {((level, v),): frozenset(names) for v, names in sorted(by_value.items())}
+
+
+def _levels(session: Session, group: PodGroup) -> tuple[list[str | None], str | None, GroupTopology | None]:
+    """Levels to try, narrowest first (None: the whole cluster), a problem with a required
+    topology, and the topology constraint (None without one)."""
     h = session.cluster.topology.hierarchy
     used = list(h.used_levels)
-    required = group.annotations.get(REQUIRED_ANNOTATION)
-    preferred = group.annotations.get(PREFERRED_ANNOTATION)
-    if required is not None:
-        if required not in used:
-            return [], f"annotation {REQUIRED_ANNOTATION}={required}: no node carries that label"
-        return [required], None
     narrow_first: list[str | None] = [*reversed(used), None]
+    topo = group_topology(group)
+    if topo is not None:
+        level, problem = resolve_topology(topo, h)
+        if problem is None and level is not None and not _level_domains(session, level, topo.any_label):
+            shown = f"{topo.source}={level}" if topo.key is not None else f"{topo.source} ({level})"
+            problem = f"{shown}: no node carries that label"
+        if problem is not None or level is None:
+            return ([], problem, topo) if topo.required else (narrow_first, None, None)
+        if topo.required:
+            return [level], None, topo
+        # A preference: the levels up to that one, narrowest first, then anywhere.
+        upto = narrow_first[: narrow_first.index(level) + 1] if level in narrow_first else [level]
+        return [*upto, None], None, topo
+    preferred = group.annotations.get(PREFERRED_ANNOTATION)
     if preferred is not None:
         if preferred not in used:
-            return narrow_first[-1:], None  # nothing to prefer: anywhere
-        return narrow_first[narrow_first.index(preferred):], None
-    return narrow_first, None
+            return narrow_first[-1:], None, None  # nothing to prefer: anywhere
+        return narrow_first[narrow_first.index(preferred):], None, None
+    return narrow_first, None, None
+
+
+def _scope(levels: list[str | None], topo: GroupTopology | None) -> str:
+    if topo is None or not topo.required:
+        return "the cluster" if levels == [None] else "any domain"
+    level = levels[0]
+    if topo.key is not None:
+        return f"one domain of {level}"
+    value = topo.tier if topo.tier is not None else topo.tier_name
+    return f"one domain of {level} ({topo.source}={value})"
 
 
 def _domain_need(ready: dict[ObjectKey, Prepared], members: Sequence[Pod]) -> Counter[tuple[object, bool]]:
@@ -237,9 +342,8 @@ def _estimate(session: Session, nodes: frozenset[str], members: Sequence[Pod], r
 
 
 def _domains(session: Session, name: str, group: PodGroup, members: Sequence[Pod],
-             ready: dict[ObjectKey, Prepared]) -> Outcome:
-    h = session.cluster.topology.hierarchy
-    levels, problem = _levels(session, group)
+             ready: dict[ObjectKey, Prepared], running: frozenset[str]) -> Outcome:
+    levels, problem, topo = _levels(session, group)
     if problem is not None:
         return _refuse(members, f"{name}: {problem}", {})
     ask = _ask(ready, members)
@@ -247,8 +351,7 @@ def _domains(session: Session, name: str, group: PodGroup, members: Sequence[Pod
     notes: list[str] = []
     explained_level: str | None = None
     for level in levels:
-        doms: dict[Domain, frozenset[str]] = {ROOT: frozenset(session.cluster.node_by_name)} if level is None \
-            else h.domains(level)
+        doms = _with_running(_domains_at(session, level, topo), running, level)
         scored = []
         level_notes: list[tuple[int, str]] = []
         for d, nodes in doms.items():
@@ -272,19 +375,111 @@ def _domains(session: Session, name: str, group: PodGroup, members: Sequence[Pod
             explained_level = level
             notes = tried_notes + [n for _, n in sorted(level_notes)]
     # Nowhere holds the whole gang; with minMember below its size, the pods that fit may go.
-    required = REQUIRED_ANNOTATION in group.annotations
+    required = topo is not None and topo.required
     if group.min_member < len(members) and not required:
-        out = _sequential(session, name, group.min_member, order, None)
-        if out.placed >= group.min_member:
+        out = _sequential(session, name, group.min_member, order, None, group.min_task_member)
+        if (out.placed and out.placed >= group.min_member) or out.notes:
             return out
-    whole = "the cluster" if levels == [None] else "any domain"
-    scope = f"one domain of {levels[0]}" if required else whole
+    scope = _scope(levels, topo)
     more = len(notes) - EXPLAINED_DOMAINS
     detail = "; ".join(notes[:EXPLAINED_DOMAINS]) + (f"; and {more} more" if more > 0 else "")
     head = f"{name}: no placement holds all {len(members)} pods in {scope}"
     if detail:
         head += f" ({detail})"
     return _refuse(members, head, {})
+
+
+def _domains_at(session: Session, level: str | None, topo: GroupTopology | None) -> dict[Domain, frozenset[str]]:
+    if level is None:
+        return {ROOT: frozenset(session.cluster.node_by_name)}
+    return _level_domains(session, level, topo is not None and topo.any_label and level == topo.key)
+
+
+def _with_running(doms: dict[Domain, frozenset[str]], running: frozenset[str], level: str | None) -> dict[Domain, frozenset[str]]:
+    """Under a topology level, only the domain that holds the members already running."""
+    if not running or level is None:
+        return doms
+    return {d: nodes for d, nodes in doms.items() if running <= nodes}
+
+
+# --- groups without gang semantics -------------------------------------------------------------
+
+def _basic(session: Session, group: PodGroup, members: Sequence[Pod], running: frozenset[str]) -> Outcome:
+    """Each member decided on its own (v1alpha2 `basic`). With a required topology every member
+    goes into one domain of that level: the first, in the gang order, that takes all of them,
+    else the one that takes the most; with a preferred one, a domain that takes all of them
+    when there is one."""
+    name = f"group {group.namespace}/{group.name}"
+    topo = group_topology(group)
+    if topo is None or session.policy == "first-fit":
+        return _singly(session, members)
+    preps = {p.key: session.prepare(p) for p in members}
+    decisions: dict[ObjectKey, Decision] = {k: d for k, d in preps.items() if isinstance(d, Unschedulable)}
+    usable = [p for p in members if p.key not in decisions]
+    ready = {k: p for k, p in preps.items() if isinstance(p, Prepared)}
+    levels, problem, topo = _levels(session, group)
+    if problem is not None:
+        for p in usable:
+            decisions[p.key] = Unschedulable(f"{name}: {problem}")
+        return Outcome(decisions)
+    if not usable:
+        return Outcome(decisions)
+    order = sorted(usable, key=lambda p: -sum(g.need for g in ready[p.key].check.groups))
+    ask = _ask(ready, usable)
+    required = topo is not None and topo.required
+    best: tuple[int, Domain, frozenset[str]] | None = None
+    notes: list[str] = []
+    for level in levels if required else levels[:-1]:
+        doms = _with_running(_domains_at(session, level, topo), running, level)
+        scored = []
+        for d, nodes in doms.items():
+            fit, have, need = _estimate(session, nodes, usable, ready, ask)
+            scored.append((-min(fit, len(usable)), have - need, len(nodes), d, nodes))
+        scored.sort(key=lambda t: (t[0], t[1], t[2], t[3]))
+        for _, _, _, d, nodes in scored[:MAX_DOMAIN_TRIES]:
+            tried, commits = _attempt(session, order, nodes)
+            if len(commits) == len(usable):
+                decisions.update(tried)
+                return Outcome(decisions, describe(d), commits=_by_pod(commits))
+            _rollback(session, commits)
+            if best is None or len(commits) > best[0]:
+                best = (len(commits), d, nodes)
+            why = next((d2.reason for d2 in tried.values() if isinstance(d2, Unschedulable)), "")
+            notes.append(f"{describe(d)}: {len(commits)} of {len(usable)} pods fit ({_first_sentence(why)})")
+    if not required:
+        out = _singly(session, usable)
+        out.decisions.update(decisions)
+        return out
+    scope = _scope(levels, topo)
+    if best is None or best[0] == 0:
+        more = len(notes) - EXPLAINED_DOMAINS
+        detail = "; ".join(notes[:EXPLAINED_DOMAINS]) + (f"; and {more} more" if more > 0 else "")
+        head = f"{name}: its pods stay in {scope}, and no such domain takes any of them" + (f" ({detail})" if detail else "")
+        for p in usable:
+            decisions[p.key] = Unschedulable(head)
+        return Outcome(decisions)
+    _, d, nodes = best
+    tried, commits = _attempt(session, order, nodes)
+    for p in usable:
+        dp = tried[p.key]
+        if isinstance(dp, Unschedulable):
+            dp = Unschedulable(f"{name}: its pods stay in {scope}, and {describe(d)} takes {len(commits)} of "
+                               f"{len(usable)}; this pod: {dp.reason}", dp.warnings)
+        decisions[p.key] = dp
+    return Outcome(decisions, describe(d), commits=_by_pod(commits))
+
+
+def _singly(session: Session, members: Sequence[Pod]) -> Outcome:
+    """Members one after another, each as a single pod would be."""
+    out = Outcome({})
+    for p in members:
+        one = schedule_pod(session, p)
+        out.decisions.update(one.decisions)
+        out.commits.update(one.commits)
+    nodes = [d.node for d in out.decisions.values() if isinstance(d, Placed)]
+    if nodes:
+        out.where = describe(session.cluster.topology.hierarchy.smallest_domain(nodes))
+    return out
 
 
 def _landed(session: Session, decisions: dict[ObjectKey, Decision]) -> str:

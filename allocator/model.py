@@ -7,7 +7,7 @@ them. Kubernetes JSON is produced only at the edge (see `results.py`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,7 +28,16 @@ SCALAR_KINDS: tuple[AttrKind, ...] = ("int", "bool", "string", "version")
 LIST_KINDS: tuple[AttrKind, ...] = ("ints", "bools", "strings", "versions")
 
 ADMIN_ACCESS_LABEL = "resource.kubernetes.io/admin-access"
-POD_GROUP_LABEL = "scheduling.x-k8s.io/pod-group"
+
+# The PodGroup APIs (apiVersions) Tessera reads, and how a pod names its group in each; see PodGroup.
+COSCHEDULING_API = "scheduling.x-k8s.io/v1alpha1"  # scheduler-plugins Coscheduling
+WORKLOAD_API = "scheduling.k8s.io/v1alpha2"  # upstream Workload API (Kubernetes 1.36, alpha)
+VOLCANO_API = "scheduling.volcano.sh/v1beta1"  # Volcano
+GROUP_APIS = (COSCHEDULING_API, WORKLOAD_API, VOLCANO_API)
+POD_GROUP_LABEL = "scheduling.x-k8s.io/pod-group"  # Coscheduling: pod label
+SCHEDULING_GROUP_FIELD = "spec.schedulingGroup.podGroupName"  # Workload API: pod field
+VOLCANO_GROUP_ANNOTATIONS = ("scheduling.k8s.io/group-name", "scheduling.volcano.sh/group-name")  # Volcano: pod annotation
+VOLCANO_TASK_ANNOTATION = "volcano.sh/task-spec"  # Volcano: the task (role) a pod belongs to, for minTaskMember
 MAX_RESULTS_PER_CLAIM = 32
 MAX_RESERVED_FOR = 256
 
@@ -352,6 +361,11 @@ class Pod:
     host_ports: tuple[HostPort, ...] = ()
     volumes: tuple[PodVolume, ...] = ()
     owner_uid: str = ""  # the controlling owner's UID (for cluster-level default spread constraints)
+    # Membership (parse_pod reads it once; see `group`): the PodGroup's name, in the pod's own
+    # namespace, and the APIs the pod's markers point to, the one it joins first.
+    group_name: str | None = None
+    group_apis: tuple[str, ...] = ()
+    task: str | None = None  # Volcano annotation volcano.sh/task-spec (minTaskMember counts pods per task)
 
     @property
     def key(self) -> ObjectKey:
@@ -363,7 +377,27 @@ class Pod:
 
     @property
     def group(self) -> str | None:
-        return self.labels.get(POD_GROUP_LABEL)
+        """The name of the PodGroup the pod belongs to (always in the pod's namespace), from
+        `spec.schedulingGroup.podGroupName` (scheduling.k8s.io/v1alpha2), the label
+        `scheduling.x-k8s.io/pod-group` (v1alpha1) or the annotation `scheduling.k8s.io/group-name`
+        (Volcano). A pod built without `parse_pod` falls back to the label."""
+        return self.group_name if self.group_name is not None else self.labels.get(POD_GROUP_LABEL)
+
+    @property
+    def group_api(self) -> str | None:
+        """The API of the PodGroup the pod names (the first marker found, in the order above)."""
+        if self.group_apis:
+            return self.group_apis[0]
+        return COSCHEDULING_API if self.group is not None else None
+
+    def group_keys(self) -> tuple[GroupKey, ...]:
+        """Every (api, namespace, name) the pod may join, preferred first: a pod that names the
+        same group by several markers (a label and a Volcano annotation, say) joins the first of
+        those PodGroups that exists. See `pick_group`."""
+        name = self.group
+        if name is None:
+            return ()
+        return tuple((api, self.namespace, name) for api in (self.group_apis or (COSCHEDULING_API,)))
 
     @property
     def pvc_keys(self) -> tuple[ObjectKey, ...]:
@@ -371,12 +405,127 @@ class Pod:
         return tuple((self.namespace, v.claim_name) for v in self.volumes)
 
 
+GroupKey = tuple[str, str, str]  # (api, namespace, name): PodGroups of different APIs are different objects
+
+
+def pick_group(pod: Pod, exists: Callable[[GroupKey], bool]) -> GroupKey | None:
+    """The PodGroup a pod joins: the first of `pod.group_keys()` that exists, else the first
+    (which the pod then waits for, or, for v1alpha1, goes without). None for a pod in no group."""
+    keys = pod.group_keys()
+    return next((k for k in keys if exists(k)), keys[0] if keys else None)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupTopology:
+    """Where a group's members must (or should) be together: one domain of a topology level.
+
+    Exactly one of `key`, `tier` and `tier_name` is set. `key` is a node label (v1alpha2
+    `schedulingConstraints.topology[0].key`, or the annotation `tessera.dev/topology-required`);
+    `tier` and `tier_name` are Volcano's `networkTopology.highestTierAllowed` and
+    `highestTierName`, resolved against the cluster's topology levels when the group is placed
+    (`allocator.gang.resolve_topology`): tier 1 is the narrowest configured level above the node
+    that some node carries (e.g. `nvidia.com/gpu.clique`), tier 2 the next wider one, and so on;
+    a tier above the widest level is the widest level; a tier name is a level's label
+    (`nvidia.com/gpu.clique`) or its name part (`gpu.clique`, `zone`, `hostname`).
+    """
+
+    key: str | None = None
+    tier: int | None = None
+    tier_name: str | None = None
+    required: bool = True  # False: Volcano `mode: soft`, a preference (try it, else no constraint)
+    source: str = ""  # the field it came from, for reasons: "spec.networkTopology.highestTierName"
+    any_label: bool = False  # `key` may be any node label (v1alpha2), not only a configured level (the annotation)
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateRef:
+    """v1alpha2 `spec.podGroupTemplateRef.workload`: a Workload (same namespace) and one of its
+    `podGroupTemplates`."""
+
+    workload_name: str
+    template_name: str
+
+
 @dataclass(frozen=True, slots=True)
 class PodGroup:
+    """A group of pods scheduled together, from any of three APIs (`api`):
+
+    - `scheduling.x-k8s.io/v1alpha1` (scheduler-plugins): `spec.minMember`; pods join by label
+      `scheduling.x-k8s.io/pod-group`.
+    - `scheduling.k8s.io/v1alpha2` (Kubernetes 1.36 Workload API): `spec.schedulingPolicy`
+      (`gang.minCount` or `basic`), `spec.schedulingConstraints.topology[0].key`, or all of it
+      from a Workload's template (`template_ref`, `needs_template`); pods join by
+      `spec.schedulingGroup.podGroupName`.
+    - `scheduling.volcano.sh/v1beta1` (Volcano): `spec.minMember`, `minTaskMember`,
+      `networkTopology`; pods join by annotation `scheduling.k8s.io/group-name`.
+
+    Membership is always within one namespace. `min_member` is the all-or-nothing count: at
+    least that many members placed, or none. `gang=False` (v1alpha2 `basic`, Volcano
+    `minMember: 0` without `minTaskMember`) means no all-or-nothing: each member is decided on
+    its own (`min_member` is then 0), still inside one domain if `topology` says so.
+    """
+
     namespace: str
     name: str
     min_member: int
     annotations: Mapping[str, str] = field(default_factory=dict)
+    api: str = COSCHEDULING_API
+    gang: bool = True
+    topology: GroupTopology | None = None  # also set from the annotation tessera.dev/topology-required
+    min_task_member: Mapping[str, int] = field(default_factory=dict)  # Volcano: per task (pod annotation volcano.sh/task-spec)
+    min_resources: Mapping[str, Quantity] = field(default_factory=dict)  # v1alpha1 and Volcano; kept, not enforced
+    priority_class_name: str = ""  # v1alpha2 and Volcano; kept for later (queue order, preemption)
+    priority: int | None = None  # v1alpha2 spec.priority
+    queue: str = ""  # Volcano spec.queue (default "default"); kept, not enforced
+    schedule_timeout_seconds: int | None = None  # v1alpha1; kept
+    disruption_mode: str = ""  # v1alpha2 Pod | PodGroup; kept
+    resource_claims: tuple[PodClaimRef, ...] = ()  # v1alpha2 spec.resourceClaims (KEP-5729); kept, not allocated yet
+    template_ref: TemplateRef | None = None  # v1alpha2 spec.podGroupTemplateRef.workload
+    needs_template: bool = False  # v1alpha2 without spec.schedulingPolicy: see parse.resolve_pod_group
+    unenforced: tuple[str, ...] = ()  # fields given that Tessera reads but does not act on (Volcano subGroupPolicy)
+    uid: str = ""
+
+    @property
+    def key(self) -> ObjectKey:
+        return (self.namespace, self.name)
+
+    @property
+    def group_key(self) -> GroupKey:
+        return (self.api, self.namespace, self.name)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def topology_key(self) -> str | None:
+        """The node label whose domains the group must (or should) stay within, when it names
+        one directly (not a Volcano tier, which needs the cluster's levels)."""
+        return self.topology.key if self.topology is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class PodGroupTemplate:
+    """One v1alpha2 `Workload.spec.podGroupTemplates[]` entry: what a PodGroup made from it gets."""
+
+    name: str
+    gang: bool
+    min_member: int
+    topology: GroupTopology | None = None
+    priority_class_name: str = ""
+    priority: int | None = None
+    disruption_mode: str = ""
+    resource_claims: tuple[PodClaimRef, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """scheduling.k8s.io/v1alpha2 Workload: the templates its PodGroups are made from."""
+
+    namespace: str
+    name: str
+    templates: Mapping[str, PodGroupTemplate]
+    uid: str = ""
 
     @property
     def key(self) -> ObjectKey:

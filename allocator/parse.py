@@ -12,12 +12,21 @@ import math
 import re
 import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from .errors import SpecError
 from .model import (
+    COSCHEDULING_API,
+    GROUP_APIS,
     LIST_KINDS,
+    POD_GROUP_LABEL,
+    SCHEDULING_GROUP_FIELD,
+    VOLCANO_API,
+    VOLCANO_GROUP_ANNOTATIONS,
+    VOLCANO_TASK_ANNOTATION,
+    WORKLOAD_API,
     Allocation,
     Attr,
     AttrKind,
@@ -36,14 +45,18 @@ from .model import (
     DeviceRequest,
     DeviceResult,
     ExactRequest,
+    GroupTopology,
     Namespace,
     NodeAccess,
     OpaqueConfig,
     Pod,
     PodClaimRef,
     PodGroup,
+    PodGroupTemplate,
     ResourceSlice,
+    TemplateRef,
     ValidRange,
+    Workload,
 )
 from .nodeselector import Node, NodeSelector, NodeSelectorTerm, Requirement, Taint, Toleration, milli
 from .podspec import (
@@ -317,7 +330,9 @@ def parse_pod(obj: Mapping[str, Any]) -> Pod:
     ns, name, o = _metadata(obj, "Pod", namespaced=True)
     meta = obj["metadata"]
     labels = _labels(o, meta, "labels")
+    annotations = _labels(o, meta, "annotations")
     spec = o.mapping(obj, "spec", "", required=True)
+    group_name, group_apis = _pod_membership(o, labels, annotations, spec)
     node_selector = _string_map(o, o.mapping(spec, "nodeSelector", "spec"), "spec.nodeSelector")
     affinity_raw = o.mapping(spec, "affinity", "spec")
     affinity = o.mapping(affinity_raw, "nodeAffinity", "spec.affinity")
@@ -359,10 +374,155 @@ def parse_pod(obj: Mapping[str, Any]) -> Pod:
         host_ports=parse_host_ports(o, spec),
         volumes=_pod_volumes(o, spec, ns, name),
         owner_uid=controller_uid(meta),
+        group_name=group_name, group_apis=group_apis, task=annotations.get(VOLCANO_TASK_ANNOTATION) or None,
     )
 
 
+# --- PodGroups: scheduling.x-k8s.io/v1alpha1, scheduling.k8s.io/v1alpha2, scheduling.volcano.sh/v1beta1 --
+
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+MAX_TOPOLOGY_CONSTRAINTS = 1  # v1alpha2: "Currently only a single topology constraint can be specified"
+MAX_POD_GROUP_TEMPLATES = 8
+MAX_GROUP_RESOURCE_CLAIMS = 4
+_DISRUPTION_MODES = ("Pod", "PodGroup")
+_NETWORK_TOPOLOGY_MODES = ("hard", "soft")
+
+
+def _label_key_ok(key: str) -> bool:
+    """A node label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63."""
+    prefix, sep, name = key.rpartition("/")
+    if sep and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return False
+    return 0 < len(name) <= 63 and bool(_LABEL_NAME.match(name))
+
+
+def _group_name(o: _Obj, v: str, path: str, what: str = "PodGroup") -> str:
+    """A name that refers to an object in the referrer's own namespace."""
+    if "/" in v:
+        raise o.fail(path, f"{v!r} is not a {what} name: a {what} is always in the same namespace as what refers to it, "
+                           f"so give its name alone ({v.rsplit('/', 1)[-1]!r})")
+    if len(v) > 253 or not _DNS_SUBDOMAIN.match(v):
+        raise o.fail(path, f"{v!r} is not a {what} name (a lowercase DNS subdomain)")
+    return v
+
+
+def _int32(o: _Obj, d: Mapping[str, Any], key: str, path: str, low: int) -> int | None:
+    v = o.integer(d, key, path)
+    if v is not None and not low <= v <= INT32_MAX:
+        raise o.fail(_join(path, key), f"must be between {low} and {INT32_MAX}, got {v}")
+    return v
+
+
+def _resource_list(o: _Obj, d: Mapping[str, Any], key: str, path: str) -> dict[str, Quantity]:
+    p = _join(path, key)
+    out = {}
+    for k, v in o.mapping(d, key, path).items():
+        if not isinstance(k, str):
+            raise o.fail(p, f"keys must be strings, got {_typename(k)}")
+        out[k] = o.quantity(v, f"{p}[{k}]")
+    return out
+
+
+def _scheduling_policy(o: _Obj, policy: Mapping[str, Any], path: str) -> tuple[bool, int]:
+    """v1alpha2 PodGroupSchedulingPolicy: (gang, min_member); exactly one of basic and gang."""
+    for name in ("basic", "gang"):
+        if name in policy and policy[name] is None:
+            hint = " (write basic: {} for the basic policy)" if name == "basic" else ""
+            raise o.fail(_join(path, name), f"must be an object, got null{hint}")
+    has_basic, has_gang = policy.get("basic") is not None, policy.get("gang") is not None
+    if has_basic == has_gang:
+        got = "both" if has_basic else "neither"
+        raise o.fail(path, f"must set exactly one of basic or gang, got {got}")
+    if has_basic:
+        o.mapping(policy, "basic", path)
+        return False, 0
+    gang = o.mapping(policy, "gang", path)
+    gp = _join(path, "gang")
+    if gang.get("minCount") is None:
+        raise o.fail(_join(gp, "minCount"), "required")
+    mc = _int32(o, gang, "minCount", gp, 1)
+    assert mc is not None
+    return True, mc
+
+
+def _scheduling_constraints(o: _Obj, d: Mapping[str, Any], path: str) -> GroupTopology | None:
+    """v1alpha2 PodGroupSchedulingConstraints: at most one topology key, which must hold."""
+    constraints = o.mapping(d, "schedulingConstraints", path)
+    cp = _join(path, "schedulingConstraints")
+    entries = list(o.objects(constraints, "topology", cp))
+    if len(entries) > MAX_TOPOLOGY_CONSTRAINTS:
+        raise o.fail(_join(cp, "topology"), f"must have at most {MAX_TOPOLOGY_CONSTRAINTS} item, got {len(entries)}")
+    if not entries:
+        return None
+    tp, t = entries[0]
+    key = o.text(t, "key", tp, required=True)
+    if not _label_key_ok(key):
+        raise o.fail(_join(tp, "key"), f"{key!r} is not a node label key")
+    return GroupTopology(key=key, source=_join(tp, "key"), any_label=True)
+
+
+def _group_claims(o: _Obj, d: Mapping[str, Any], path: str) -> tuple[PodClaimRef, ...]:
+    """v1alpha2 PodGroupResourceClaim entries (KEP-5729): name and exactly one source."""
+    out = []
+    seen: set[str] = set()
+    entries = list(o.objects(d, "resourceClaims", path))
+    if len(entries) > MAX_GROUP_RESOURCE_CLAIMS:
+        raise o.fail(_join(path, "resourceClaims"), f"must have at most {MAX_GROUP_RESOURCE_CLAIMS} items, got {len(entries)}")
+    for p, rc in entries:
+        name = o.text(rc, "name", p, required=True)
+        if name in seen:
+            raise o.fail(_join(p, "name"), f"duplicate claim name {name!r}")
+        seen.add(name)
+        claim_name = o.text(rc, "resourceClaimName", p) or None
+        template = o.text(rc, "resourceClaimTemplateName", p) or None
+        if (claim_name is None) == (template is None):
+            raise o.fail(p, "must set exactly one of resourceClaimName or resourceClaimTemplateName")
+        out.append(PodClaimRef(name, claim_name, template))
+    return tuple(out)
+
+
+def _priority(o: _Obj, d: Mapping[str, Any], path: str) -> tuple[str, int | None]:
+    return o.text(d, "priorityClassName", path), o.integer(d, "priority", path)
+
+
+def _disruption_mode(o: _Obj, d: Mapping[str, Any], path: str) -> str:
+    mode = o.text(d, "disruptionMode", path)
+    if mode and mode not in _DISRUPTION_MODES:
+        raise o.fail(_join(path, "disruptionMode"), f"must be one of 'Pod', 'PodGroup', got {mode!r}")
+    return mode
+
+
+def _with_annotation(o: _Obj, annotations: Mapping[str, str], topology: GroupTopology | None) -> GroupTopology | None:
+    """`tessera.dev/topology-required` sets the same constraint as the APIs' own fields; both
+    may be given only when they agree."""
+    from topology.config import REQUIRED_ANNOTATION
+
+    required = annotations.get(REQUIRED_ANNOTATION)
+    if required is None:
+        return topology
+    source = f"annotation {REQUIRED_ANNOTATION}"
+    if topology is not None and topology.key != required:
+        given = f"{topology.source}={topology.key or topology.tier_name or topology.tier}"
+        raise o.fail(f"metadata.annotations[{REQUIRED_ANNOTATION}]",
+                     f"{required!r} conflicts with {given}; give the topology once")
+    return topology if topology is not None else GroupTopology(key=required, source=source)
+
+
 def parse_pod_group(obj: Mapping[str, Any]) -> PodGroup:
+    """A PodGroup of any of the three APIs, by its apiVersion (none: scheduling.x-k8s.io/v1alpha1)."""
+    api = obj.get("apiVersion") if isinstance(obj, Mapping) else None
+    if api == WORKLOAD_API:
+        return parse_workload_pod_group(obj)
+    if api == VOLCANO_API:
+        return parse_volcano_pod_group(obj)
+    if api not in (None, COSCHEDULING_API):
+        raise SpecError("PodGroup", "", "apiVersion", f"must be one of {', '.join(GROUP_APIS)}, got {api!r}")
+    return parse_coscheduling_pod_group(obj)
+
+
+def parse_coscheduling_pod_group(obj: Mapping[str, Any]) -> PodGroup:
+    """scheduler-plugins `scheduling.x-k8s.io/v1alpha1` PodGroup: `spec.minMember` (1 or more),
+    `minResources` and `scheduleTimeoutSeconds` (kept)."""
     ns, name, o = _metadata(obj, "PodGroup", namespaced=True)
     spec = o.mapping(obj, "spec", "", required=True)
     mm = o.integer(spec, "minMember", "spec")
@@ -370,7 +530,187 @@ def parse_pod_group(obj: Mapping[str, Any]) -> PodGroup:
         raise o.fail("spec.minMember", "required")
     if not 1 <= mm <= INT32_MAX:
         raise o.fail("spec.minMember", f"must be between 1 and {INT32_MAX}, got {mm}")
-    return PodGroup(ns, name, mm, _labels(o, obj["metadata"], "annotations"))
+    annotations = _labels(o, obj["metadata"], "annotations")
+    return PodGroup(ns, name, mm, annotations, api=COSCHEDULING_API, topology=_with_annotation(o, annotations, None),
+                    min_resources=_resource_list(o, spec, "minResources", "spec"),
+                    schedule_timeout_seconds=_int32(o, spec, "scheduleTimeoutSeconds", "spec", 0),
+                    uid=object_uid(obj, "PodGroup"))
+
+
+def parse_workload_pod_group(obj: Mapping[str, Any]) -> PodGroup:
+    """Kubernetes 1.36 `scheduling.k8s.io/v1alpha2` PodGroup.
+
+    `spec.schedulingPolicy` is exactly one of `gang: {minCount}` (all-or-nothing, minCount 1 or
+    more) and `basic: {}` (no gang); `schedulingConstraints.topology[0].key` keeps every member
+    in one domain of that node label. The API server requires `schedulingPolicy` (controllers
+    copy it from the Workload's template); a PodGroup that leaves it out but names a template in
+    `podGroupTemplateRef.workload` is kept with `needs_template` and completed by
+    `resolve_pod_group`."""
+    ns, name, o = _metadata(obj, "PodGroup", namespaced=True)
+    spec = o.mapping(obj, "spec", "", required=True)
+    ref_raw = o.mapping(spec, "podGroupTemplateRef", "spec")
+    template_ref = None
+    if ref_raw:
+        wp = "spec.podGroupTemplateRef.workload"
+        w = o.mapping(ref_raw, "workload", "spec.podGroupTemplateRef", required=True)
+        template_ref = TemplateRef(_group_name(o, o.text(w, "workloadName", wp, required=True), f"{wp}.workloadName", "Workload"),
+                                   o.text(w, "podGroupTemplateName", wp, required=True))
+    annotations = _labels(o, obj["metadata"], "annotations")
+    priority_class, priority = _priority(o, spec, "spec")
+    common: dict[str, Any] = {
+        "api": WORKLOAD_API, "priority_class_name": priority_class, "priority": priority,
+        "disruption_mode": _disruption_mode(o, spec, "spec"), "resource_claims": _group_claims(o, spec, "spec"),
+        "template_ref": template_ref, "uid": object_uid(obj, "PodGroup"),
+    }
+    topology = _scheduling_constraints(o, spec, "spec")
+    if spec.get("schedulingPolicy") is None:
+        if template_ref is None:
+            raise o.fail("spec.schedulingPolicy", "required (or name a Workload template in spec.podGroupTemplateRef.workload "
+                                                  "to take it from)")
+        return PodGroup(ns, name, 0, annotations, gang=False, topology=_with_annotation(o, annotations, topology),
+                        needs_template=True, **common)
+    gang, min_member = _scheduling_policy(o, o.mapping(spec, "schedulingPolicy", "spec"), "spec.schedulingPolicy")
+    return PodGroup(ns, name, min_member, annotations, gang=gang, topology=_with_annotation(o, annotations, topology), **common)
+
+
+def _template(o: _Obj, t: Mapping[str, Any], path: str) -> PodGroupTemplate:
+    name = o.text(t, "name", path, required=True)
+    if not _DNS_LABEL.match(name) or len(name) > 63:
+        raise o.fail(_join(path, "name"), f"{name!r} is not a DNS label")
+    if t.get("schedulingPolicy") is None:
+        raise o.fail(_join(path, "schedulingPolicy"), "required")
+    gang, min_member = _scheduling_policy(o, o.mapping(t, "schedulingPolicy", path), _join(path, "schedulingPolicy"))
+    priority_class, priority = _priority(o, t, path)
+    return PodGroupTemplate(name, gang, min_member, _scheduling_constraints(o, t, path), priority_class, priority,
+                            _disruption_mode(o, t, path), _group_claims(o, t, path))
+
+
+def parse_workload(obj: Mapping[str, Any]) -> Workload:
+    """Kubernetes 1.36 `scheduling.k8s.io/v1alpha2` Workload: its `podGroupTemplates` (1 to 8,
+    names unique DNS labels), each with the policy and constraints PodGroups made from it get."""
+    ns, name, o = _metadata(obj, "Workload", namespaced=True)
+    spec = o.mapping(obj, "spec", "", required=True)
+    entries = list(o.objects(spec, "podGroupTemplates", "spec"))
+    if not entries:
+        raise o.fail("spec.podGroupTemplates", "required: at least one template")
+    if len(entries) > MAX_POD_GROUP_TEMPLATES:
+        raise o.fail("spec.podGroupTemplates", f"must have at most {MAX_POD_GROUP_TEMPLATES} items, got {len(entries)}")
+    templates: dict[str, PodGroupTemplate] = {}
+    for p, t in entries:
+        tpl = _template(o, t, p)
+        if tpl.name in templates:
+            raise o.fail(_join(p, "name"), f"duplicate template name {tpl.name!r}")
+        templates[tpl.name] = tpl
+    return Workload(ns, name, templates, object_uid(obj, "Workload"))
+
+
+def resolve_pod_group(group: PodGroup, workload: Workload | None) -> PodGroup:
+    """A v1alpha2 PodGroup with `needs_template`, completed from the Workload template it names
+    (its policy, topology, priority, disruption mode and claims, where the PodGroup gives none);
+    any other group is returned as it is. Raises SpecError naming the reference when the
+    Workload is missing or has no such template."""
+    if not group.needs_template or group.template_ref is None:
+        return group
+    o = _Obj("PodGroup", group.ref)
+    ref = group.template_ref
+    wp = "spec.podGroupTemplateRef.workload"
+    if workload is None or workload.key != (group.namespace, ref.workload_name):
+        raise o.fail(f"{wp}.workloadName", f"Workload {group.namespace}/{ref.workload_name} not found, and the PodGroup has "
+                                           "no spec.schedulingPolicy of its own")
+    tpl = workload.templates.get(ref.template_name)
+    if tpl is None:
+        have = ", ".join(repr(n) for n in workload.templates)
+        raise o.fail(f"{wp}.podGroupTemplateName", f"Workload {workload.namespace}/{workload.name} has no podGroupTemplate "
+                                                   f"{ref.template_name!r} (it has {have})")
+    topology = group.topology
+    if tpl.topology is not None:
+        source = f"Workload {workload.namespace}/{workload.name} {tpl.topology.source}"
+        from_template = GroupTopology(key=tpl.topology.key, source=source, any_label=True)
+        if topology is None:
+            topology = from_template
+        elif topology.key != tpl.topology.key:
+            raise o.fail(topology.source, f"{topology.key!r} conflicts with {source}={tpl.topology.key}")
+    return replace(group, gang=tpl.gang, min_member=tpl.min_member, topology=topology, needs_template=False,
+                   priority_class_name=group.priority_class_name or tpl.priority_class_name,
+                   priority=group.priority if group.priority is not None else tpl.priority,
+                   disruption_mode=group.disruption_mode or tpl.disruption_mode,
+                   resource_claims=group.resource_claims or tpl.resource_claims)
+
+
+def _network_topology(o: _Obj, spec: Mapping[str, Any], path: str) -> GroupTopology | None:
+    """Volcano NetworkTopologySpec: `mode` hard (default) or soft, and at most one of
+    `highestTierAllowed` (1 or more; default 1) and `highestTierName`."""
+    if spec.get("networkTopology") is None:
+        return None
+    nt = o.mapping(spec, "networkTopology", path)
+    np_ = _join(path, "networkTopology")
+    mode = o.text(nt, "mode", np_) or "hard"
+    if mode not in _NETWORK_TOPOLOGY_MODES:
+        raise o.fail(_join(np_, "mode"), f"must be one of 'hard', 'soft', got {mode!r}")
+    tier = o.integer(nt, "highestTierAllowed", np_)
+    tier_name = o.text(nt, "highestTierName", np_) or None
+    if tier is not None and tier_name is not None:
+        raise o.fail(np_, "highestTierAllowed and highestTierName cannot be set simultaneously")
+    if tier is not None and not 1 <= tier <= INT32_MAX:
+        raise o.fail(_join(np_, "highestTierAllowed"), f"must be at least 1 (tier 1 is the narrowest topology level above "
+                                                       f"a node), got {tier}")
+    if tier_name is not None:
+        return GroupTopology(tier_name=tier_name, required=mode == "hard", source=_join(np_, "highestTierName"))
+    return GroupTopology(tier=1 if tier is None else tier, required=mode == "hard", source=_join(np_, "highestTierAllowed"))
+
+
+def parse_volcano_pod_group(obj: Mapping[str, Any]) -> PodGroup:
+    """Volcano `scheduling.volcano.sh/v1beta1` PodGroup.
+
+    `spec.minMember` (0 or more; 0 without `minTaskMember` means no gang), `minTaskMember` (per
+    task, the pods' annotation `volcano.sh/task-spec`), `networkTopology` (see GroupTopology),
+    `queue` (default `default`), `priorityClassName`, `minResources`. `subGroupPolicy` is read
+    but not enforced (listed in `unenforced`)."""
+    ns, name, o = _metadata(obj, "PodGroup", namespaced=True)
+    spec = o.mapping(obj, "spec", "")
+    min_member = _int32(o, spec, "minMember", "spec", 0) or 0
+    tasks: dict[str, int] = {}
+    for k, v in o.mapping(spec, "minTaskMember", "spec").items():
+        if not isinstance(k, str) or not k:
+            raise o.fail("spec.minTaskMember", f"keys must be task names, got {_typename(k)}")
+        n = _int32(o, {k: v}, k, "spec.minTaskMember", 0)
+        if n:
+            tasks[k] = n
+    unenforced = tuple(f"spec.{k}" for k in ("subGroupPolicy",) if spec.get(k))
+    o.items(spec, "subGroupPolicy", "spec")
+    annotations = _labels(o, obj["metadata"], "annotations")
+    topology = _with_annotation(o, annotations, _network_topology(o, spec, "spec"))
+    gang = min_member > 0 or bool(tasks)
+    return PodGroup(ns, name, min_member, annotations, api=VOLCANO_API, gang=gang, topology=topology,
+                    min_task_member=tasks, min_resources=_resource_list(o, spec, "minResources", "spec"),
+                    priority_class_name=o.text(spec, "priorityClassName", "spec"),
+                    queue=o.text(spec, "queue", "spec") or "default", unenforced=unenforced,
+                    uid=object_uid(obj, "PodGroup"))
+
+
+def _pod_membership(o: _Obj, labels: Mapping[str, str], annotations: Mapping[str, str],
+                    spec: Mapping[str, Any]) -> tuple[str | None, tuple[str, ...]]:
+    """(group name, APIs its markers point to, preferred first). Several markers must name the
+    same group: a pod belongs to at most one, in its own namespace."""
+    found: list[tuple[str, str, str]] = []  # (api, name, where)
+    sg = o.mapping(spec, "schedulingGroup", "spec")
+    if sg:
+        v = o.text(sg, "podGroupName", "spec.schedulingGroup", required=True)
+        found.append((WORKLOAD_API, _group_name(o, v, SCHEDULING_GROUP_FIELD), SCHEDULING_GROUP_FIELD))
+    if labels.get(POD_GROUP_LABEL):
+        # A label value cannot hold a namespace; one that is no object name matches no PodGroup.
+        found.append((COSCHEDULING_API, labels[POD_GROUP_LABEL], f"metadata.labels[{POD_GROUP_LABEL}]"))
+    for a in VOLCANO_GROUP_ANNOTATIONS:
+        if annotations.get(a):
+            where = f"metadata.annotations[{a}]"
+            found.append((VOLCANO_API, _group_name(o, annotations[a], where), where))
+    if not found:
+        return None, ()
+    name = found[0][1]
+    for _, other, where in found[1:]:
+        if other != name:
+            raise o.fail(where, f"names PodGroup {other!r}, but {found[0][2]} names {name!r}; a pod belongs to one PodGroup")
+    return name, tuple(dict.fromkeys(api for api, _, _ in found))
 
 
 # --- resource.k8s.io/v1: slices ------------------------------------------------------------
@@ -909,8 +1249,22 @@ def parse_pod_or_error(obj: Mapping[str, Any]) -> Pod:
         raw_labels = meta.get("labels")
         labels = ({k: v for k, v in raw_labels.items() if isinstance(k, str) and isinstance(v, str)}
                   if isinstance(raw_labels, Mapping) else {})
+        name, apis = _lenient_membership(obj, labels)
         return Pod(str(meta.get("namespace") or "default"), str(meta.get("name")), object_uid(obj, "Pod"),
-                   labels=labels, error=str(e))
+                   labels=labels, error=str(e), group_name=name, group_apis=apis)
+
+
+def _lenient_membership(obj: Mapping[str, Any], labels: Mapping[str, str]) -> tuple[str | None, tuple[str, ...]]:
+    """The group a pod that failed validation names, if that much reads, so that its group
+    still waits for it and its reason reaches the group."""
+    meta = obj.get("metadata") or {}
+    raw = meta.get("annotations")
+    annotations = {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(raw, Mapping) else {}
+    spec = obj.get("spec")
+    try:
+        return _pod_membership(_Obj("Pod", ""), labels, annotations, spec if isinstance(spec, Mapping) else {})
+    except SpecError:
+        return None, ()
 
 
 def parse_device_class_or_error(obj: Mapping[str, Any]) -> DeviceClass:

@@ -40,7 +40,9 @@ KNOWN_KINDS = {
     "ResourceSlice": DRA,
     "ResourceClaim": DRA,
     "ResourceClaimTemplate": DRA,
-    "PodGroup": ("scheduling.x-k8s.io/v1alpha1",),
+    # scheduler-plugins, the Kubernetes 1.36 Workload API, Volcano (see allocator.model.PodGroup)
+    "PodGroup": ("scheduling.x-k8s.io/v1alpha1", "scheduling.k8s.io/v1alpha2", "scheduling.volcano.sh/v1beta1"),
+    "Workload": ("scheduling.k8s.io/v1alpha2",),
     "StorageClass": ("storage.k8s.io/v1",),
     "PersistentVolume": ("v1",),
     "PersistentVolumeClaim": ("v1",),

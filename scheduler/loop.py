@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from allocator.gang import Outcome, schedule_gang, schedule_pod
-from allocator.model import ObjectKey, Pod, PodGroup
+from allocator.model import COSCHEDULING_API, ObjectKey, Pod
 from allocator.placement import Commit, Placed, Prepared, Unschedulable
 
 from .metrics import Metrics
@@ -213,7 +214,9 @@ class SecondaryScheduler:
             return
         pod = hit[0]
         try:
-            if pod.group is not None:
+            # Live, only coscheduling PodGroups are watched so far: a pod of another group API is
+            # decided on its own, as before those APIs were read at all.
+            if pod.group is not None and pod.group_api == COSCHEDULING_API:
                 await self._attempt_gang(pod)
             else:
                 await self._attempt_pod(pod)
@@ -254,7 +257,7 @@ class SecondaryScheduler:
                                 f"minMember {group.min_member}")
             return
         need = max(1, group.min_member - placed_before)
-        effective = PodGroup(group.namespace, group.name, need, group.annotations)
+        effective = dataclasses.replace(group, min_member=need)
 
         def decide(_: object) -> tuple[dict[ObjectKey, Prepared | Unschedulable], Outcome | None]:
             session = self.state.session()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from collections import Counter
 
-from allocator.model import ObjectKey
+from allocator.model import COSCHEDULING_API, WORKLOAD_API, ObjectKey, PodGroup
 from topology.config import HOSTNAME
 
 from .simulate import SimResult
@@ -111,10 +111,25 @@ def render_table(result: SimResult, width: int = 140) -> str:
         if o.volumes is not None and not o.volumes.empty:
             lines.append(f"Volumes of pod {o.pod.ref}: {o.volumes.describe()}.")
     for g, n, landed in result.groups:
-        state = f"placed in {landed}" if n >= g.min_member and landed else ("placed" if n >= g.min_member else "not placed")
-        lines.append(f"Gang {g.namespace}/{g.name}: {n} pod(s) scheduled, minMember {g.min_member} ({state}).")
+        lines.append(_group_row(g, n, landed))
     if result.warnings:
         lines.append("")
         lines.append("Warnings:")
         lines.extend(f"  - {w}" for w in result.warnings)
     return "\n".join(lines) + "\n"
+
+
+def _group_row(g: PodGroup, n: int, landed: str | None) -> str:
+    """One summary line per PodGroup: a gang's minMember and whether it went, or a basic group's count."""
+    api = "" if g.api == COSCHEDULING_API else f" ({g.api})"
+    if g.needs_template and g.template_ref is not None:
+        return (f"PodGroup {g.ref}{api}: not placed (its policy is in Workload {g.namespace}/{g.template_ref.workload_name}, "
+                "which never arrived).")
+    if not g.gang:
+        where = f" in {landed}" if n and landed and landed != "cluster" else ""
+        kind = "basic" if g.api == WORKLOAD_API else f"minMember {g.min_member}"
+        return f"PodGroup {g.ref}{api}, {kind} (each pod on its own): {n} pod(s) scheduled{where}."
+    ok = n > 0 and n >= g.min_member
+    state = f"placed in {landed}" if ok and landed else ("placed" if ok else "not placed")
+    tasks = "".join(f", minTaskMember {t}={m}" for t, m in sorted(g.min_task_member.items()))
+    return f"Gang {g.ref}{api}: {n} pod(s) scheduled, minMember {g.min_member}{tasks} ({state})."

@@ -1,11 +1,15 @@
 """`tessera simulate`: the allocator and placement engine on a cluster and workload from files.
 
 Cluster objects set the scene (nodes, namespaces, classes, slices, claims already allocated,
-pods already bound); workload objects arrive in file order. A pod labelled
-`scheduling.x-k8s.io/pod-group` whose PodGroup is known waits until every pod of its group in
-the workload (and the PodGroup itself) has arrived; then the group is placed all-or-nothing.
-A pod whose PodGroup is nowhere to be found is scheduled on its own, with a warning, as the
-coscheduling plugin does.
+pods already bound); workload objects arrive in file order. A pod in a PodGroup (any of the
+three APIs of `allocator.model.PodGroup`: the label `scheduling.x-k8s.io/pod-group`,
+`spec.schedulingGroup.podGroupName`, the annotation `scheduling.k8s.io/group-name`) whose
+PodGroup is known waits until every pod of its group in the workload (and the PodGroup itself,
+and for a v1alpha2 PodGroup that takes its policy from a template, the Workload) has arrived;
+then the group is placed, all-or-nothing for a gang, each pod on its own for a `basic` group.
+A pod whose scheduling.x-k8s.io/v1alpha1 PodGroup is nowhere to be found is scheduled on its
+own, with a warning, as the coscheduling plugin does; a pod whose v1alpha2 or Volcano PodGroup
+is missing waits (kube-scheduler and Volcano keep it pending), so it is not scheduled.
 """
 
 from __future__ import annotations
@@ -18,7 +22,25 @@ from typing import Any, TypeVar
 from allocator.cel import Backend
 from allocator.errors import SpecError
 from allocator.gang import schedule_gang, schedule_pod
-from allocator.model import Claim, ClaimTemplate, DeviceClass, Namespace, ObjectKey, Pod, PodGroup, ResourceSlice
+from allocator.model import (
+    COSCHEDULING_API,
+    POD_GROUP_LABEL,
+    SCHEDULING_GROUP_FIELD,
+    VOLCANO_API,
+    VOLCANO_GROUP_ANNOTATIONS,
+    WORKLOAD_API,
+    Claim,
+    ClaimTemplate,
+    DeviceClass,
+    GroupKey,
+    Namespace,
+    ObjectKey,
+    Pod,
+    PodGroup,
+    ResourceSlice,
+    Workload,
+    pick_group,
+)
 from allocator.nodeselector import Node
 from allocator.parse import (
     parse_claim,
@@ -29,6 +51,8 @@ from allocator.parse import (
     parse_pod_group,
     parse_pod_or_error,
     parse_resource_slice,
+    parse_workload,
+    resolve_pod_group,
 )
 from allocator.placement import Cluster, Decision, Placed, Policy, Session, Unschedulable
 from allocator.podspec import SpreadConstraint
@@ -47,7 +71,12 @@ from .loader import Doc
 
 T = TypeVar("T")
 CLUSTER_KINDS = ("Node", "Namespace", "DeviceClass", "ResourceSlice", "StorageClass", "PersistentVolume")
-NAMESPACED = ("ResourceClaim", "ResourceClaimTemplate", "PodGroup", "Pod", "PersistentVolumeClaim")
+NAMESPACED = ("ResourceClaim", "ResourceClaimTemplate", "PodGroup", "Workload", "Pod", "PersistentVolumeClaim")
+_MARKER = {  # how a pod names a PodGroup of each API, for reasons
+    COSCHEDULING_API: f"label {POD_GROUP_LABEL}",
+    WORKLOAD_API: SCHEDULING_GROUP_FIELD,
+    VOLCANO_API: f"annotation {VOLCANO_GROUP_ANNOTATIONS[0]}",
+}
 
 
 @dataclass(slots=True)
@@ -92,8 +121,8 @@ class SimResult:
         out: dict[str, Any] = {
             "pods": [{"namespace": o.pod.namespace, "name": o.pod.name, "node": o.node, "reason": o.reason} for o in self.pods],
             "claims": claims,
-            "podGroups": [{"namespace": g.namespace, "name": g.name, "minMember": g.min_member, "scheduled": n}
-                          for g, n, _ in self.groups],
+            "podGroups": [{"namespace": g.namespace, "name": g.name, "apiVersion": g.api, "minMember": g.min_member,
+                           "scheduled": n} for g, n, _ in self.groups],
         }
         if volumes:
             out["volumes"] = volumes
@@ -141,7 +170,8 @@ class _Scene:
     templates: list[ClaimTemplate] = field(default_factory=list)
     volumes: VolumeIndex = field(default_factory=VolumeIndex)
     bound: list[Pod] = field(default_factory=list)  # the cluster file's pods with spec.nodeName
-    groups: dict[ObjectKey, PodGroup | str] = field(default_factory=dict)  # str: why it is invalid
+    groups: dict[GroupKey, PodGroup | str] = field(default_factory=dict)  # str: why it is invalid
+    workloads: dict[ObjectKey, Workload | str] = field(default_factory=dict)  # str: why it is invalid
     warnings: list[str] = field(default_factory=list)
     seen: set[tuple[str, str, str]] = field(default_factory=set)
 
@@ -149,7 +179,8 @@ class _Scene:
         """Whether this is the first object of its kind and name; the API server would refuse
         to create a second, so a repeat is ignored with a warning."""
         ns, name = _key(doc)
-        key = (doc.kind, ns if doc.kind in NAMESPACED else "", name)
+        kind = doc.kind if doc.kind != "PodGroup" else f"PodGroup {_group_api(doc)}"  # one name per API
+        key = (kind, ns if doc.kind in NAMESPACED else "", name)
         if key in self.seen:
             what = f"{key[1]}/{name}" if key[1] else name
             self.warnings.append(f"{doc.where}: {doc.kind} {what} is defined more than once; this definition is ignored")
@@ -190,18 +221,34 @@ class _Scene:
         if (pvc := self.parse(doc, parse_persistent_volume_claim)) is not None:
             self.volumes.add_pvc(pvc)
 
-    def add_group(self, doc: Doc) -> ObjectKey:
-        key = _key(doc)
+    def add_group(self, doc: Doc) -> GroupKey:
+        key = (_group_api(doc), *_key(doc))
         try:
-            self.groups[key] = parse_pod_group(doc.obj)
+            g = parse_pod_group(doc.obj)
         except SpecError as e:
             self.groups[key] = str(e)
+            return key
+        self.groups[key] = g
+        self.warnings.extend(f"{doc.where}: PodGroup {g.ref}: {f} is read but not enforced" for f in g.unenforced)
+        return key
+
+    def add_workload(self, doc: Doc) -> ObjectKey:
+        key = _key(doc)
+        try:
+            self.workloads[key] = parse_workload(doc.obj)
+        except SpecError as e:
+            self.workloads[key] = str(e)
         return key
 
 
 def _key(doc: Doc) -> ObjectKey:
     meta = doc.obj.get("metadata") or {}
     return (str(meta.get("namespace") or "default"), str(meta.get("name")))
+
+
+def _group_api(doc: Doc) -> str:
+    api = doc.obj.get("apiVersion")
+    return api if isinstance(api, str) and api else COSCHEDULING_API
 
 
 def _pod(doc: Doc) -> Pod:
@@ -228,6 +275,8 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
                 scene.templates.append(t)
         elif k == "PodGroup":
             scene.add_group(doc)
+        elif k == "Workload":
+            scene.add_workload(doc)
         elif k == "PersistentVolumeClaim":
             scene.add_pvc(doc)
         elif k == "Pod":
@@ -260,35 +309,74 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
     warnings.extend(f"{c.error}; pods that use claim {c.ref} are unschedulable" for c in session.claims.values() if c.error)
 
     pods = [_pod(d) for d in arrivals if d.kind == "Pod"]
-    workload_groups = {_key(d) for d in arrivals if d.kind == "PodGroup"}
+    workload_groups = {(_group_api(d), *_key(d)) for d in arrivals if d.kind == "PodGroup"}
     known_groups = set(scene.groups) | workload_groups
-    members: dict[ObjectKey, list[Pod]] = defaultdict(list)
+    members: dict[GroupKey, list[Pod]] = defaultdict(list)
+    group_of: dict[ObjectKey, GroupKey] = {}  # pod -> the group it waits for (known or not)
     for p in pods:
-        if p.group is None:
+        gkey = pick_group(p, known_groups.__contains__)
+        if gkey is None:
             continue
-        gkey = (p.namespace, p.group)
         if gkey in known_groups:
             members[gkey].append(p)
-        else:
+            group_of[p.key] = gkey
+        elif gkey[0] == COSCHEDULING_API:
             warnings.append(f"pod {p.ref}: PodGroup {p.namespace}/{p.group} not found; scheduled as a single pod")
+        else:
+            group_of[p.key] = gkey  # kube-scheduler and Volcano keep it pending: it waits, never placed
     waiting = {g: len(ms) for g, ms in members.items()}
     group_present = set(scene.groups)
+    template_waits: dict[ObjectKey, list[GroupKey]] = defaultdict(list)  # Workload -> groups waiting for it
     decided: dict[ObjectKey, Decision] = {}
-    landed: dict[ObjectKey, str | None] = {}
+    landed: dict[GroupKey, str | None] = {}
     claim_order: dict[ObjectKey, None] = {}
 
-    def maybe_place(gkey: ObjectKey) -> None:
+    def invalid(gkey: GroupKey, why: str) -> None:
+        for p in members[gkey]:
+            decided[p.key] = Unschedulable(f"PodGroup {gkey[1]}/{gkey[2]} is invalid: {why}")
+
+    def maybe_place(gkey: GroupKey) -> None:
         if waiting.get(gkey) != 0 or gkey not in group_present:
             return
-        waiting[gkey] = -1  # placed once
         g = scene.groups[gkey]
+        if isinstance(g, PodGroup) and g.needs_template and g.template_ref is not None:
+            wkey = (g.namespace, g.template_ref.workload_name)
+            w = scene.workloads.get(wkey)
+            if w is None:
+                template_waits[wkey].append(gkey)  # placed when the Workload arrives
+                return
+            if isinstance(w, str):
+                waiting[gkey] = -1
+                invalid(gkey, f"its Workload {wkey[0]}/{wkey[1]} is invalid: {w}")
+                return
+            try:
+                g = scene.groups[gkey] = resolve_pod_group(g, w)
+            except SpecError as e:
+                g = scene.groups[gkey] = str(e)
+        waiting[gkey] = -1  # placed once
         if isinstance(g, str):
-            for p in members[gkey]:
-                decided[p.key] = Unschedulable(f"PodGroup {gkey[0]}/{gkey[1]} is invalid: {g}")
+            invalid(gkey, g)
         else:
             out = schedule_gang(session, g, members[gkey])
             decided.update(out.decisions)
             landed[gkey] = out.where
+
+    def never_placed(p: Pod) -> str:
+        gkey = group_of.get(p.key)
+        if gkey is None:
+            return f"not scheduled: PodGroup {p.namespace}/{p.group} never arrived"
+        api, ns, name = gkey
+        g = scene.groups.get(gkey)
+        if isinstance(g, PodGroup) and g.needs_template and g.template_ref is not None:
+            return (f"not scheduled: Workload {ns}/{g.template_ref.workload_name} never arrived; PodGroup {ns}/{name} "
+                    f"has no spec.schedulingPolicy and takes it from that Workload's template {g.template_ref.template_name!r}")
+        reason = (f"not scheduled: PodGroup {ns}/{name} never arrived (a {api} PodGroup, which the pod names by "
+                  f"{_MARKER.get(api, api)}); the pod waits for it")
+        others = [k[0] for k in known_groups if k[1:] == (ns, name) and k[0] != api]
+        if others:
+            reason += f"; a PodGroup {ns}/{name} of {', '.join(sorted(others))} exists, which pods join by " + \
+                " or ".join(_MARKER.get(a, a) for a in sorted(others))
+        return reason
 
     pod_iter = iter(pods)
     seen = 0
@@ -309,13 +397,19 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
             gkey = scene.add_group(doc)
             group_present.add(gkey)
             maybe_place(gkey)
+        elif k == "Workload":
+            wkey = scene.add_workload(doc)
+            for gkey in template_waits.pop(wkey, []):
+                maybe_place(gkey)
         elif k == "Pod":
             p = next(pod_iter)
-            member_of = (p.namespace, p.group) if p.group is not None else None
+            member_of = group_of.get(p.key)
             if member_of is not None and member_of in waiting:
                 session.resolve(p)  # a template claim exists from the pod's arrival on
                 waiting[member_of] -= 1
                 maybe_place(member_of)
+            elif member_of is not None:
+                pass  # its PodGroup is missing: it waits (see never_placed)
             elif p.node_name is not None and not p.claims and not p.error:
                 # Already bound by whoever wrote it: not Tessera's to schedule, but it takes its place.
                 session.hold(p, p.node_name)
@@ -332,7 +426,7 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
         for pc in session.resolve(p):
             if pc.key is not None and pc.key in session.claims:
                 claim_order[pc.key] = None
-        d = decided.get(p.key) or Unschedulable(f"not scheduled: PodGroup {p.namespace}/{p.group} never arrived")
+        d = decided.get(p.key) or Unschedulable(never_placed(p))
         outcomes.append(PodOutcome(p, d.node, None, d.volumes) if isinstance(d, Placed) else PodOutcome(p, None, d.reason))
         seen_warnings.update(dict.fromkeys(d.warnings))
     placed = {o.pod.key for o in outcomes if o.node is not None}

@@ -10,7 +10,7 @@ so this module finds them:
   The schemas are not hand-written: they are the OpenAPI model classes of the installed
   `kubernetes_asyncio` package (36.1.0, generated from the Kubernetes v1.36.1 OpenAPI document),
   read through each class's `openapi_types` (attribute -> type string) and `attribute_map`
-  (attribute -> JSON field name). Only the three CRDs Tessera reads, which have no model there,
+  (attribute -> JSON field name). Only the CRDs Tessera reads, which have no model there,
   have a small explicit field list for their own top level (see `_CRD_MODELS`); their embedded
   pod and job templates are checked against the real models.
 - `rule_problems(obj)`: the structural validation rules of the 1.36 API server that matter for
@@ -112,6 +112,7 @@ _KIND_MODELS: Final[tuple[tuple[str, str, str], ...]] = (
     ("scheduling.x-k8s.io/v1alpha1", "PodGroup", "crd:PodGroup"),
     ("scheduling.k8s.io/v1alpha2", "PodGroup", "V1alpha2PodGroup"),
     ("scheduling.k8s.io/v1alpha2", "Workload", "V1alpha2Workload"),
+    ("scheduling.volcano.sh/v1beta1", "PodGroup", "crd:VolcanoPodGroup"),
     ("jobset.x-k8s.io/v1alpha2", "JobSet", "crd:JobSet"),
     ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "crd:LeaderWorkerSet"),
 )
@@ -119,6 +120,7 @@ _KIND_MODELS: Final[tuple[tuple[str, str, str], ...]] = (
 # CRDs without a model in kubernetes_asyncio. Field lists (JSON name -> type string in the same
 # grammar as `openapi_types`; "crd:" names are entries of this table) come from the Go types:
 #   PodGroup        kubernetes-sigs/scheduler-plugins apis/scheduling/v1alpha1/types.go (PodGroupSpec)
+#   VolcanoPodGroup volcano-sh/apis pkg/apis/scheduling/v1beta1/types.go (PodGroupSpec, NetworkTopologySpec)
 #   JobSet          kubernetes-sigs/jobset api/jobset/v1alpha2/jobset_types.go (JobSetSpec, ReplicatedJob)
 #   LeaderWorkerSet kubernetes-sigs/lws api/leaderworkerset/v1/leaderworkerset_types.go
 #                   (LeaderWorkerSetSpec, LeaderWorkerTemplate)
@@ -128,6 +130,18 @@ _KIND_MODELS: Final[tuple[tuple[str, str, str], ...]] = (
 _CRD_MODELS: Final[dict[str, dict[str, str]]] = {
     "crd:PodGroup": {"apiVersion": "str", "kind": "str", "metadata": "V1ObjectMeta", "spec": "crd:PodGroupSpec", "status": "object"},
     "crd:PodGroupSpec": {"minMember": "int", "minResources": "dict(str, str)", "scheduleTimeoutSeconds": "int"},
+    "crd:VolcanoPodGroup": {"apiVersion": "str", "kind": "str", "metadata": "V1ObjectMeta", "spec": "crd:VolcanoPodGroupSpec",
+                            "status": "object"},
+    "crd:VolcanoPodGroupSpec": {
+        "minMember": "int",
+        "minTaskMember": "dict(str, int)",
+        "queue": "str",
+        "priorityClassName": "str",
+        "minResources": "dict(str, str)",
+        "networkTopology": "crd:VolcanoNetworkTopology",
+        "subGroupPolicy": "list[object]",
+    },
+    "crd:VolcanoNetworkTopology": {"mode": "str", "highestTierAllowed": "int", "highestTierName": "str"},
     "crd:JobSet": {"apiVersion": "str", "kind": "str", "metadata": "V1ObjectMeta", "spec": "crd:JobSetSpec", "status": "object"},
     "crd:JobSetSpec": {
         "replicatedJobs": "list[crd:ReplicatedJob]",

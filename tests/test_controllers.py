@@ -738,4 +738,5 @@ def test_expanded_workloads_schedule_end_to_end() -> None:
     claimed = {c["pod"] for c in result.to_json()["claims"]}
     gpu_pods = {n for n in names(ex, "Pod") if n.startswith(("inference-", "train-workers-"))}
     assert claimed == gpu_pods and len(gpu_pods) == 6
-    assert result.to_json()["podGroups"] == [{"namespace": "ml", "name": "train", "minMember": 5, "scheduled": 5}]
+    assert result.to_json()["podGroups"] == [{"namespace": "ml", "name": "train", "minMember": 5, "scheduled": 5,
+                                                   "apiVersion": "scheduling.x-k8s.io/v1alpha1"}]

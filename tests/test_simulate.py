@@ -81,7 +81,8 @@ def test_json_contract_on_the_example(capsys: pytest.CaptureFixture[str]) -> Non
                 assert {"request", "driver", "pool", "device"} <= set(r)
         for ref in c["reservedFor"]:
             assert ref["resource"] == "pods" and ref["name"] and ref["uid"]
-    assert out["podGroups"] == [{"namespace": "ml", "name": "train", "minMember": 2, "scheduled": 2}]
+    assert out["podGroups"] == [{"namespace": "ml", "name": "train", "minMember": 2, "scheduled": 2,
+                                 "apiVersion": "scheduling.x-k8s.io/v1alpha1"}]
     by_name = {(c["namespace"], c["name"]): c for c in out["claims"]}
     infer = by_name[("ml", "infer-0-gpu")]
     assert infer["pod"] == "infer-0" and infer["podClaimName"] == "gpu"
@@ -158,7 +159,8 @@ def test_gang_waits_for_its_last_member_and_pod_group_may_come_last(tmp_path: pa
     assert next(p["reason"] for p in out["pods"] if p["name"] == "w0") == (
         "gang default/job: no placement holds all 2 pods in the cluster (cluster: 1 of 2 pods fit by free devices "
         "(15 free of 16 needed))")
-    assert out["podGroups"] == [{"namespace": "default", "name": "job", "minMember": 2, "scheduled": 0}]
+    assert out["podGroups"] == [{"namespace": "default", "name": "job", "minMember": 2, "scheduled": 0,
+                                 "apiVersion": "scheduling.x-k8s.io/v1alpha1"}]
     for c in out["claims"]:
         if c["pod"] in ("w0", "w1"):
             assert c["allocation"] is None and c["reservedFor"] == []
