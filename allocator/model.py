@@ -349,6 +349,12 @@ class Pod:
     # What the live scheduler needs beyond simulate:
     requests: Mapping[str, int] = field(default_factory=dict)  # effective requests in milli-units, as NodeResourcesFit counts them
     priority: int = 0
+    # Priority admission's inputs (allocator.priority.effective_priority): spec.priorityClassName,
+    # spec.preemptionPolicy when given, and whether spec.priority was given (parse_pod says; a Pod
+    # built otherwise keeps the `priority` it was given).
+    priority_class_name: str = ""
+    preemption_policy: str | None = None
+    priority_set: bool = True
     created: str = ""  # metadata.creationTimestamp (RFC 3339 sorts as text)
     gated: bool = False  # spec.schedulingGates is not empty
     deleting: bool = False  # metadata.deletionTimestamp is set

@@ -365,6 +365,8 @@ def parse_pod(obj: Mapping[str, Any]) -> Pod:
         node_name=o.text(spec, "nodeName", "spec") or None, claims=tuple(claims),
         scheduler_name=o.text(spec, "schedulerName", "spec") or "default-scheduler",
         requests=pod_requests(o, spec), priority=o.integer(spec, "priority", "spec", 0) or 0,
+        priority_class_name=o.text(spec, "priorityClassName", "spec"),
+        preemption_policy=o.text(spec, "preemptionPolicy", "spec") or None, priority_set=spec.get("priority") is not None,
         created=str(meta.get("creationTimestamp") or ""), gated=bool(spec.get("schedulingGates")),
         deleting=bool(meta.get("deletionTimestamp")), finished=status.get("phase") in ("Succeeded", "Failed"),
         claim_statuses=claim_statuses,

@@ -166,16 +166,17 @@ def effective_priority(pod: Mapping[str, Any] | Pod, classes: Mapping[str, Prior
     """The pod's priority and preemption policy as Priority admission resolves them, or why the
     API server would refuse the pod (naming the pod and the field).
 
-    `pod` is a Pod object (JSON) or a parsed `Pod`. A parsed Pod carries only `priority` today
-    (0 when unset), which then stands; its class name, whether `spec.priority` was given and its
-    preemption policy are read when the model has them (`priority_class_name`, `priority_set`,
-    `preemption_policy`)."""
+    `pod` is a Pod object (JSON) or a parsed `Pod`, whose `priority_class_name`,
+    `preemption_policy` and `priority_set` (whether `spec.priority` was given; the model's
+    `priority` is 0 when it was not) `parse_pod` reads."""
     if isinstance(pod, Pod):
-        class_name = getattr(pod, "priority_class_name", None) or ""
-        policy_given = getattr(pod, "preemption_policy", None) or None
-        # `priority_set`: whether spec.priority was given (the model's `priority` defaults to 0).
-        priority_given: int | None = pod.priority if getattr(pod, "priority_set", True) else None
+        class_name = pod.priority_class_name
+        policy_given = pod.preemption_policy or None
+        priority_given: int | None = pod.priority if pod.priority_set else None
         ref = pod.ref
+        if policy_given is not None and policy_given not in PREEMPTION_POLICIES:
+            return (f"Pod {ref}: spec.preemptionPolicy: must be one of {', '.join(PREEMPTION_POLICIES)}, "
+                    f"got {_kind(policy_given)}")
     else:
         meta = pod.get("metadata") if isinstance(pod.get("metadata"), Mapping) else {}
         assert isinstance(meta, Mapping)

@@ -47,10 +47,11 @@ def _parser() -> argparse.ArgumentParser:
         "simulate",
         help="allocate devices for a workload on a cluster read from YAML files (no cluster needed)",
         description=(
-            "Runs Tessera's allocator on a cluster (Nodes, Namespaces, DeviceClasses, ResourceSlices, allocated "
-            "ResourceClaims, bound Pods) and a workload (ResourceClaims, ResourceClaimTemplates, PodGroups, Pods, in "
-            "arrival order). Exit status: 0 when the run completes (unschedulable pods are an answer, not an error), "
-            "2 when an input file cannot be read."
+            "Runs Tessera's allocator on a cluster (Nodes, Namespaces, DeviceClasses, ResourceSlices, PriorityClasses, "
+            "allocated ResourceClaims, bound Pods) and a workload (ResourceClaims, ResourceClaimTemplates, PodGroups, Pods, "
+            "in arrival order); a pod that cannot be placed preempts lower-priority pods unless --no-preemption. Exit "
+            "status: 0 when the run completes (unschedulable pods are an answer, not an error), 2 when an input file "
+            "cannot be read."
         ),
     )
     sim.add_argument("--cluster", required=True, metavar="FILE", help="cluster objects: multi-document YAML or kind: List")
@@ -71,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
                           "the run with exit status 2, each named by file, document, object and field; warn: warnings")
     sim.add_argument("--quiet", action="store_true",
                      help="no progress line on stderr (shown on a terminal once a run takes over 2 s)")
+    sim.add_argument("--no-preemption", action="store_true",
+                     help="pods that cannot be placed do not preempt lower-priority pods (by default they do, as "
+                          "kube-scheduler's DefaultPreemption, counting devices and gangs)")
     _serve_parser(sub)
     return p
 
@@ -165,7 +169,8 @@ def _simulate(args: argparse.Namespace) -> int:
     progress = Progress(sys.stderr) if not args.quiet and _tty(sys.stderr) else None
     try:
         result = simulate(inputs.cluster, inputs.workload, policy=args.policy, backend=get_backend(args.cel_backend), budget=args.budget,
-                          topology=config.topology, default_spread=config.default_spread, progress=progress)
+                          topology=config.topology, default_spread=config.default_spread, progress=progress,
+                          preemption=not args.no_preemption)
     finally:
         if progress is not None:
             progress.close()

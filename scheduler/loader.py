@@ -46,6 +46,7 @@ KNOWN_KINDS = {
     "StorageClass": ("storage.k8s.io/v1",),
     "PersistentVolume": ("v1",),
     "PersistentVolumeClaim": ("v1",),
+    "PriorityClass": ("scheduling.k8s.io/v1",),
 }
 Validation = Literal["strict", "warn"]
 MAX_PROBLEMS_SHOWN = 20

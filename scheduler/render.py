@@ -8,7 +8,7 @@ from collections import Counter
 from allocator.model import COSCHEDULING_API, WORKLOAD_API, ObjectKey, PodGroup
 from topology.config import HOSTNAME
 
-from .simulate import SimResult
+from .simulate import PodOutcome, SimResult
 
 
 def _devices(result: SimResult, pod_key: ObjectKey) -> str:
@@ -93,6 +93,11 @@ def render_table(result: SimResult, width: int = 140) -> str:
     placed = sum(1 for o in result.pods if o.node)
     lines.append("")
     lines.append(f"Placed {placed} of {len(result.pods)} pods.")
+    if result.preempted:
+        lines.append(f"Preempted {result.preempted} pod(s) for {result.preemptors} preemptor(s).")
+        for o in result.pods:
+            if o.victims:
+                lines.extend(_preemption_row(o, width))
     per_node = Counter(o.node for o in result.pods if o.node)
     if len(per_node) > MAX_NODES_LISTED:
         # Past a screenful, the fullest nodes and how the rest spread (pods per node -> nodes).
@@ -117,6 +122,25 @@ def render_table(result: SimResult, width: int = 140) -> str:
         lines.append("Warnings:")
         lines.extend(f"  - {w}" for w in result.warnings)
     return "\n".join(lines) + "\n"
+
+
+MAX_VICTIMS_LISTED = 8
+
+
+def _preemption_row(o: PodOutcome, width: int) -> list[str]:
+    """Summary lines of a pod that preempted: whom it evicted, by node, and how many devices that
+    freed (the victims' own rows, and the JSON, name the devices)."""
+    by_node: dict[str, list[str]] = {}
+    for v in o.victims[:MAX_VICTIMS_LISTED]:
+        by_node.setdefault(v.node, []).append(f"{v.pod[0]}/{v.pod[1]}")
+    who = " and ".join(f"{', '.join(names)} on {node}" for node, names in by_node.items())
+    more = len(o.victims) - MAX_VICTIMS_LISTED
+    if more > 0:
+        who += f" and {more} more"
+    freed = sum(len(v.devices) for v in o.victims)
+    where = f" (placed on {o.node})" if o.node else " (since preempted itself)"
+    text = f"Preemption: {o.pod.ref}{where} evicted {who}" + (f", freeing {freed} device(s)." if freed else ".")
+    return textwrap.wrap(text, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
 
 
 def _group_row(g: PodGroup, n: int, landed: str | None) -> str:

@@ -10,13 +10,21 @@ then the group is placed, all-or-nothing for a gang, each pod on its own for a `
 A pod whose scheduling.x-k8s.io/v1alpha1 PodGroup is nowhere to be found is scheduled on its
 own, with a warning, as the coscheduling plugin does; a pod whose v1alpha2 or Volcano PodGroup
 is missing waits (kube-scheduler and Volcano keep it pending), so it is not scheduled.
+
+Priority and preemption: every pod's priority and preemptionPolicy are resolved from the
+PriorityClasses as the API server's Priority admission does (`allocator.priority`); a workload
+pod naming a PriorityClass that does not exist is unschedulable for it. A pod (or a gang) that
+cannot be placed preempts, unless `preemption` is off: `allocator.preemption` picks the victims
+among the pods running by then (the cluster file's bound pods and the workload pods placed
+earlier in the run), they are evicted (their claims released, their resources freed) and the
+preemptor is placed on the node it was nominated to. Evicted workload pods are not placed again.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from allocator.cel import Backend
@@ -54,8 +62,19 @@ from allocator.parse import (
     parse_workload,
     resolve_pod_group,
 )
-from allocator.placement import Cluster, Decision, Placed, Policy, Session, Unschedulable
+from allocator.placement import Cluster, Commit, Decision, Placed, Policy, Session, Unschedulable
 from allocator.podspec import SpreadConstraint
+from allocator.preemption import GangRef, Preemption, Running, Victim, preempt_gang, preempt_pod, running_pods
+from allocator.priority import (
+    NEVER,
+    PREEMPT_LOWER,
+    PreemptionPolicy,
+    PriorityClass,
+    default_class,
+    effective_priority,
+    parse_priority_class,
+    priority_classes,
+)
 from allocator.results import allocation_to_json
 from allocator.search import DEFAULT_BUDGET
 from allocator.volumes import (
@@ -70,7 +89,7 @@ from topology import TopologyConfig
 from .loader import Doc
 
 T = TypeVar("T")
-CLUSTER_KINDS = ("Node", "Namespace", "DeviceClass", "ResourceSlice", "StorageClass", "PersistentVolume")
+CLUSTER_KINDS = ("Node", "Namespace", "DeviceClass", "ResourceSlice", "StorageClass", "PersistentVolume", "PriorityClass")
 NAMESPACED = ("ResourceClaim", "ResourceClaimTemplate", "PodGroup", "Workload", "Pod", "PersistentVolumeClaim")
 _MARKER = {  # how a pod names a PodGroup of each API, for reasons
     COSCHEDULING_API: f"label {POD_GROUP_LABEL}",
@@ -85,6 +104,7 @@ class PodOutcome:
     node: str | None = None
     reason: str | None = None
     volumes: VolumePlan | None = None  # what would be bound or provisioned for it
+    victims: tuple[Victim, ...] = ()  # pods evicted so that it could be placed (it preempted them)
 
 
 @dataclass(slots=True)
@@ -94,6 +114,8 @@ class SimResult:
     claim_order: list[ObjectKey]
     groups: list[tuple[PodGroup, int, str | None]]  # group, pods scheduled, where it landed
     warnings: list[str] = field(default_factory=list)
+    preempted: int = 0  # pods evicted by preemption in all (the cluster file's bound pods included)
+    preemptors: int = 0  # pods placed by preempting (each member of a gang that preempted)
 
     def to_json(self) -> dict[str, Any]:
         s = self.session
@@ -118,8 +140,15 @@ class SimResult:
                         for k, pv in plan.binds]
             volumes += [{"pod": o.pod.ref, "persistentVolumeClaim": f"{k[0]}/{k[1]}", "action": "provision",
                          "storageClass": sc, "node": node} for k, sc, node in plan.provisions]
+        pods = []
+        for o in self.pods:
+            row: dict[str, Any] = {"namespace": o.pod.namespace, "name": o.pod.name, "node": o.node, "reason": o.reason}
+            if o.victims:
+                row["victims"] = [{"namespace": v.pod[0], "name": v.pod[1], "node": v.node,
+                                   "devices": [f"{d}/{p}/{n}" for d, p, n in v.devices]} for v in o.victims]
+            pods.append(row)
         out: dict[str, Any] = {
-            "pods": [{"namespace": o.pod.namespace, "name": o.pod.name, "node": o.node, "reason": o.reason} for o in self.pods],
+            "pods": pods,
             "claims": claims,
             "podGroups": [{"namespace": g.namespace, "name": g.name, "apiVersion": g.api, "minMember": g.min_member,
                            "scheduled": n} for g, n, _ in self.groups],
@@ -170,6 +199,10 @@ class _Scene:
     templates: list[ClaimTemplate] = field(default_factory=list)
     volumes: VolumeIndex = field(default_factory=VolumeIndex)
     bound: list[Pod] = field(default_factory=list)  # the cluster file's pods with spec.nodeName
+    bound_where: dict[ObjectKey, str] = field(default_factory=dict)  # where each was read, for warnings
+    started: dict[ObjectKey, str] = field(default_factory=dict)  # their status.startTime
+    priority_classes: list[PriorityClass] = field(default_factory=list)
+    invalid_classes: dict[str, str] = field(default_factory=dict)  # name -> why it was ignored
     groups: dict[GroupKey, PodGroup | str] = field(default_factory=dict)  # str: why it is invalid
     workloads: dict[ObjectKey, Workload | str] = field(default_factory=dict)  # str: why it is invalid
     warnings: list[str] = field(default_factory=list)
@@ -216,6 +249,12 @@ class _Scene:
         elif k == "PersistentVolume":
             if (pv := self.parse(doc, parse_persistent_volume)) is not None:
                 self.volumes.add_pv(pv)
+        elif k == "PriorityClass":
+            try:
+                self.priority_classes.append(parse_priority_class(doc.obj))
+            except SpecError as e:
+                self.invalid_classes[_key(doc)[1]] = str(e)
+                self.warnings.append(f"{doc.where}: {e}; ignored")
 
     def add_pvc(self, doc: Doc) -> None:
         if (pvc := self.parse(doc, parse_persistent_volume_claim)) is not None:
@@ -258,8 +297,9 @@ def _pod(doc: Doc) -> Pod:
 def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: Policy = "best-fit",
              backend: Backend | None = None, budget: int = DEFAULT_BUDGET, topology: TopologyConfig | None = None,
              default_spread: Sequence[SpreadConstraint] = (),
-             progress: Callable[[int, int], None] | None = None) -> SimResult:
-    """`progress(pods seen, pods in all)` is called after each pod's arrival."""
+             progress: Callable[[int, int], None] | None = None, preemption: bool = True) -> SimResult:
+    """`progress(pods seen, pods in all)` is called after each pod's arrival; `preemption`: whether
+    pods that cannot be placed preempt lower-priority ones."""
     scene = _Scene()
     for doc in cluster_docs:
         k = doc.kind
@@ -288,6 +328,10 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
                 scene.warnings.append(f"{doc.where}: {bp.error}; this bound pod is not counted on node {bp.node_name}")
             elif not bp.finished:
                 scene.bound.append(bp)
+                scene.bound_where[bp.key] = doc.where
+                status = doc.obj.get("status")
+                start = status.get("startTime") if isinstance(status, Mapping) else None
+                scene.started[bp.key] = start if isinstance(start, str) else ""
     arrivals: list[Doc] = []
     for doc in workload_docs:
         if doc.kind in CLUSTER_KINDS:
@@ -298,6 +342,34 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
         elif scene.first(doc):
             arrivals.append(doc)
 
+    classes = priority_classes(scene.priority_classes)
+    defaults = sorted(c.name for c in classes.values() if c.global_default)
+    if len(defaults) > 1:
+        chosen = default_class(classes)
+        assert chosen is not None
+        scene.warnings.append(f"PriorityClasses {', '.join(defaults)} are all globalDefault (the API server admits only one); "
+                              f"pods without a class get {chosen.name}'s priority {chosen.value}, the lowest, as admission picks")
+    policy_of: dict[ObjectKey, PreemptionPolicy] = {}
+
+    def prioritized(p: Pod, bound: str | None = None) -> Pod:
+        """The pod with its priority as admission resolves it. A pod admission would refuse is
+        unschedulable for it; one already bound (`bound`: where it was read) keeps its
+        spec.priority, with a warning."""
+        if p.error:
+            return p
+        got = effective_priority(p, classes)
+        if isinstance(got, str):
+            why = scene.invalid_classes.get(p.priority_class_name)
+            if why is not None and got.endswith(" not found"):
+                got = f"Pod {p.ref}: spec.priorityClassName: PriorityClass {p.priority_class_name} is invalid ({why})"
+            if bound is not None:
+                scene.warnings.append(f"{bound}: {got}; the bound pod counts with priority {p.priority}")
+                return p
+            return replace(p, error=got)
+        policy_of[p.key] = got.preemption_policy
+        return p if got.value == p.priority else replace(p, priority=got.value)
+
+    scene.bound = [prioritized(bp, scene.bound_where[bp.key]) for bp in scene.bound]
     cluster = Cluster.build(scene.nodes, scene.namespaces, scene.classes, scene.slices, backend, topology)
     session = Session(cluster, scene.claims, scene.templates, policy=policy, budget=budget, volumes=scene.volumes,
                       default_spread=default_spread)
@@ -308,9 +380,16 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
     warnings.extend(cluster.topology.model.problems)
     warnings.extend(f"{c.error}; pods that use claim {c.ref} are unschedulable" for c in session.claims.values() if c.error)
 
-    pods = [_pod(d) for d in arrivals if d.kind == "Pod"]
+    pods = []
+    for arrival in arrivals:
+        if arrival.kind == "Pod":
+            wp = _pod(arrival)
+            # A pod bound by whoever wrote it (no claims) is not Tessera's to admit or schedule.
+            held = wp.node_name is not None and not wp.claims
+            pods.append(prioritized(wp, arrival.where if held else None))
     workload_groups = {(_group_api(d), *_key(d)) for d in arrivals if d.kind == "PodGroup"}
     known_groups = set(scene.groups) | workload_groups
+    bound_group = {bp.key: g for bp in scene.bound if (g := pick_group(bp, known_groups.__contains__)) in known_groups}
     members: dict[GroupKey, list[Pod]] = defaultdict(list)
     group_of: dict[ObjectKey, GroupKey] = {}  # pod -> the group it waits for (known or not)
     for p in pods:
@@ -330,6 +409,125 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
     decided: dict[ObjectKey, Decision] = {}
     landed: dict[GroupKey, str | None] = {}
     claim_order: dict[ObjectKey, None] = {}
+    workload_keys = {p.key for p in pods}
+    victims_of: dict[ObjectKey, list[Victim]] = defaultdict(list)  # preemptor -> the pods it evicted
+    preempted: set[ObjectKey] = set()  # workload pods evicted
+    touched: dict[ObjectKey, None] = {}  # claims evicted pods used (shown in the output, deallocated or not)
+    tally = {"evicted": 0, "preemptors": 0}
+    lowest = min((p.priority for p in (*scene.bound, *pods)), default=0)
+
+    def gang_refs() -> dict[ObjectKey, GangRef]:
+        """The running pods' gangs: a victim takes its gang along unless minMember holds without it."""
+        out: dict[ObjectKey, GangRef] = {}
+        for k in session.pods.entries:
+            gkey = group_of.get(k) or bound_group.get(k)
+            g = scene.groups.get(gkey) if gkey is not None else None
+            if gkey is not None and isinstance(g, PodGroup) and g.gang:
+                out[k] = (gkey, g.min_member)
+        return out
+
+    def running_below(preemptors: Sequence[Pod], priority: int) -> dict[ObjectKey, Running] | None:
+        """The pods running now (bound and placed so far), or None when preemption is off or none
+        of them has a lower priority than `priority`."""
+        if not preemption or priority <= lowest:
+            return None
+        own = {m.key for m in preemptors}
+        running = running_pods(session, started=lambda rp: scene.started.get(rp.key, ""))
+        if not any(r.priority < priority for k, r in running.items() if k not in own):
+            return None
+        return running
+
+    def gang_name(gkey: object) -> tuple[str, int]:
+        g = scene.groups.get(gkey) if isinstance(gkey, tuple) else None
+        if isinstance(g, PodGroup):
+            return g.ref, g.min_member
+        return str(gkey), 0
+
+    def evict_for(members: Sequence[Pod], r: Preemption, running: Mapping[ObjectKey, Running], priority: int,
+                  gang: PodGroup | None) -> dict[ObjectKey, Decision] | str:
+        """Applies a preemption: each preemptor decided on its nominated node alone with the
+        victims gone (before anything is evicted: if one does not fit, nothing changes and the
+        reason says why), then the victims evicted for good."""
+        decisions: dict[ObjectKey, Decision] = {}
+        commits: list[Commit] = []
+        with session.without([v.pod for v in r.victims]), session.freed([ck for v in r.victims for ck in v.claims]):
+            for m in members:
+                node = r.nominated[m.key]
+                d = session.decide(m, only={node})
+                if not isinstance(d, Placed):
+                    for c in reversed(commits):
+                        session.rollback(c)
+                    return f"preemption nominated node {node} for pod {m.ref}, but it does not fit there: {d.reason}"
+                decisions[m.key] = d
+                commits.append(session.commit(m, d))
+        # The preemptors stay committed; the victims leave (a claim stays allocated while a user remains).
+        lander: dict[str, Pod] = {}
+        for m in members:
+            lander.setdefault(r.nominated[m.key], m)
+        for v in r.victims:
+            victim = running[v.pod].pod
+            used = [pc.key for pc in session.resolve(victim) if pc.key is not None]
+            session.release(victim)
+            touched.update((k, None) for k in used if k in session.claims)
+            by = lander.get(v.node, members[0])
+            who = by.ref if gang is None else f"{by.ref} of gang {gang.ref}"
+            head = f"preempted by {who} (priority {priority} > {v.priority})"
+            if v.gang is not None:
+                gref, mm = gang_name(v.gang)
+                if v.node not in lander:
+                    reason = f"{head}: its gang {gref} would fall below minMember {mm} without its members evicted elsewhere"
+                else:
+                    reason = f"{head} to free {_freed(v)}; its gang {gref} goes too, as it would fall below minMember {mm}"
+            else:
+                reason = f"{head} to free {_freed(v)}"
+            victims_of[by.key].append(v)
+            tally["evicted"] += 1
+            if v.pod in workload_keys:
+                preempted.add(v.pod)
+                decided[v.pod] = Unschedulable(reason)
+        tally["preemptors"] += len(members)
+        return decisions
+
+    def preempt_one(p: Pod, d: Decision) -> Decision:
+        """A pod that could not be placed preempts, if preemption can help it."""
+        if not isinstance(d, Unschedulable):
+            return d
+        running = running_below([p], p.priority)
+        if running is None or isinstance(session.prepare(p), Unschedulable):
+            return d
+        r = preempt_pod(session, p, running, priority=p.priority, policy=policy_of.get(p.key, PREEMPT_LOWER),
+                        gangs=gang_refs())
+        got = evict_for([p], r, running, p.priority, None) if r.ok else r.reason or "preemption cannot help"
+        if isinstance(got, str):
+            return Unschedulable(f"{d.reason}; {got}", d.warnings)
+        return got[p.key]
+
+    def preempt_group(gkey: GroupKey, g: PodGroup, ms: Sequence[Pod], placed: int) -> None:
+        """A group that could not be placed preempts: a gang as a whole (when nothing of it was
+        placed), a basic group's pods each on their own."""
+        if not g.gang:
+            for m in ms:
+                decided[m.key] = preempt_one(m, decided[m.key])
+            return
+        ready = [m for m in ms if not isinstance(session.prepare(m), Unschedulable)]
+        if placed or not ready or len(ready) < g.min_member or \
+                any(sum(1 for m in ready if m.task == t) < n for t, n in g.min_task_member.items()):
+            return
+        priority = min(m.priority for m in ready)  # the gang preempts only what is below all of it
+        running = running_below(ready, priority)
+        if running is None:
+            return
+        policy = NEVER if any(policy_of.get(m.key) == NEVER for m in ready) else PREEMPT_LOWER
+        r = preempt_gang(session, g, ready, running, priority=priority, policy=policy, gangs=gang_refs())
+        got = evict_for(ready, r, running, priority, g) if r.ok else r.reason or "preemption cannot help"
+        if isinstance(got, str):
+            for m in ready:
+                was = decided[m.key]
+                if isinstance(was, Unschedulable):
+                    decided[m.key] = Unschedulable(f"{was.reason}; {got}", was.warnings)
+            return
+        decided.update(got)
+        landed[gkey] = r.where
 
     def invalid(gkey: GroupKey, why: str) -> None:
         for p in members[gkey]:
@@ -360,6 +558,8 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
             out = schedule_gang(session, g, members[gkey])
             decided.update(out.decisions)
             landed[gkey] = out.where
+            if out.placed < len(members[gkey]):
+                preempt_group(gkey, g, members[gkey], out.placed)
 
     def never_placed(p: Pod) -> str:
         gkey = group_of.get(p.key)
@@ -415,7 +615,7 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
                 session.hold(p, p.node_name)
                 decided[p.key] = Placed(p.node_name, {})
             else:
-                decided[p.key] = schedule_pod(session, p).decisions[p.key]
+                decided[p.key] = preempt_one(p, schedule_pod(session, p).decisions[p.key])
             seen += 1
             if progress is not None:
                 progress(seen, len(pods))
@@ -423,13 +623,29 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
     outcomes = []
     seen_warnings = dict.fromkeys(warnings)
     for p in pods:
-        for pc in session.resolve(p):
-            if pc.key is not None and pc.key in session.claims:
-                claim_order[pc.key] = None
+        if p.key not in preempted:  # an evicted pod's claims from templates are deleted with it
+            for pc in session.resolve(p):
+                if pc.key is not None and pc.key in session.claims:
+                    claim_order[pc.key] = None
         d = decided.get(p.key) or Unschedulable(never_placed(p))
-        outcomes.append(PodOutcome(p, d.node, None, d.volumes) if isinstance(d, Placed) else PodOutcome(p, None, d.reason))
+        victims = tuple(victims_of.get(p.key, ()))
+        outcomes.append(PodOutcome(p, d.node, None, d.volumes, victims) if isinstance(d, Placed)
+                        else PodOutcome(p, None, d.reason, victims=victims))
         seen_warnings.update(dict.fromkeys(d.warnings))
+    claim_order.update((k, None) for k in touched if k in session.claims)
     placed = {o.pod.key for o in outcomes if o.node is not None}
     group_rows = [(g, sum(1 for p in members.get(gkey, []) if p.key in placed), landed.get(gkey))
                   for gkey, g in scene.groups.items() if isinstance(g, PodGroup)]
-    return SimResult(session, outcomes, list(claim_order), group_rows, list(seen_warnings))
+    return SimResult(session, outcomes, list(claim_order), group_rows, list(seen_warnings), tally["evicted"],
+                     tally["preemptors"])
+
+
+def _freed(v: Victim) -> str:
+    """What evicting a victim frees: its devices (those no remaining pod shares), by pool as the
+    table lists devices (`driver/pool/dev-0,dev-1`), else room on its node."""
+    if not v.devices:
+        return f"room on {v.node}"
+    by_pool: dict[tuple[str, str], list[str]] = {}
+    for d, p, n in v.devices:
+        by_pool.setdefault((d, p), []).append(n)
+    return " ".join(f"{d}/{p}/{','.join(ns)}" for (d, p), ns in by_pool.items()) + f" on {v.node}"
