@@ -37,7 +37,7 @@ import yaml
 import allocator as alloc
 from allocator.cel import get_backend
 from allocator.model import Device
-from bench import live, quality
+from bench import live, preemption, quality
 from bench.workloads import GPU, cluster, gpu_class, gpu_node, mixed_pods, spread_pods, zoned_nodes
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -46,7 +46,8 @@ TARGETS = {"alloc_p50_ms_8_devices": 1.0, "simulate_4000_pods_seconds": 20.0, "g
            "torus_slices_contiguous_percent": 100.0, "packing_vs_optimum_mean_ratio": 0.95,
            "extender_filter_1000_nodes_p50_ms": 10.0, "extender_filter_1000_nodes_p99_ms": 30.0,
            "secondary_scheduler_pods_per_s": 70.0,
-           "simulate_spread_5000_pods_per_s": 500.0, "healthz_under_load_p99_ms": 100.0, "extender_filter_rules_1000_nodes_p99_ms": 30.0}
+           "simulate_spread_5000_pods_per_s": 500.0, "healthz_under_load_p99_ms": 100.0, "extender_filter_rules_1000_nodes_p99_ms": 30.0,
+           "preemption_pod_1000_nodes_p50_ms": 50.0, "preemption_gang_16_1000_nodes_p50_ms": 500.0}
 SELECTOR = f'device.driver == "{GPU}" && device.attributes["{GPU}"].index >= 4'
 
 
@@ -240,6 +241,12 @@ def write_readme(results: dict[str, Any]) -> None:
         rows.append(f"| secondary scheduler, {r['nodes']} nodes x {r['devices_per_node']} devices, {r['pods']} template pods | "
                     f"{r['pods_per_s']} pods/s ({r['bound']} bound, {r['unschedulable']} unschedulable, {r['seconds']} s; "
                     f"e2e p50 {r['e2e_p50_s']} s) | >= 70 pods/s |")
+    pr = results.get("preemption")
+    if pr:
+        rows.append(f"| preemption: one 8-GPU pod on {pr['nodes']} full nodes ({pr['running_pods']} running pods) | "
+                    f"p50 {pr['pod_p50_ms']} ms ({pr['pod_victims']} victims; slowest {pr['pod_first_ms']} ms) | p50 <= 50 ms |")
+        rows.append(f"| preemption: a gang of 16 x 8-GPU pods, same fleet (16-node NVLink domains) | p50 {pr['gang_p50_ms']} ms "
+                    f"({pr['gang_victims']} victims) | p50 <= 500 ms |")
     table = "\n".join(rows)
     readme = HERE / "README.md"
     text = readme.read_text() if readme.exists() else ""
@@ -267,6 +274,7 @@ def main() -> None:
         "spread": bench_spread(1000 if not args.quick else 100, 5000 if not args.quick else 500),
         "quality": quality.run(quick=args.quick),
         "live": asyncio.run(live.run(quick=args.quick)),
+        "preemption": preemption.run(quick=args.quick),
         "targets": TARGETS,
     }
     print(json.dumps(results, indent=2))
