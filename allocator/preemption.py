@@ -475,6 +475,20 @@ def preempt_pod(session: Session, pod: Pod, running: Mapping[ObjectKey, Running]
     return eng.result(chosen, notes)
 
 
+def victims_on(session: Session, pod: Pod, node: str, running: Mapping[ObjectKey, Running], *,
+               priority: int | None = None, gangs: Mapping[ObjectKey, GangRef] | None = None,
+               pdb_violations: PdbViolations | None = None) -> Preemption:
+    """The minimal victims among the lower-priority pods of `running` on `node` that let `pod`
+    fit there (kube-scheduler's SelectVictimsOnNode, counting devices): what the extender's
+    /preempt answers per candidate node kube-scheduler offers. A reason when none helps."""
+    p = pod.priority if priority is None else priority
+    eng = _Engine(session, [pod], p, running, gangs, pdb_violations, max_dry_runs=_UNCAPPED)
+    got = eng.select(node, [node], frozenset((node,)), _pod_fits(session, pod, node))
+    if isinstance(got, str):
+        return Preemption(reason=f"preemption on node {node} cannot help pod {pod.ref}: {got}")
+    return eng.result(got, [])
+
+
 def _pod_fits(session: Session, pod: Pod, node: str) -> Fits:
     def fits() -> Landing | None:
         return {pod.key: node} if session.filter(pod, [node]).ok else None

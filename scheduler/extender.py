@@ -70,6 +70,7 @@ from allocator.errors import SpecError
 from allocator.model import ObjectKey, Pod
 from allocator.parse import parse_pod, parse_pod_or_error
 from allocator.placement import Commit, Placed, Session, Unschedulable
+from allocator.preemption import Running, victims_on
 
 from .engine import DecisionTimeout, Stop
 from .kube import Kube, KubeError
@@ -481,7 +482,13 @@ class Extender:
             with session.freed(self._freed_claims(victims)), session.without(v.key for v in victims):
                 res = session.filter(pod, [node])
             if res.ok:
-                out[node] = (uids, pdb)
+                # Of kube-scheduler's victims, only those the pod's devices and resources need go,
+                # by the same rules as Tessera's own preemption (the most important reprieved first).
+                offered = {v.key: Running(v, node, v.priority) for v in victims}
+                top = max((v.priority for v in victims), default=pod.priority)
+                fewer = victims_on(session, pod, node, offered, priority=max(pod.priority, top + 1))
+                keep = {v.pod for v in fewer.victims} if fewer.ok else set(offered)
+                out[node] = ([v.uid for v in victims if v.key in keep], pdb)
             else:
                 log.info("event=preempt-dropped pod=%s node=%s reason=%r", pod.ref, node,
                          next(iter({**res.failed, **res.unresolvable}.values()), ""))

@@ -258,6 +258,18 @@ async def test_preempt_keeps_only_candidates_whose_victims_free_the_devices() ->
         assert svc.state.session().filter(svc.state.pods[("default", "trainer-0")][0], ["n0"]).ok == []
 
 
+async def test_preempt_keeps_only_the_victims_the_pod_needs_gone() -> None:
+    async with extender() as (_api, svc, http, base):
+        args = payload("preempt-node-cache.json")
+        # kube-scheduler offers both pods on n1; only half-user's two GPUs stand in the trainer's way.
+        args["NodeNameToMetaVictims"] = {"n1": {"Pods": [{"UID": "uid-default-half-user"}, {"UID": "uid-default-cpu-only"}],
+                                                "NumPDBViolations": 0}}
+        status, out = await post(http, base + "/preempt", args)
+        assert status == 200
+        assert out == {"NodeNameToMetaVictims": {"n1": {"Pods": [{"UID": "uid-default-half-user"}], "NumPDBViolations": 0}}}
+        assert svc.state.session().filter(svc.state.pods[("default", "trainer-0")][0], ["n1"]).ok == []
+
+
 async def test_preempt_echoes_candidates_it_cannot_judge() -> None:
     async with extender() as (api, _svc, http, base):
         args = payload("preempt-node-cache.json")

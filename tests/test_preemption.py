@@ -33,6 +33,7 @@ from allocator.preemption import (
     preempt_gang,
     preempt_pod,
     running_pods,
+    victims_on,
 )
 from allocator.priority import (
     BUILTIN_CLASSES,
@@ -305,6 +306,17 @@ def test_preemption_matches_the_upstream_reference(inst: Instance) -> None:
             for cn, h in inst.held.items():
                 if dev in {(GPU, h.node, f"gpu-{i}") for i in h.gpus}:
                     assert set(h.users) <= gone, f"{dev} freed while {set(h.users) - gone} still use claim {cn}"
+    # Per node (what the extender's /preempt answers for each candidate): the same victims as the
+    # reference of that node, and nothing changed.
+    for n in inst.gpus:
+        per = victims_on(s, pre, n, c.running, pdb_violations=pdb)
+        want = reference_victims(inst, n)
+        assert snapshot(s) == before
+        if want is None:
+            assert not per.ok and per.reason is not None, (n, per)
+        else:
+            assert per.nominated == {pre.key: n}
+            assert [v.pod[1] for v in per.victims] == [v.name for v in want[0]], (n, per, want)
     assert apply(c, [pre], r) == []
 
 
