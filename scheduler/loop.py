@@ -5,9 +5,19 @@ writes run concurrently in the background (bounded), so deciding the next pod ne
 the API. A pod is ours while it is unbound, not gated, not terminating and not finished.
 
 - A single pod is placed with `schedule_pod` (the same engine as `simulate`).
-- A pod labelled `scheduling.x-k8s.io/pod-group` is decided with its whole group: held until
-  `minMember` pods exist (counting members already running) and every pending member's claims
-  exist, then placed with `schedule_gang`, all-or-nothing, and written all-or-nothing.
+- A pod in a PodGroup of any of the three group APIs (`allocator.model.PodGroup`: the label
+  `scheduling.x-k8s.io/pod-group`, `spec.schedulingGroup.podGroupName`, the annotation
+  `scheduling.k8s.io/group-name`) is decided with its group, as `simulate` decides it: held
+  (each member saying why) while its PodGroup does not exist, while a v1alpha2 PodGroup that
+  takes its policy from a Workload template has no Workload, while fewer than `minMember` pods
+  (or fewer than a Volcano task's `minTaskMember`) exist, counting members already placed, and
+  while a pending member's claims do not exist yet; then the pending members are placed with
+  `schedule_gang` (`running`: the nodes of the members already placed, whose topology domain the
+  rest joins), all-or-nothing for a gang and written all-or-nothing. A group without gang
+  semantics (v1alpha2 `basic`, Volcano `minMember: 0`) has its members decided one by one, or
+  together into one domain when it has a topology constraint, and written one by one.
+- The PodGroup's status says what happened in its API's own terms (`Writer.group_status`),
+  written in the background, one write per group at a time, the latest report winning.
 - Unschedulable pods get `PodScheduled=False` and a `FailedScheduling` event, once per distinct
   reason (a pod retried for the same reason is not reported again), and back off.
 """
@@ -19,17 +29,34 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from allocator.gang import Outcome, schedule_gang, schedule_pod
-from allocator.model import COSCHEDULING_API, ObjectKey, Pod
-from allocator.placement import Commit, Placed, Prepared, Unschedulable
+from allocator.errors import SpecError
+from allocator.gang import Outcome, group_topology, schedule_gang, schedule_pod
+from allocator.model import (
+    COSCHEDULING_API,
+    POD_GROUP_LABEL,
+    SCHEDULING_GROUP_FIELD,
+    VOLCANO_API,
+    VOLCANO_GROUP_ANNOTATIONS,
+    VOLCANO_TASK_ANNOTATION,
+    WORKLOAD_API,
+    GroupKey,
+    ObjectKey,
+    Pod,
+    PodGroup,
+)
+from allocator.parse import parse_pod_or_error, resolve_pod_group
+from allocator.placement import Commit, Placed, Unschedulable
 
 from .metrics import Metrics
 from .queue import SchedulingQueue
+from .resources import GROUP_KINDS, WORKLOADS
 from .state import ClusterState
-from .writer import Writer
+from .writer import GroupReport, GroupState, Writer
 
 log = logging.getLogger("tessera.scheduler")
 Obj = dict[str, Any]
@@ -37,19 +64,72 @@ MAX_WRITES_IN_FLIGHT = 64
 REPORT_ATTEMPTS = 4
 REPORT_BACKOFF = 0.1  # seconds, doubled per attempt
 YIELD_EVERY = 8  # decisions between yields to the event loop (informer events and writes run meanwhile)
+MARKER = {  # how a pod names a PodGroup of each API, for reasons
+    COSCHEDULING_API: f"label {POD_GROUP_LABEL}",
+    WORKLOAD_API: SCHEDULING_GROUP_FIELD,
+    VOLCANO_API: f"annotation {VOLCANO_GROUP_ANNOTATIONS[0]}",
+}
+_MEMBERSHIP_ANNOTATIONS = (*VOLCANO_GROUP_ANNOTATIONS, VOLCANO_TASK_ANNOTATION)
 
 
 def _membership_changed(obj: Obj, old: Obj | None) -> bool:
+    """Whether the pod's group markers, task or scheduling gates changed (not its status)."""
     if old is None:
         return True
-    def facts(o: Obj) -> tuple[Any, Any]:
-        return ((o.get("metadata") or {}).get("labels"), (o.get("spec") or {}).get("schedulingGates"))
+
+    def facts(o: Obj) -> tuple[Any, ...]:
+        meta, spec = o.get("metadata") or {}, o.get("spec") or {}
+        annotations = meta.get("annotations") or {}
+        return (meta.get("labels"), tuple(annotations.get(a) for a in _MEMBERSHIP_ANNOTATIONS),
+                spec.get("schedulingGroup"), spec.get("schedulingGates"))
     return facts(obj) != facts(old)
+
+
+def _group_changed(obj: Obj, old: Obj | None) -> bool:
+    """Whether a PodGroup or Workload changed in what decides its members (not its status, which
+    Tessera itself writes): its spec, labels or annotations, or that it appeared or went."""
+    if old is None:
+        return True
+
+    def facts(o: Obj) -> tuple[Any, ...]:
+        meta = o.get("metadata") or {}
+        return (o.get("spec"), meta.get("labels"), meta.get("annotations"), meta.get("uid"))
+    return facts(obj) != facts(old)
+
+
+def _names_a_group(obj: Obj) -> bool:
+    """Cheaply, before parsing: whether the pod has any group marker."""
+    meta = obj.get("metadata") or {}
+    return bool(POD_GROUP_LABEL in (meta.get("labels") or {}) or (obj.get("spec") or {}).get("schedulingGroup")
+                or any(a in (meta.get("annotations") or {}) for a in VOLCANO_GROUP_ANNOTATIONS))
+
+
+def _phase(obj: Obj | None) -> Any:
+    return ((obj or {}).get("status") or {}).get("phase")
 
 
 def _key(obj: Obj) -> ObjectKey:
     meta = obj.get("metadata") or {}
     return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def _ref(gkey: GroupKey) -> str:
+    return f"{gkey[1]}/{gkey[2]}"
+
+
+def _head(reason: str) -> str:
+    """A gang's reason without what it says about one member: what the PodGroup says."""
+    return reason.split("; this pod", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class _Placing:
+    """A group decision being written: its PodGroup says `scheduled` once at least `need` of the
+    pods written in one go landed."""
+
+    gkey: GroupKey
+    message: str
+    need: int
 
 
 class SecondaryScheduler:
@@ -68,6 +148,8 @@ class SecondaryScheduler:
         self._enqueued: dict[ObjectKey, float] = {}
         self._reported: dict[ObjectKey, str] = {}  # the latest reason to say on each pod
         self._reporting: set[ObjectKey] = set()  # pods with a report being written
+        self._group_reported: dict[GroupKey, GroupReport] = {}  # the latest report to write on each PodGroup
+        self._group_reporting: set[GroupKey] = set()  # PodGroups with a report being written
         state.listeners.append(self.on_event)
 
     # --- which pods, and when -------------------------------------------------------------
@@ -79,6 +161,7 @@ class SecondaryScheduler:
     def sync(self) -> None:
         """Queues every pending pod of ours in the cache (at start, and on gaining leadership),
         and tidies the claims an earlier Tessera left allocated or protected with no consumer."""
+        self._group_reported.clear()  # another leader may have written since: say everything afresh
         for pod, _ in list(self.state.pods.values()):
             self._track(pod)
         for key in list(self.state.claims):
@@ -111,9 +194,23 @@ class SecondaryScheduler:
             self._on_claim(event, obj, old)
         elif kind == "PersistentVolumeClaim":
             self._on_volume_claim(event, obj)
-        elif kind == "PodGroup":
+        elif kind in GROUP_KINDS:
+            gkey: GroupKey = (GROUP_KINDS[kind], *_key(obj))
+            if event == "DELETED":
+                self._group_reported.pop(gkey, None)
+            if event != "DELETED" and not _group_changed(obj, old):
+                return  # only its status changed (most likely by our own report)
             self.queue.cluster_changed()
-            self._wake_group(_key(obj))
+            self._wake_group(gkey)
+        elif kind == WORKLOADS.kind:
+            if event != "DELETED" and not _group_changed(obj, old):
+                return
+            ns, name = _key(obj)
+            for gkey, g in list(self.state.groups.items()):
+                if isinstance(g, PodGroup) and g.template_ref is not None and gkey[1] == ns \
+                        and g.template_ref.workload_name == name:
+                    self._wake_group(gkey)
+            self.queue.cluster_changed()
         elif kind in ("Node", "ResourceSlice") and event == "DELETED":
             return  # less capacity never makes a pod fit
         else:
@@ -128,18 +225,23 @@ class SecondaryScheduler:
                 self._forget(key)
             if (obj.get("spec") or {}).get("nodeName"):
                 self.queue.cluster_changed()  # its CPU, memory and claims free up
-            group = ((obj.get("metadata") or {}).get("labels") or {}).get("scheduling.x-k8s.io/pod-group")
-            if group:
-                self._wake_group((key[0], group))
+            if _names_a_group(obj):
+                for gkey in parse_pod_or_error(obj).group_keys():
+                    self._wake_group(gkey)  # a member gone: the rest say so (or wait for minMember again)
+                    self._refresh_counts(gkey)
             return
         pod = hit[0]
         self._track(pod)
         if pod.finished and not (old and (old.get("status") or {}).get("phase") in ("Succeeded", "Failed")):
             self.queue.cluster_changed()
         if pod.group is not None and pod.node_name is None and _membership_changed(obj, old):
-            # A new member, or one whose gates or labels changed, may complete its gang. Not a
+            # A new member, or one whose gates or markers changed, may complete its gang. Not a
             # status change: our own "not scheduled" report must not cut the gang's backoff short.
-            self._wake_group((pod.namespace, pod.group))
+            for gkey in pod.group_keys():
+                self._wake_group(gkey)
+        if pod.group is not None and _phase(obj) != _phase(old):
+            for gkey in pod.group_keys():
+                self._refresh_counts(gkey)
 
     def _on_volume_claim(self, event: str, obj: Obj) -> None:
         if event == "ADDED":
@@ -167,8 +269,9 @@ class SecondaryScheduler:
         if freed or event == "DELETED":
             self.queue.cluster_changed()
 
-    def _wake_group(self, group: ObjectKey) -> None:
-        for pod in self.state.members(group):
+    def _wake_group(self, group: GroupKey) -> None:
+        """Every pod naming the group: it may now join it, or another PodGroup of its name."""
+        for pod in self.state.naming(group):
             self.queue.wake(pod.key)
             if self.queue.state_of(pod.key) == "backoff":
                 self.queue.retry_now(pod.key)
@@ -213,91 +316,261 @@ class SecondaryScheduler:
             self._forget(key)
             return
         pod = hit[0]
+        gkey = self.state.group_of(pod)
         try:
-            # Live, only coscheduling PodGroups are watched so far: a pod of another group API is
-            # decided on its own, as before those APIs were read at all.
-            if pod.group is not None and pod.group_api == COSCHEDULING_API:
-                await self._attempt_gang(pod)
+            if gkey is not None:
+                await self._attempt_group(pod, gkey)
             else:
                 await self._attempt_pod(pod)
         except Exception:
-            # A bug must not stop the scheduler: report it on the pod and back off.
+            # A bug must not stop the scheduler: report it on the pod (and its PodGroup) and back off.
             log.exception("event=decision-crashed pod=%s", pod.ref)
             self.metrics.attempts.labels("error").inc()
-            self._unschedulable(pod, f"internal error while scheduling pod {pod.ref}; see the Tessera logs")
+            reason = f"internal error while scheduling pod {pod.ref}; see the Tessera logs"
+            self._unschedulable(pod, reason)
+            if gkey is not None:
+                self._say_group(gkey, "error", reason)
 
-    async def _attempt_pod(self, pod: Pod) -> None:
+    async def _attempt_pod(self, pod: Pod, group: GroupKey | None = None) -> None:
+        """A single pod; `group`: the PodGroup (without gang semantics) it belongs to."""
+        def decide(_: object) -> tuple[Pod, Outcome] | None:
+            fresh = self._fresh(pod.key)  # as the state is now: an event may have landed since the pod was popped
+            return None if fresh is None else (fresh, schedule_pod(self.state.session(), fresh))
+
         t0 = time.perf_counter()
-        out = await self.state.engine.run(lambda _: schedule_pod(self.state.session(), pod))
+        decided = await self.state.engine.run(decide)
+        if decided is None:
+            self.queue.retry_now(pod.key)  # gone or no longer ours: the next attempt forgets it
+            return
+        pod, out = decided
         self.metrics.allocator.labels("pod").observe(time.perf_counter() - t0)
         d = out.decisions[pod.key]
         if isinstance(d, Placed):
-            self._write([(pod, d, out.commits[pod.key])])
+            # One message for every member, so a group placed pod by pod is not rewritten per pod.
+            placing = _Placing(group, f"group {_ref(group)}: its pods are placed one by one", 1) if group else None
+            self._write([(pod, d, out.commits[pod.key])], placing)
         elif d.waiting:
             self.metrics.attempts.labels("waiting").inc()
             self.queue.wait(pod.key)
         else:
             self._unschedulable(pod, d.reason)
+            if group is not None and not self._any_placed(group):
+                self._say_group(group, "unschedulable", d.reason)
 
-    async def _attempt_gang(self, pod: Pod) -> None:
-        assert pod.group is not None
-        gkey = (pod.namespace, pod.group)
-        group = self.state.groups.get(gkey)
+    async def _attempt_group(self, pod: Pod, gkey: GroupKey) -> None:
+        """The pod with its group, under simulate's rules (see the module docstring)."""
+        _, ns, name = gkey
         members = self.state.members(gkey)
         pending = [p for p in members if self.ours(p) and not self.state.is_assumed(p.key)
                    and (p.key == pod.key or not self.queue.in_flight(p.key))]
-        if group is None:
-            self._hold(pending, f"waiting for PodGroup {gkey[0]}/{gkey[1]}, which pod {pod.ref} names in its label "
-                                "scheduling.x-k8s.io/pod-group, to exist")
+        raw = self.state.groups.get(gkey)
+        if raw is None:
+            self._hold(pending, self._missing(pod, gkey))
             return
-        placed_before = sum(1 for p in members if (p.node_name is not None and not p.finished)
-                            or self.state.is_assumed(p.key))
-        if len(pending) + placed_before < group.min_member:
-            self._hold(pending, f"gang {gkey[0]}/{gkey[1]}: {len(pending) + placed_before} pod(s) exist, waiting for "
-                                f"minMember {group.min_member}")
+        if isinstance(raw, str):
+            self._invalid(gkey, pending, raw)
             return
-        need = max(1, group.min_member - placed_before)
-        effective = dataclasses.replace(group, min_member=need)
+        group = raw
+        if group.needs_template and group.template_ref is not None:
+            ref = group.template_ref
+            w = self.state.workloads.get((ns, ref.workload_name))
+            if w is None:
+                self._hold(pending, f"waiting for Workload {ns}/{ref.workload_name}: PodGroup {ns}/{name} has no "
+                                    f"spec.schedulingPolicy and takes it from that Workload's template "
+                                    f"{ref.template_name!r}", gkey, "")
+                return
+            if isinstance(w, str):
+                self._invalid(gkey, pending, f"its Workload {ns}/{ref.workload_name} is invalid: {w}")
+                return
+            try:
+                group = resolve_pod_group(group, w)
+            except SpecError as e:
+                self._invalid(gkey, pending, str(e))
+                return
+        if not group.gang:
+            if group_topology(group) is None:
+                await self._attempt_pod(pod, gkey)  # each member on its own
+            else:
+                await self._decide_group(gkey, group, pending)
+            return
+        placed = [p for p in members if self._holds_place(p)]
+        have = len(pending) + len(placed)
+        if have < group.min_member:
+            self._hold(pending, f"gang {ns}/{name}: {have} pod(s) exist, waiting for minMember {group.min_member}",
+                       gkey, "members")
+            return
+        tasks_have = Counter(p.task for p in [*pending, *placed])
+        short = [f"task {t}: {tasks_have[t]} of {n}" for t, n in sorted(group.min_task_member.items()) if tasks_have[t] < n]
+        if short:
+            self._hold(pending, f"gang {ns}/{name}: {'; '.join(short)} pod(s) exist, waiting for minTaskMember",
+                       gkey, "tasks")
+            return
+        tasks_placed = Counter(p.task for p in placed)
+        effective = dataclasses.replace(
+            group, min_member=max(1, group.min_member - len(placed)),
+            min_task_member={t: n - tasks_placed[t] for t, n in group.min_task_member.items() if n > tasks_placed[t]})
+        await self._decide_group(gkey, effective, pending)
 
-        def decide(_: object) -> tuple[dict[ObjectKey, Prepared | Unschedulable], Outcome | None]:
+    async def _decide_group(self, gkey: GroupKey, group: PodGroup, pending: Sequence[Pod]) -> None:
+        """Places the pending members together (`schedule_gang`), next to the members already placed."""
+        def decide(_: object) -> tuple[list[Pod], Outcome | None]:
+            # The members as the state is now: an event may have landed since they were taken.
+            fresh = [f for p in pending if (f := self._fresh(p.key)) is not None]
+            running = sorted({node for p in self.state.members(gkey) if (node := self._place_of(p)) is not None})
             session = self.state.session()
-            preps = {p.key: session.prepare(p) for p in pending}
-            if any(isinstance(x, Unschedulable) and x.waiting for x in preps.values()):
-                return preps, None
-            return preps, schedule_gang(session, effective, pending)
+            preps = [session.prepare(p) for p in fresh]
+            if not fresh or any(isinstance(x, Unschedulable) and x.waiting for x in preps):
+                return fresh, None  # a member's claim does not exist yet
+            return fresh, schedule_gang(session, group, fresh, running=running)
 
         for p in pending:
             self.queue.take(p.key)
         t0 = time.perf_counter()
-        preps, out = await self.state.engine.run(decide)
+        fresh, out = await self.state.engine.run(decide)
+        kept = {p.key for p in fresh}
+        for p in pending:
+            if p.key not in kept:
+                self.queue.retry_now(p.key)  # gone or no longer ours: the next attempt forgets it
         if out is None:
-            for p in pending:
+            for p in fresh:
                 self.queue.wait(p.key)
-            self.metrics.attempts.labels("waiting").inc(len(pending))
+            self.metrics.attempts.labels("waiting").inc(len(fresh))
             return
         self.metrics.allocator.labels("gang").observe(time.perf_counter() - t0)
-        self._gang_result(gkey, pending, out, preps)
+        self._group_result(gkey, group, fresh, out)
 
-    def _gang_result(self, gkey: ObjectKey, pending: Sequence[Pod], out: Outcome,
-                     preps: dict[ObjectKey, Prepared | Unschedulable]) -> None:
+    def _group_result(self, gkey: GroupKey, group: PodGroup, pending: Sequence[Pod], out: Outcome) -> None:
         placed = [(p, d, out.commits[p.key]) for p in pending if isinstance(d := out.decisions[p.key], Placed)]
-        self.metrics.gangs.labels("placed" if placed else "refused").inc()
-        if placed:
-            log.info("event=gang-placed group=%s/%s pods=%d where=%r", *gkey, len(placed), out.where)
-            self._write(placed)
-        for p in pending:
-            d = out.decisions[p.key]
-            if isinstance(d, Unschedulable):
-                self._unschedulable(p, d.reason)
+        what = "gang" if group.gang else "group"
+        message = f"{what} {_ref(gkey)}: {len(placed)} pod(s) placed" + (f" in {out.where}" if out.where else "")
+        if group.gang:
+            self.metrics.gangs.labels("placed" if placed else "refused").inc()
+            if placed:
+                log.info("event=gang-placed group=%s/%s pods=%d where=%r", gkey[1], gkey[2], len(placed), out.where)
+                self._write(placed, _Placing(gkey, message, len(placed)))
+        else:
+            for item in placed:  # no all-or-nothing: each member is written on its own
+                self._write([item], _Placing(gkey, message, 1))
+        refused = [(p, d) for p in pending if isinstance(d := out.decisions[p.key], Unschedulable)]
+        for p, d in refused:
+            self._unschedulable(p, d.reason)
+        # A refused gang says so (even with members running: Volcano's phase is then Unknown, and a
+        # v1alpha2 group once scheduled stays so); a group without gang semantics only when none of
+        # its members is placed.
+        if refused and not placed and (group.gang or not self._any_placed(gkey)):
+            self._say_group(gkey, "unschedulable", _head(refused[0][1].reason))
 
-    def _hold(self, pending: Sequence[Pod], reason: str) -> None:
-        """A gang that cannot be decided yet: said once per member, no backoff."""
+    def _fresh(self, key: ObjectKey) -> Pod | None:
+        """The pod as the cache has it now, if it is still ours to decide."""
+        hit = self.state.pods.get(key)
+        return hit[0] if hit is not None and self.ours(hit[0]) and not self.state.is_assumed(key) else None
+
+    def _holds_place(self, pod: Pod) -> bool:
+        """Bound and not finished, or being bound: counts towards minMember."""
+        return (pod.node_name is not None and not pod.finished) or self.state.is_assumed(pod.key)
+
+    def _place_of(self, pod: Pod) -> str | None:
+        if pod.node_name is not None:
+            return None if pod.finished else pod.node_name
+        assumed = self.state.assumed_pods.get(pod.key)
+        return assumed[0] if assumed is not None else None
+
+    def _any_placed(self, gkey: GroupKey) -> bool:
+        return any(self._holds_place(p) for p in self.state.members(gkey))
+
+    def _missing(self, pod: Pod, gkey: GroupKey) -> str:
+        api, ns, name = gkey
+        if api == COSCHEDULING_API:
+            return (f"waiting for PodGroup {ns}/{name}, which pod {pod.ref} names in its label "
+                    "scheduling.x-k8s.io/pod-group, to exist")
+        reason = (f"waiting for PodGroup {ns}/{name} (a {api} PodGroup, which pod {pod.ref} names by "
+                  f"{MARKER.get(api, api)}) to exist")
+        others = sorted(a for a in MARKER if a != api and (a, ns, name) in self.state.groups)
+        if others:
+            reason += f"; a PodGroup {ns}/{name} of {', '.join(others)} exists, which pods join by " + \
+                " or ".join(MARKER[a] for a in others)
+        return reason
+
+    def _invalid(self, gkey: GroupKey, pending: Sequence[Pod], why: str) -> None:
+        reason = f"PodGroup {_ref(gkey)} is invalid: {why}"
+        for p in pending:
+            self.queue.take(p.key)
+            self._unschedulable(p, reason)
+        self._say_group(gkey, "error", reason)
+
+    def _hold(self, pending: Sequence[Pod], reason: str, group: GroupKey | None = None, waiting_for: str = "") -> None:
+        """A group that cannot be decided yet: said once per member (and on its PodGroup), no backoff."""
         for p in pending:
             self.queue.take(p.key)
             self.queue.wait(p.key)
             self._report(p, reason)
         self.metrics.attempts.labels("waiting").inc(len(pending))
         self.metrics.gangs.labels("waiting").inc()
+        if group is not None:
+            self._say_group(group, "waiting", reason, waiting_for)
+
+    # --- PodGroup status ------------------------------------------------------------------------
+
+    def _say_group(self, gkey: GroupKey, state: GroupState, message: str, waiting_for: str = "") -> None:
+        """Says `message` on the PodGroup (see `Writer.group_status`), in the background: one
+        write per group at a time, the latest report winning, the same one never written twice."""
+        if gkey[0] == COSCHEDULING_API:
+            return  # its status belongs to the scheduler-plugins controller
+        g = self.state.groups.get(gkey)
+        report = GroupReport(state, message, "tasks" if waiting_for == "tasks" else "members" if waiting_for else "",
+                             g.min_member if isinstance(g, PodGroup) else 0)
+        self._send_group(gkey, self._with_counts(gkey, report))
+
+    def _send_group(self, gkey: GroupKey, report: GroupReport) -> None:
+        if self._group_reported.get(gkey) == report:
+            return
+        self._group_reported[gkey] = report
+        if gkey not in self._group_reporting:
+            self._group_reporting.add(gkey)
+            self.writer.spawn(self._group_report_task(gkey))
+
+    def _with_counts(self, gkey: GroupKey, report: GroupReport) -> GroupReport:
+        """Volcano's counts of the group's members, as the cache sees them now."""
+        if gkey[0] != VOLCANO_API:
+            return report
+        phases: Counter[Any] = Counter()
+        placed = 0
+        for p in self.state.members(gkey):
+            hit = self.state.pods.get(p.key)
+            phases[_phase(hit[1] if hit else None)] += 1
+            placed += p.node_name is not None or self.state.is_assumed(p.key)
+        return dataclasses.replace(report, placed=placed, running=phases["Running"], succeeded=phases["Succeeded"],
+                                   failed=phases["Failed"])
+
+    def _refresh_counts(self, gkey: GroupKey) -> None:
+        """A member's phase changed (or it went): a Volcano PodGroup's counts and phase follow."""
+        last = self._group_reported.get(gkey)
+        if gkey[0] == VOLCANO_API and last is not None and self.leading.is_set():
+            self._send_group(gkey, self._with_counts(gkey, last))
+
+    async def _group_report_task(self, gkey: GroupKey) -> None:
+        written: GroupReport | None = None
+        try:
+            while (want := self._group_reported.get(gkey)) is not None and want != written:
+                if not await self._say_on_group(gkey, want):
+                    if self._group_reported.get(gkey) == want:
+                        del self._group_reported[gkey]  # the next decision says it again
+                    break
+                written = want
+        finally:
+            self._group_reporting.discard(gkey)
+
+    async def _say_on_group(self, gkey: GroupKey, report: GroupReport) -> bool:
+        delay = REPORT_BACKOFF
+        for attempt in range(REPORT_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(delay)
+                delay *= 2
+                if gkey not in self.state.groups or self._group_reported.get(gkey) != report:
+                    return True  # gone, or superseded: the newer report is written next
+            if await self.writer.group_status(gkey, report):
+                return True
+        return False
 
     # --- outcomes ---------------------------------------------------------------------------
 
@@ -349,15 +622,17 @@ class SecondaryScheduler:
                 return True
         return False
 
-    def _write(self, items: list[tuple[Pod, Placed, Commit]]) -> None:
+    def _write(self, items: list[tuple[Pod, Placed, Commit]], placing: _Placing | None = None) -> None:
         for pod, d, commit in items:
             self.state.assume(pod, d, commit)
-        task = asyncio.get_running_loop().create_task(self._write_task(items))
+        task = asyncio.get_running_loop().create_task(self._write_task(items, placing))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _write_task(self, items: list[tuple[Pod, Placed, Commit]]) -> None:
+    async def _write_task(self, items: list[tuple[Pod, Placed, Commit]], placing: _Placing | None = None) -> None:
         results = await self.writer.place(items)
+        if placing is not None and sum(why is None for why in results.values()) >= placing.need:
+            self._say_group(placing.gkey, "scheduled", placing.message)
         now = self.clock()
         for pod, d, _ in items:
             why = results.get(pod.key)

@@ -12,6 +12,11 @@ decided but not yet seen back from the API (the assume cache).
 - Pods holding a place on a node (bound, or assumed) live in the allocator's `PodIndex`, and
   storage classes, PVs and PVCs in its `VolumeIndex`; both outlive Session rebuilds, and every
   rule beyond devices (resource fit, affinity, spread, ports, volumes) reads them there.
+- PodGroups of the three group APIs are keyed by (api, namespace, name) (`PodGroup.group_key`):
+  PodGroups of different APIs are different objects even with one name. One that fails
+  validation is kept as its error, so its members can say why. Pods are indexed under every
+  group key their markers name; `members` gives those that join the group (`pick_group`).
+  v1alpha2 Workloads are kept for the PodGroups that take their policy from a template.
 """
 
 from __future__ import annotations
@@ -24,7 +29,20 @@ from typing import Any
 
 from allocator.cel import Backend
 from allocator.errors import SpecError
-from allocator.model import Claim, ClaimTemplate, DeviceClass, Namespace, ObjectKey, Pod, PodGroup, ResourceSlice
+from allocator.model import (
+    COSCHEDULING_API,
+    Claim,
+    ClaimTemplate,
+    DeviceClass,
+    GroupKey,
+    Namespace,
+    ObjectKey,
+    Pod,
+    PodGroup,
+    ResourceSlice,
+    Workload,
+    pick_group,
+)
 from allocator.nodeselector import Node
 from allocator.parse import (
     parse_claim,
@@ -35,6 +53,7 @@ from allocator.parse import (
     parse_pod_group,
     parse_pod_or_error,
     parse_resource_slice,
+    parse_workload,
 )
 from allocator.pipeline import resource_fit
 from allocator.placement import Cluster, Commit, Placed, Policy, Session
@@ -51,6 +70,7 @@ from topology import TopologyConfig
 
 from .engine import Engine
 from .informer import rv_int
+from .resources import GROUP_KINDS, WORKLOADS
 
 log = logging.getLogger("tessera.state")
 Obj = dict[str, Any]
@@ -84,10 +104,12 @@ class ClusterState:
         self.claims: dict[ObjectKey, tuple[Claim, Obj]] = {}  # as the informer last saw them
         self.assumed: dict[ObjectKey, Assumed] = {}
         self.templates: dict[ObjectKey, ClaimTemplate] = {}
-        self.groups: dict[ObjectKey, PodGroup] = {}
+        self.groups: dict[GroupKey, PodGroup | str] = {}  # str: why the PodGroup is invalid
+        self.raw_groups: dict[GroupKey, Obj] = {}  # as the informer last saw them (for status writes)
+        self.workloads: dict[ObjectKey, Workload | str] = {}  # str: why the Workload is invalid
         self.pods: dict[ObjectKey, tuple[Pod, Obj]] = {}
         self.assumed_pods: dict[ObjectKey, tuple[str, Pod]] = {}
-        self.group_pods: dict[ObjectKey, set[ObjectKey]] = defaultdict(set)  # PodGroup -> its pods
+        self.group_pods: dict[GroupKey, set[ObjectKey]] = defaultdict(set)  # group key -> the pods naming it
         self.pod_by_uid: dict[str, ObjectKey] = {}
         self.pod_index = PodIndex()
         self.volume_index = VolumeIndex()
@@ -137,9 +159,15 @@ class ClusterState:
 
     def on_event(self, kind: str, event: str, obj: Obj, old: Obj | None) -> None:
         self._guard()
-        handler = getattr(self, f"_on_{kind.lower()}", None)
-        if handler is not None:
-            handler(event, obj, old)
+        api = GROUP_KINDS.get(kind)
+        if api is not None:
+            self._on_group(api, event, obj)
+        elif kind == WORKLOADS.kind:
+            self._on_workload_object(event, obj)
+        else:
+            handler = getattr(self, f"_on_{kind.lower()}", None)
+            if handler is not None:
+                handler(event, obj, old)
         for listener in self.listeners:
             listener(kind, event, obj, old)
 
@@ -236,16 +264,39 @@ class ClusterState:
         if self._session is not None:
             self._session.add_template(t)
 
-    def _on_podgroup(self, event: str, obj: Obj, old: Obj | None) -> None:
-        key = _key(obj)
+    def _on_group(self, api: str, event: str, obj: Obj) -> None:
+        """A PodGroup of `api`. The resource it came from says the API: a list response's items
+        carry no apiVersion for built-in resources (scheduling.k8s.io/v1alpha2)."""
+        key: GroupKey = (api, *_key(obj))
         if event == "DELETED":
             self.groups.pop(key, None)
+            self.raw_groups.pop(key, None)
+            return
+        self.raw_groups[key] = obj
+        try:
+            self.groups[key] = parse_pod_group({**obj, "apiVersion": api})
+        except SpecError as e:
+            log.warning("event=invalid kind=PodGroup api=%s name=%s/%s error=%r", api, key[1], key[2], str(e))
+            self.groups[key] = str(e)
+
+    def _on_workload_object(self, event: str, obj: Obj) -> None:
+        key = _key(obj)
+        if event == "DELETED":
+            self.workloads.pop(key, None)
             return
         try:
-            self.groups[key] = parse_pod_group(obj)
+            self.workloads[key] = parse_workload(obj)
         except SpecError as e:
-            log.warning("event=invalid kind=PodGroup name=%s/%s error=%r", *key, str(e))
-            self.groups.pop(key, None)
+            log.warning("event=invalid kind=Workload name=%s/%s error=%r", *key, str(e))
+            self.workloads[key] = str(e)
+
+    def group_exists(self, gkey: GroupKey) -> bool:
+        """Whether that PodGroup object exists (valid or not): a pod joins the first that does."""
+        return gkey in self.groups
+
+    def group_of(self, pod: Pod) -> GroupKey | None:
+        """The group the pod joins (`pick_group`), or waits for; None for a pod in no group."""
+        return pick_group(pod, self.group_exists)
 
     def _on_pod(self, event: str, obj: Obj, old: Obj | None) -> None:
         key = _key(obj)
@@ -267,21 +318,26 @@ class ClusterState:
         self._sync_pod(key)
 
     def _group_index(self, pod: Pod, remove: bool = False) -> None:
-        if pod.group is None:
-            return
-        gkey = (pod.namespace, pod.group)
-        if not remove:
-            self.group_pods[gkey].add(pod.key)
-            return
-        members = self.group_pods.get(gkey)
-        if members is not None:
-            members.discard(pod.key)
-            if not members:
-                del self.group_pods[gkey]
+        for gkey in pod.group_keys():
+            if not remove:
+                self.group_pods[gkey].add(pod.key)
+                continue
+            members = self.group_pods.get(gkey)
+            if members is not None:
+                members.discard(pod.key)
+                if not members:
+                    del self.group_pods[gkey]
 
-    def members(self, group: ObjectKey) -> list[Pod]:
-        """The pods labelled with this PodGroup, by name."""
+    def naming(self, group: GroupKey) -> list[Pod]:
+        """Every pod whose markers name this group (also those that join another PodGroup of the
+        same name first), by name: whom a change of the group concerns."""
         return [self.pods[k][0] for k in sorted(self.group_pods.get(group, ()))]
+
+    def members(self, group: GroupKey | ObjectKey) -> list[Pod]:
+        """The pods that join this group, by name. A (namespace, name) key means the
+        scheduling.x-k8s.io/v1alpha1 PodGroup of that name."""
+        gkey = (COSCHEDULING_API, group[0], group[1]) if len(group) == 2 else (group[0], group[1], group[2])
+        return [p for p in self.naming(gkey) if self.group_of(p) == gkey]
 
     def _sync_pod(self, key: ObjectKey) -> None:
         """Puts the pod in the PodIndex where it holds a place: the node it is bound to (unless

@@ -21,6 +21,22 @@ Then the pod's Binding is created. Any failure undoes what this decision wrote t
 ResourceClaim is left half-written, and the caller forgets the assumption. Volume writes are not
 undone, as kube-scheduler does not undo them either: the PV controller may already have acted on
 them, and a claim annotated with a node stays pinned to it.
+
+A PodGroup's status is written as its API's own scheduler writes it (`group_status`), every
+write a compare-and-swap on resourceVersion, re-read and retried on 409:
+
+- `scheduling.k8s.io/v1alpha2` (kube-scheduler): the condition `PodGroupScheduled` through the
+  status subresource, `True` (reason `Scheduled`) once the gang is placed, else `False` with
+  reason `Unschedulable` (or `SchedulerError` for an invalid group or an internal error) and the
+  reason as message; `lastTransitionTime` moves only when the status does, `observedGeneration`
+  is the PodGroup's generation, and a `True` condition is never turned back to `False`.
+- `scheduling.volcano.sh/v1beta1` (Volcano's scheduler): `status.phase` (`Pending`, `Inqueue`,
+  `Running`, `Unknown`, `Completed`), the conditions `Unschedulable` (reasons `NotEnoughTasks`,
+  `NotEnoughPodsOfTask`, `NotEnoughResources`) and `Scheduled`, with `transitionID` and
+  `lastTransitionTime`, and the members' `running`, `succeeded` and `failed` counts. Volcano's
+  CRD has no status subresource, so this is an update of the PodGroup itself, as Volcano's
+  scheduler does it.
+- `scheduling.x-k8s.io/v1alpha1`: nothing (its status belongs to the scheduler-plugins controller).
 """
 
 from __future__ import annotations
@@ -31,9 +47,9 @@ import secrets
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from allocator.model import Claim, ConsumerRef, ObjectKey, Pod
+from allocator.model import VOLCANO_API, WORKLOAD_API, Claim, ConsumerRef, GroupKey, ObjectKey, Pod
 from allocator.placement import Commit, Placed
 from allocator.results import allocation_to_json
 from allocator.volumes import ANN_SELECTED_NODE, PersistentVolumeClaim, VolumePlan
@@ -42,7 +58,15 @@ from .informer import rv_int
 from .kube import Kube, KubeError
 from .metrics import Metrics
 from .readiness import DEFAULT_BINDING_TIMEOUT, DEFAULT_VOLUME_BIND_TIMEOUT, READY, Readiness, needs_binding_conditions, readiness
-from .resources import EVENTS, PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES, PODS, RESOURCE_CLAIMS
+from .resources import (
+    EVENTS,
+    PERSISTENT_VOLUME_CLAIMS,
+    PERSISTENT_VOLUMES,
+    PODS,
+    RESOURCE_CLAIMS,
+    VOLCANO_POD_GROUPS,
+    WORKLOAD_POD_GROUPS,
+)
 from .state import ClusterState
 from .timestamps import micro_time, rfc3339
 
@@ -57,12 +81,110 @@ MAX_CONFLICT_RETRIES = 5
 GANG_BIND_ATTEMPTS = 4
 GANG_BIND_BACKOFF = 0.05  # seconds, doubled per attempt
 MAX_NOTE = 1024
+MAX_CONDITION_MESSAGE = 32768  # metav1.Condition.message
 MAX_REMEMBERED = 10_000
 ANN_BOUND_BY_CONTROLLER = "pv.kubernetes.io/bound-by-controller"
 
 
 class DecisionLost(Exception):
     """The world moved on under a decision (a claim got allocated elsewhere, a pod bound)."""
+
+
+GroupState = Literal["scheduled", "unschedulable", "waiting", "error"]
+SCHEDULED_CONDITION = "PodGroupScheduled"  # scheduling.k8s.io/v1alpha2
+VOLCANO_UNSCHEDULABLE = "Unschedulable"  # Volcano's condition types
+VOLCANO_SCHEDULED = "Scheduled"
+VOLCANO_READY_REASON = "tasks in gang are ready to be scheduled"  # what Volcano's gang plugin says
+
+
+@dataclass(frozen=True, slots=True)
+class GroupReport:
+    """What a PodGroup's status is to say (see `group_status`): the gang is placed
+    (`scheduled`), cannot be (`unschedulable`), waits for something (`waiting`: for more
+    members or a task's members, `waiting_for`, or for its PodGroup's Workload), or cannot be
+    decided (`error`: an invalid group, an internal error). The counts are its members'
+    (Volcano's `status.running`, ...); `placed` those bound or being bound."""
+
+    state: GroupState
+    message: str
+    waiting_for: Literal["", "members", "tasks"] = ""
+    min_member: int = 0
+    placed: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+
+
+def _set_condition(conditions: list[Obj], new: Obj, now: str, same: Sequence[str]) -> bool:
+    """Sets the condition of `new`'s type in place: unchanged (and False returned) when it already
+    says the same in the fields `same`; `lastTransitionTime` kept unless the status changes."""
+    i = next((i for i, c in enumerate(conditions) if isinstance(c, dict) and c.get("type") == new["type"]), None)
+    old = conditions[i] if i is not None else None
+    if old is not None and all(old.get(f) == new.get(f) for f in same):
+        return False
+    keep = old is not None and old.get("status") == new["status"] and old.get("lastTransitionTime")
+    cond = {**new, "lastTransitionTime": old.get("lastTransitionTime") if keep and old is not None else now}
+    if i is None:
+        conditions.append(cond)
+    else:
+        conditions[i] = cond
+    return True
+
+
+def workload_group_status(status: Obj, report: GroupReport, generation: int, now: str) -> Obj | None:
+    """The v1alpha2 status with `report` applied (None when it already says so): the condition
+    `PodGroupScheduled`, as kube-scheduler's `updatePodGroupCondition` sets it."""
+    conditions = [dict(c) for c in status.get("conditions") or [] if isinstance(c, dict)]
+    existing = next((c for c in conditions if c.get("type") == SCHEDULED_CONDITION), None)
+    placed = report.state == "scheduled"
+    if existing is not None and existing.get("status") == "True" and not placed:
+        return None  # kube-scheduler never turns a scheduled group back to False
+    reason = "Scheduled" if placed else "SchedulerError" if report.state == "error" else "Unschedulable"
+    cond = {"type": SCHEDULED_CONDITION, "status": "True" if placed else "False", "reason": reason,
+            "message": _clip(report.message, MAX_CONDITION_MESSAGE), "observedGeneration": generation}
+    if not _set_condition(conditions, cond, now, ("status", "reason", "message", "observedGeneration")):
+        return None
+    return {**status, "conditions": conditions}
+
+
+def volcano_phase(current: str, report: GroupReport) -> str:
+    """Volcano's `jobStatus`: Unknown while members run but the rest cannot be placed; Running
+    once minMember are placed (Completed when all of those finished); Inqueue once admitted
+    (Tessera admits every group it has members of: it has no queues); else Pending."""
+    if report.state == "unschedulable" and report.running:
+        return "Unknown"
+    if report.placed and report.placed >= report.min_member:
+        return "Completed" if report.succeeded + report.failed >= report.placed else "Running"
+    if report.state == "waiting" or current == "Inqueue":
+        return "Inqueue"
+    return "Pending"
+
+
+def volcano_group_status(status: Obj, report: GroupReport, now: str, transition_id: str) -> Obj | None:
+    """The Volcano status with `report` applied (None when it already says so), as Volcano's
+    scheduler writes it: the phase, the counts (left out when 0, as Go's omitempty does), and
+    `Scheduled` or `Unschedulable` conditions (a placed gang's `Unschedulable` turns `False`)."""
+    new: Obj = {k: v for k, v in status.items() if k not in ("phase", "conditions", "running", "succeeded", "failed")}
+    new["phase"] = volcano_phase(str(status.get("phase") or ""), report)
+    conditions = [dict(c) for c in status.get("conditions") or [] if isinstance(c, dict)]
+    same = ("status", "reason", "message")
+    if report.state == "scheduled":
+        _set_condition(conditions, {"type": VOLCANO_SCHEDULED, "status": "True", "transitionID": transition_id,
+                                    "reason": VOLCANO_READY_REASON, "message": report.message}, now, same)
+        if any(c.get("type") == VOLCANO_UNSCHEDULABLE and c.get("status") == "True" for c in conditions):
+            _set_condition(conditions, {"type": VOLCANO_UNSCHEDULABLE, "status": "False", "transitionID": transition_id},
+                           now, same)
+    else:
+        reason = {"members": "NotEnoughTasks", "tasks": "NotEnoughPodsOfTask"}.get(report.waiting_for) or (
+            "SchedulerError" if report.state == "error" else "NotEnoughResources")
+        _set_condition(conditions, {"type": VOLCANO_UNSCHEDULABLE, "status": "True", "transitionID": transition_id,
+                                    "reason": reason, "message": _clip(report.message, MAX_CONDITION_MESSAGE)}, now, same)
+    if conditions:
+        new["conditions"] = conditions
+    for k in ("running", "succeeded", "failed"):
+        if getattr(report, k):
+            new[k] = getattr(report, k)
+    return None if new == dict(status) else new
 
 
 @dataclass(slots=True)
@@ -90,6 +212,7 @@ class Writer:
 
     _locks: dict[ObjectKey, asyncio.Lock] = field(default_factory=dict)
     _latest: dict[ObjectKey, Obj] = field(default_factory=dict)  # claims as our last write returned them
+    _latest_groups: dict[GroupKey, Obj] = field(default_factory=dict)  # PodGroups as our last write returned them
 
     # --- placing ---------------------------------------------------------------------------
 
@@ -667,6 +790,57 @@ class Writer:
                 del self._locks[key]
 
     # --- reporting ---------------------------------------------------------------------------
+
+    async def group_status(self, gkey: GroupKey, report: GroupReport) -> bool:
+        """Writes `report` into the PodGroup's status as its API's scheduler would (see the module
+        docstring); whether it is said (also when there was nothing to change, or the PodGroup is
+        gone). Compare-and-swap on the resourceVersion of the newest copy at hand (the informer's,
+        or what our last write returned); a 409 re-reads the PodGroup and applies it again."""
+        api, ns, name = gkey
+        if api == WORKLOAD_API:
+            path = WORKLOAD_POD_GROUPS.path(ns, name, "status")
+            read = WORKLOAD_POD_GROUPS.path(ns, name)
+        elif api == VOLCANO_API:
+            path = VOLCANO_POD_GROUPS.path(ns, name)  # Volcano's CRD has no status subresource
+            read = VOLCANO_POD_GROUPS.path(ns, name)
+        else:
+            return True
+        raw = self.state.raw_groups.get(gkey)
+        mine = self._latest_groups.get(gkey)
+        if raw is None or (mine is not None and rv_int(mine) > rv_int(raw)
+                           and (mine.get("metadata") or {}).get("uid") == (raw.get("metadata") or {}).get("uid")):
+            raw = mine
+        for attempt in range(MAX_CONFLICT_RETRIES + 1):
+            try:
+                if raw is None:
+                    raw = await self.kube.get(read)
+                now = rfc3339()
+                status = raw.get("status") or {}
+                if api == WORKLOAD_API:
+                    new = workload_group_status(status, report, int((raw.get("metadata") or {}).get("generation") or 0), now)
+                else:
+                    new = volcano_group_status(status, report, now, f"{self.identity}-{secrets.token_hex(4)}")
+                if new is None:
+                    return True
+                body = {**raw, "apiVersion": api, "kind": "PodGroup", "status": new}
+                written = await self.kube.replace(path, body)
+                self._latest_groups[gkey] = written
+                if len(self._latest_groups) > MAX_REMEMBERED:
+                    self._latest_groups.pop(next(iter(self._latest_groups)))
+                self.metrics.writes.labels("podgroup-status", "ok").inc()
+                return True
+            except KubeError as e:
+                if e.not_found:
+                    self._latest_groups.pop(gkey, None)
+                    return True  # gone: nothing to say any more
+                if not e.conflict or attempt == MAX_CONFLICT_RETRIES:
+                    self.metrics.writes.labels("podgroup-status", "error").inc()
+                    log.warning("event=status-failed kind=PodGroup api=%s name=%s/%s error=%r", api, ns, name, e.message)
+                    return False
+                self.metrics.writes.labels("podgroup-status", "conflict").inc()
+                self.metrics.retries.labels("podgroup-status").inc()
+                raw = None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def unschedulable(self, pod: Pod, reason: str) -> bool:
         """PodScheduled=False (what the Cluster Autoscaler reads) and a FailedScheduling event;

@@ -6,7 +6,13 @@ It serves what Tessera uses, with the semantics that matter:
   history: a watch from a version older than the history gets a 410 Expired ERROR event;
 - create (with `generateName`), update with resourceVersion preconditions (409 Conflict when
   stale), merge and strategic-merge PATCH, DELETE that waits for finalizers;
-- status subresources (an update of `/status` changes only status, of the object only the rest);
+- status subresources (an update of `/status` changes only status, of the object only the rest;
+  a resource without one, such as Volcano's PodGroup CRD, answers 404 to `/status` and takes its
+  status with the object);
+- PodGroups of three APIs side by side (`scheduling.x-k8s.io/v1alpha1`, `scheduling.k8s.io/v1alpha2`
+  with its Workloads, `scheduling.volcano.sh/v1beta1`): one plural in three groups, stored apart;
+  `hidden=` takes a plural (every group's) or `plural.group` (that one only), as a cluster
+  without that CRD or API;
 - `pods/{name}/binding`, which refuses pods already bound;
 - `events.k8s.io/v1` events and `coordination.k8s.io/v1` leases like any other resource;
 - fault hooks: fail the next N matching requests, add latency, drop every open watch, compact
@@ -53,6 +59,12 @@ class Resource:
     kind: str
     namespaced: bool
     status: bool = True
+    qualified: bool = False  # its plural is another group's too: stored as plural.group
+
+    @property
+    def store(self) -> str:
+        """How its objects are keyed (and told apart from another group's of the same plural)."""
+        return f"{self.plural}.{self.group}" if self.qualified else self.plural
 
     @property
     def api_version(self) -> str:
@@ -72,13 +84,18 @@ RESOURCES = [
     Resource("resource.k8s.io", "v1", "resourceclaims", "ResourceClaim", True),
     Resource("resource.k8s.io", "v1", "resourceclaimtemplates", "ResourceClaimTemplate", True, status=False),
     Resource("scheduling.x-k8s.io", "v1alpha1", "podgroups", "PodGroup", True),
+    Resource("scheduling.k8s.io", "v1alpha2", "podgroups", "PodGroup", True, qualified=True),
+    Resource("scheduling.k8s.io", "v1alpha2", "workloads", "Workload", True, status=False),
+    # Volcano's CRD declares no status subresource (`subresources: {}`): status is written with the object.
+    Resource("scheduling.volcano.sh", "v1beta1", "podgroups", "PodGroup", True, status=False, qualified=True),
     Resource("events.k8s.io", "v1", "events", "Event", True, status=False),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True, status=False),
     Resource("", "v1", "persistentvolumes", "PersistentVolume", False),
     Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True),
     Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, status=False),
 ]
-BY_KIND = {r.kind: r for r in RESOURCES}
+BY_KIND = {r.kind: r for r in reversed(RESOURCES)}  # a kind of several groups: the first listed
+BY_API_KIND = {(r.api_version, r.kind): r for r in RESOURCES}
 STRATEGIC_KEYS = {"conditions": "type", "containers": "name", "resourceClaimStatuses": "name", "reservedFor": "uid"}
 VOLUME_PLURALS = ("persistentvolumes", "persistentvolumeclaims", "storageclasses")
 HOST = "kubernetes.io/hostname"
@@ -228,13 +245,20 @@ def _phase(obj: Obj) -> str:
     return str((obj.get("status") or {}).get("phase") or "Pending")
 
 
+def resource_of(kind: str, api_version: str | None = None) -> Resource:
+    """The resource of a kind (of that apiVersion, when several groups have the kind)."""
+    if api_version is not None:
+        return BY_API_KIND[(api_version, kind)]
+    return BY_KIND[kind]
+
+
 class FakeApiServer:
     def __init__(self, history: int = 10_000, bookmark_interval: float = 0.5, claim_controller: bool = False,
                  hidden: tuple[str, ...] = (), volume_controller: bool = False, hold_volumes: bool = False) -> None:
         self.rv = itertools.count(1)
         self.current = 0
-        self.objects: dict[tuple[str, str, str], Obj] = {}  # (plural, namespace, name)
-        self.history: deque[tuple[int, str, str, str, Obj]] = deque(maxlen=history)  # (rv, plural, ns, type, obj)
+        self.objects: dict[tuple[str, str, str], Obj] = {}  # (Resource.store, namespace, name)
+        self.history: deque[tuple[int, str, str, str, Obj]] = deque(maxlen=history)  # (rv, Resource.store, ns, type, obj)
         self.oldest = 0  # watches from before this get 410
         self.watchers: list[Watcher] = []
         self.faults: list[Fault] = []
@@ -242,7 +266,7 @@ class FakeApiServer:
         self.latency = 0.0
         self.bookmark_interval = bookmark_interval
         self.claim_controller = claim_controller
-        self.hidden = set(hidden)  # plurals the server pretends not to serve (a missing CRD)
+        self.hidden = set(hidden)  # plurals (or plural.group) the server pretends not to serve (a missing CRD)
         self.volume_controller = volume_controller
         self.hold_volumes = hold_volumes  # the volume controller does nothing until release_volumes()
         self._volume_sync_due = False
@@ -291,34 +315,34 @@ class FakeApiServer:
     # --- direct access for tests ----------------------------------------------------------------
 
     def create(self, obj: Obj) -> Obj:
-        r = BY_KIND[obj["kind"]]
+        r = resource_of(obj["kind"], obj.get("apiVersion"))
         ns = (obj.get("metadata") or {}).get("namespace", "default") if r.namespaced else ""
         created = self._create(r, ns, copy.deepcopy(obj))
         if isinstance(created, web.Response):
             raise RuntimeError(f"create failed: {created.text}")
         return created
 
-    def get(self, kind: str, name: str, namespace: str = "") -> Obj | None:
-        r = BY_KIND[kind]
-        return self.objects.get((r.plural, namespace if r.namespaced else "", name))
+    def get(self, kind: str, name: str, namespace: str = "", api_version: str | None = None) -> Obj | None:
+        r = resource_of(kind, api_version)
+        return self.objects.get((r.store, namespace if r.namespaced else "", name))
 
-    def all(self, kind: str) -> list[Obj]:
-        r = BY_KIND[kind]
-        return [o for (plural, _, _), o in sorted(self.objects.items()) if plural == r.plural]
+    def all(self, kind: str, api_version: str | None = None) -> list[Obj]:
+        r = resource_of(kind, api_version)
+        return [o for (store, _, _), o in sorted(self.objects.items()) if store == r.store]
 
     def put(self, obj: Obj) -> Obj:
         """Replaces an object as a controller would (no precondition)."""
-        r = BY_KIND[obj["kind"]]
+        r = resource_of(obj["kind"], obj.get("apiVersion"))
         meta = obj["metadata"]
-        key = (r.plural, meta.get("namespace", "default") if r.namespaced else "", meta["name"])
+        key = (r.store, meta.get("namespace", "default") if r.namespaced else "", meta["name"])
         old = self.objects[key]
         new = copy.deepcopy(obj)
         new["metadata"] = {**old["metadata"], **{k: v for k, v in new["metadata"].items() if k != "resourceVersion"}}
         return self._store(r, key, new, "MODIFIED")
 
-    def delete(self, kind: str, name: str, namespace: str = "") -> None:
-        r = BY_KIND[kind]
-        key = (r.plural, namespace if r.namespaced else "", name)
+    def delete(self, kind: str, name: str, namespace: str = "", api_version: str | None = None) -> None:
+        r = resource_of(kind, api_version)
+        key = (r.store, namespace if r.namespaced else "", name)
         obj = self.objects.pop(key)
         self._emit(r, key, "DELETED", obj)
 
@@ -344,9 +368,9 @@ class FakeApiServer:
             # The oldest event falls out of the history: a watch from before it can no longer be
             # served in full, and must get 410 as from a real server's compacted store.
             self.oldest = max(self.oldest, self.history[0][0])
-        self.history.append((rv, r.plural, key[1], event, obj))
+        self.history.append((rv, r.store, key[1], event, obj))
         for w in self.watchers:
-            if w.resource.plural == r.plural and (w.namespace is None or w.namespace == key[1]):
+            if w.resource.store == r.store and (w.namespace is None or w.namespace == key[1]):
                 w.queue.put_nowait((event, obj))
         if r.plural in VOLUME_PLURALS:
             self._volumes_changed()
@@ -365,7 +389,7 @@ class FakeApiServer:
             problem = _event_problem(obj)
             if problem:
                 return status(422, "Invalid", f'Event "{meta["name"]}" is invalid: {problem}')
-        key = (r.plural, ns, meta["name"])
+        key = (r.store, ns, meta["name"])
         if key in self.objects:
             return status(409, "AlreadyExists", f'{r.plural} "{meta["name"]}" already exists')
         meta["uid"] = meta.get("uid") or f"uid-{secrets.token_hex(8)}"
@@ -450,7 +474,7 @@ class FakeApiServer:
 
         def write(r: Resource, obj: Obj) -> bool:
             meta = obj["metadata"]
-            self._store(r, (r.plural, meta.get("namespace", "") if r.namespaced else "", meta["name"]), obj, "MODIFIED")
+            self._store(r, (r.store, meta.get("namespace", "") if r.namespaced else "", meta["name"]), obj, "MODIFIED")
             return True
 
         def deleting(o: Obj) -> bool:
@@ -559,7 +583,7 @@ class FakeApiServer:
             return None
         plural = rest[0]
         r = next((x for x in RESOURCES if x.group == group and x.version == version and x.plural == plural), None)
-        if r is None or plural in self.hidden:
+        if r is None or plural in self.hidden or f"{plural}.{group}" in self.hidden:
             return None
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
@@ -605,7 +629,9 @@ class FakeApiServer:
                         return created
                     return web.Response(status=201, body=orjson.dumps(created), content_type="application/json")
             return status(405, "MethodNotAllowed", f"{m} is not allowed on {request.path}")
-        key = (r.plural, ns or "", name)
+        key = (r.store, ns or "", name)
+        if sub == "status" and not r.status:
+            return status(404, "NotFound", f"the server could not find the requested resource ({request.path})")
         if m == "POST" and r.plural == "pods" and sub == "binding":
             return self._bind(key, await self._body(request))
         obj = self.objects.get(key)
@@ -626,7 +652,7 @@ class FakeApiServer:
         return orjson.loads(raw) if raw else {}
 
     def _list(self, r: Resource, ns: str | None) -> web.Response:
-        items = [o for (plural, ons, _), o in sorted(self.objects.items()) if plural == r.plural and (not ns or ons == ns)]
+        items = [o for (store, ons, _), o in sorted(self.objects.items()) if store == r.store and (not ns or ons == ns)]
         body = {"kind": f"{r.kind}List", "apiVersion": r.api_version, "metadata": {"resourceVersion": str(self.current)},
                 "items": items}
         return web.Response(body=orjson.dumps(body), content_type="application/json")
@@ -644,8 +670,8 @@ class FakeApiServer:
             await resp.write(orjson.dumps(err) + b"\n")
             return resp
         watcher = Watcher(r, ns or None)
-        for rv, plural, ons, event, obj in list(self.history):
-            if rv > since and plural == r.plural and (not ns or ons == ns):
+        for rv, store, ons, event, obj in list(self.history):
+            if rv > since and store == r.store and (not ns or ons == ns):
                 watcher.queue.put_nowait((event, obj))
         self.watchers.append(watcher)
         loop = asyncio.get_running_loop()
