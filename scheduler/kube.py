@@ -143,6 +143,10 @@ class Kube:
     async def replace(self, path: str, obj: Obj) -> Obj:
         return await self.request("PUT", path, body=obj)
 
+    async def delete(self, path: str, options: Obj | None = None) -> Obj:
+        """DELETE with DeleteOptions (grace period, preconditions) in the body, as kubectl sends them."""
+        return await self.request("DELETE", path, body=options)
+
     async def patch(self, path: str, patch: Obj, strategic: bool = False) -> Obj:
         return await self.request("PATCH", path, body=patch, content_type=STRATEGIC_PATCH if strategic else MERGE_PATCH)
 

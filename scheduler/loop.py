@@ -20,6 +20,22 @@ the API. A pod is ours while it is unbound, not gated, not terminating and not f
   written in the background, one write per group at a time, the latest report winning.
 - Unschedulable pods get `PodScheduled=False` and a `FailedScheduling` event, once per distinct
   reason (a pod retried for the same reason is not reported again), and back off.
+- Preemption (single pods; not gangs yet): a pod that cannot be placed, whose priority (Priority
+  admission's, `allocator.priority.effective_priority`, with the watched PriorityClasses) is above
+  some bound pod's `spec.priority` and whose preemptionPolicy is not Never, asks `preempt_pod`
+  on the engine thread (in the same decision) for the minimal victims. If it helps, the pod is
+  *nominated*: its `status.nominatedNodeName` is set, and each victim gets the `DisruptionTarget`
+  condition (reason `PreemptionByScheduler`), a `Preempted` event, and is deleted with its grace
+  period (DELETE, uid precondition; no Eviction API, so PodDisruptionBudgets are not consulted).
+  A failed victim write is retried `VICTIM_ATTEMPTS` times, then logged and counted.
+  The hold: while a nomination stands, no pod of lower or equal priority (other than the nominee)
+  is placed on the nominated node: a decision landing there is rolled back and made again
+  without that node (a gang is refused while any member would land on such a node). The nominee
+  waits (no backoff) and is woken when a victim is deleted or a claim freed, then decided
+  normally: the usual decision never hands out devices still allocated. The nomination ends when
+  the nominee is bound, deleted or no longer ours, or `HOLD_TIMEOUT` seconds (plus the victims'
+  grace periods) after it was made; `FAILED_HOLD_TIMEOUT` after a victim could not be deleted.
+  While its victims still exist the nominee does not preempt again.
 """
 
 from __future__ import annotations
@@ -50,7 +66,9 @@ from allocator.model import (
     PodGroup,
 )
 from allocator.parse import parse_pod_or_error, resolve_pod_group
-from allocator.placement import Commit, Placed, Unschedulable
+from allocator.placement import Commit, Placed, Session, Unschedulable
+from allocator.preemption import GangRef, Preemption, Running, preempt_pod, running_pods
+from allocator.priority import NEVER, PREEMPT_LOWER, PodPriority, effective_priority
 
 from .metrics import Metrics
 from .queue import SchedulingQueue
@@ -70,6 +88,10 @@ MARKER = {  # how a pod names a PodGroup of each API, for reasons
     VOLCANO_API: f"annotation {VOLCANO_GROUP_ANNOTATIONS[0]}",
 }
 _MEMBERSHIP_ANNOTATIONS = (*VOLCANO_GROUP_ANNOTATIONS, VOLCANO_TASK_ANNOTATION)
+HOLD_TIMEOUT = 120.0  # seconds a nomination holds its node (plus the victims' longest grace period)
+FAILED_HOLD_TIMEOUT = 10.0  # seconds the hold stays once a victim could not be deleted
+VICTIM_ATTEMPTS = 4  # writes to evict one victim, with REPORT_BACKOFF doubling between them
+DEFAULT_GRACE = 30  # a pod's terminationGracePeriodSeconds when it says none
 
 
 def _membership_changed(obj: Obj, old: Obj | None) -> bool:
@@ -132,6 +154,20 @@ class _Placing:
     need: int
 
 
+@dataclass(slots=True)
+class _Nomination:
+    """A pod that preempted: the node it is nominated to, held against pods of lower or equal
+    priority, and the victims (key -> uid) it waits for."""
+
+    uid: str
+    node: str
+    priority: int
+    victims: dict[ObjectKey, str]
+    claims: tuple[ObjectKey, ...]  # the claims their eviction deallocates
+    expires: float
+    failed: int = 0
+
+
 class SecondaryScheduler:
     def __init__(self, state: ClusterState, writer: Writer, metrics: Metrics, scheduler_name: str = "tessera",
                  clock: Callable[[], float] = time.monotonic, max_writes: int = MAX_WRITES_IN_FLIGHT) -> None:
@@ -150,6 +186,8 @@ class SecondaryScheduler:
         self._reporting: set[ObjectKey] = set()  # pods with a report being written
         self._group_reported: dict[GroupKey, GroupReport] = {}  # the latest report to write on each PodGroup
         self._group_reporting: set[GroupKey] = set()  # PodGroups with a report being written
+        self._nominations: dict[ObjectKey, _Nomination] = {}  # preemptors, until bound or gone
+        self.preemption = True
         state.listeners.append(self.on_event)
 
     # --- which pods, and when -------------------------------------------------------------
@@ -182,6 +220,7 @@ class SecondaryScheduler:
             self._forget(pod.key)
 
     def _forget(self, key: ObjectKey) -> None:
+        self._release(key, "no longer pending")
         self.queue.remove(key)
         self._enqueued.pop(key, None)
         self._reported.pop(key, None)
@@ -221,6 +260,9 @@ class SecondaryScheduler:
         key = _key(obj)
         hit = self.state.pods.get(key)
         if event == "DELETED" or hit is None:
+            self._release(key, "deleted")
+            if any(key in n.victims for n in self._nominations.values()):
+                self._wake_nominees()  # a victim gone: its preemptor may fit now
             if not self.queue.in_flight(key):
                 self._forget(key)
             if (obj.get("spec") or {}).get("nodeName"):
@@ -268,6 +310,7 @@ class SecondaryScheduler:
             len(after.get("reservedFor") or []) < len(before.get("reservedFor") or [])
         if freed or event == "DELETED":
             self.queue.cluster_changed()
+            self._wake_nominees()
 
     def _wake_group(self, group: GroupKey) -> None:
         """Every pod naming the group: it may now join it, or another PodGroup of its name."""
@@ -333,16 +376,29 @@ class SecondaryScheduler:
 
     async def _attempt_pod(self, pod: Pod, group: GroupKey | None = None) -> None:
         """A single pod; `group`: the PodGroup (without gang semantics) it belongs to."""
-        def decide(_: object) -> tuple[Pod, Outcome] | None:
+        prio = self._priority(pod)
+        held = self._held(pod.key, prio.value)
+        may_preempt = (group is None and self.preemption and prio.preemption_policy != NEVER
+                       and not self._victims_pending(pod.key))
+
+        def decide(_: object) -> tuple[Pod, Outcome, Preemption | None] | None:
             fresh = self._fresh(pod.key)  # as the state is now: an event may have landed since the pod was popped
-            return None if fresh is None else (fresh, schedule_pod(self.state.session(), fresh))
+            if fresh is None:
+                return None
+            session = self.state.session()
+            out = self._schedule(session, fresh, held)
+            d = out.decisions[fresh.key]
+            pre = None
+            if isinstance(d, Unschedulable) and not d.waiting and may_preempt:
+                pre = self._preempt(session, fresh, prio, held)
+            return fresh, out, pre
 
         t0 = time.perf_counter()
         decided = await self.state.engine.run(decide)
         if decided is None:
             self.queue.retry_now(pod.key)  # gone or no longer ours: the next attempt forgets it
             return
-        pod, out = decided
+        pod, out, pre = decided
         self.metrics.allocator.labels("pod").observe(time.perf_counter() - t0)
         d = out.decisions[pod.key]
         if isinstance(d, Placed):
@@ -352,10 +408,165 @@ class SecondaryScheduler:
         elif d.waiting:
             self.metrics.attempts.labels("waiting").inc()
             self.queue.wait(pod.key)
+        elif pre is not None and pre.ok:
+            self._nominate(pod, prio, pre, d.reason)
+        elif pod.key in self._nominations:
+            # Its victims are still going: wait for them (woken by their deletion and freed claims).
+            self.metrics.attempts.labels("waiting").inc()
+            self.queue.wait(pod.key)
         else:
-            self._unschedulable(pod, d.reason)
+            reason = d.reason if pre is None or not pre.reason else f"{d.reason}; {pre.reason}"
+            self._unschedulable(pod, reason)
             if group is not None and not self._any_placed(group):
-                self._say_group(group, "unschedulable", d.reason)
+                self._say_group(group, "unschedulable", reason)
+
+    # --- preemption -----------------------------------------------------------------------------
+
+    def _priority(self, pod: Pod) -> PodPriority:
+        """The pod's priority and preemption policy, as Priority admission resolved them."""
+        got = effective_priority(pod, self.state.priority_classes)
+        if isinstance(got, str):
+            policy = NEVER if pod.preemption_policy == NEVER else PREEMPT_LOWER
+            return PodPriority(pod.priority, policy)  # e.g. its class is not (yet) seen: its spec.priority stands
+        return got
+
+    def _expire(self) -> None:
+        now = self.clock()
+        for key, n in list(self._nominations.items()):
+            if now >= n.expires:
+                log.warning("event=nomination-expired pod=%s/%s node=%s failed-victims=%d", *key, n.node, n.failed)
+                self.metrics.attempts.labels("nomination-expired").inc()
+                self._release(key, "expired")
+                self.queue.wake(key)
+
+    def _held(self, key: ObjectKey, priority: int) -> frozenset[str]:
+        """The nodes a pod of this priority may not be placed on: those nominated to pods of
+        higher or equal priority (other than itself)."""
+        self._expire()
+        return frozenset(n.node for k, n in self._nominations.items() if k != key and n.priority >= priority)
+
+    def _victims_pending(self, key: ObjectKey) -> bool:
+        n = self._nominations.get(key)
+        if n is None:
+            return False
+        for vk, uid in n.victims.items():
+            hit = self.state.pods.get(vk)
+            if hit is not None and hit[0].uid == uid:
+                return True
+        for ck in n.claims:
+            seen = self.state.claims.get(ck)
+            if seen is not None and seen[0].allocation is not None:
+                return True  # gone, but its devices are not free yet
+        return False
+
+    def _release(self, key: ObjectKey, why: str) -> None:
+        n = self._nominations.pop(key, None)
+        if n is not None:
+            log.info("event=nomination-released pod=%s/%s node=%s why=%s", *key, n.node, why)
+            self.queue.cluster_changed()  # the node is open again to the pods it was held from
+            self._kick.set()
+
+    def _wake_nominees(self) -> None:
+        for key in list(self._nominations):
+            self.queue.wake(key)
+
+    def _schedule(self, session: Session, pod: Pod, held: frozenset[str]) -> Outcome:
+        """`schedule_pod`, kept off the held nodes (engine thread)."""
+        out = schedule_pod(session, pod)
+        d = out.decisions[pod.key]
+        if not held or not isinstance(d, Placed) or d.node not in held:
+            return out
+        session.rollback(out.commits[pod.key])
+        d = session.decide(pod, only=[n.name for n in session.cluster.nodes if n.name not in held])
+        if isinstance(d, Placed):
+            return Outcome({pod.key: d}, d.node, commits={pod.key: session.commit(pod, d)})
+        return Outcome({pod.key: Unschedulable(f"{d.reason}; node(s) {', '.join(sorted(held))} held for a pod of higher "
+                                               "or equal priority nominated there by preemption", d.warnings)})
+
+    def _preempt(self, session: Session, pod: Pod, prio: PodPriority, held: frozenset[str]) -> Preemption | None:
+        """Whom to evict so the pod fits (engine thread); None when no bound pod has a lower priority."""
+        running: dict[ObjectKey, Running] = {}
+        for k, r in running_pods(session, started=self._started).items():
+            hit = self.state.pods.get(k)
+            if hit is not None and hit[0].node_name is not None and not hit[0].deleting and not hit[0].finished:
+                running[k] = r
+        if not any(r.priority < prio.value for r in running.values()):
+            return None
+        got = preempt_pod(session, pod, running, priority=prio.value, policy=prio.preemption_policy,
+                          gangs=self._gang_refs(running))
+        node = got.nominated.get(pod.key)
+        if node is not None and node in held:
+            return Preemption(reason=f"preemption would nominate node {node}, held for another nominated pod")
+        return got
+
+    def _started(self, pod: Pod) -> str:
+        hit = self.state.pods.get(pod.key)
+        return str(((hit[1] if hit else {}).get("status") or {}).get("startTime") or "")
+
+    def _gang_refs(self, running: dict[ObjectKey, Running]) -> dict[ObjectKey, GangRef]:
+        out: dict[ObjectKey, GangRef] = {}
+        for k, r in running.items():
+            if r.pod.group is None:
+                continue
+            gkey = self.state.group_of(r.pod)
+            g = self.state.groups.get(gkey) if gkey is not None else None
+            if gkey is not None and isinstance(g, PodGroup) and g.gang:
+                out[k] = (gkey, g.min_member)
+        return out
+
+    def _nominate(self, pod: Pod, prio: PodPriority, pre: Preemption, reason: str) -> None:
+        node = pre.nominated[pod.key]
+        victims: list[tuple[Pod, int | None]] = []
+        longest = 0
+        for v in pre.victims:
+            hit = self.state.pods.get(v.pod)
+            if hit is None:
+                continue
+            g = (hit[1].get("spec") or {}).get("terminationGracePeriodSeconds")
+            grace = g if isinstance(g, int) and not isinstance(g, bool) and g >= 0 else None
+            longest = max(longest, DEFAULT_GRACE if grace is None else grace)
+            victims.append((hit[0], grace))
+        self._nominations[pod.key] = _Nomination(pod.uid, node, prio.value, {p.key: p.uid for p, _ in victims},
+                                                 tuple(ck for v in pre.victims for ck in v.claims), self.clock() + HOLD_TIMEOUT + longest)
+        self.metrics.attempts.labels("preempting").inc()
+        log.info("event=preempting pod=%s node=%s priority=%d victims=%s", pod.ref, node, prio.value,
+                 ",".join(p.ref for p, _ in victims))
+        self.queue.wait(pod.key)
+        self._report(pod, f"{reason}; preempting {len(victims)} pod(s) of lower priority on node {node}")
+        self.writer.spawn(self._preempt_task(pod, node, victims))
+
+    async def _preempt_task(self, pod: Pod, node: str, victims: Sequence[tuple[Pod, int | None]]) -> None:
+        async def nominate() -> None:
+            delay = REPORT_BACKOFF
+            for attempt in range(REPORT_ATTEMPTS):
+                if attempt:
+                    await asyncio.sleep(delay)
+                    delay *= 2
+                if pod.key not in self._nominations or await self.writer.nominate(pod, node):
+                    return
+
+        async def evict(victim: Pod, grace: int | None) -> None:
+            delay = REPORT_BACKOFF
+            why: str | None = None
+            for attempt in range(VICTIM_ATTEMPTS):
+                if attempt:
+                    await asyncio.sleep(delay)
+                    delay *= 2
+                    hit = self.state.pods.get(victim.key)
+                    if hit is None or hit[0].uid != victim.uid:
+                        return  # gone meanwhile
+                why = await self.writer.preempt(victim, grace, pod, node)
+                if why is None:
+                    log.info("event=preempted pod=%s node=%s by=%s", victim.ref, node, pod.ref)
+                    return
+            log.warning("event=preemption-failed pod=%s node=%s by=%s error=%r", victim.ref, node, pod.ref, why)
+            self.metrics.attempts.labels("preemption-failed").inc()
+            n = self._nominations.get(pod.key)
+            if n is not None and n.uid == pod.uid:
+                n.failed += 1
+                n.expires = min(n.expires, self.clock() + FAILED_HOLD_TIMEOUT)
+
+        await asyncio.gather(nominate(), *(evict(v, g) for v, g in victims))
 
     async def _attempt_group(self, pod: Pod, gkey: GroupKey) -> None:
         """The pod with its group, under simulate's rules (see the module docstring)."""
@@ -413,6 +624,8 @@ class SecondaryScheduler:
 
     async def _decide_group(self, gkey: GroupKey, group: PodGroup, pending: Sequence[Pod]) -> None:
         """Places the pending members together (`schedule_gang`), next to the members already placed."""
+        held = {p.key: self._held(p.key, self._priority(p).value) for p in pending}
+
         def decide(_: object) -> tuple[list[Pod], Outcome | None]:
             # The members as the state is now: an event may have landed since they were taken.
             fresh = [f for p in pending if (f := self._fresh(p.key)) is not None]
@@ -421,7 +634,17 @@ class SecondaryScheduler:
             preps = [session.prepare(p) for p in fresh]
             if not fresh or any(isinstance(x, Unschedulable) and x.waiting for x in preps):
                 return fresh, None  # a member's claim does not exist yet
-            return fresh, schedule_gang(session, group, fresh, running=running)
+            out = schedule_gang(session, group, fresh, running=running)
+            on_held = [(p, d.node) for p in fresh if isinstance(d := out.decisions[p.key], Placed)
+                       and d.node in held.get(p.key, frozenset())]
+            if on_held:  # a node held for a nominated pod of higher or equal priority: not this time
+                for c in reversed(list(out.commits.values())):
+                    session.rollback(c)
+                p, node = on_held[0]
+                why = (f"pod {p.ref} would land on node {node}, held for a pod of higher or equal priority "
+                       "nominated there by preemption")
+                return fresh, Outcome({m.key: Unschedulable(why) for m in fresh})
+            return fresh, out
 
         for p in pending:
             self.queue.take(p.key)
@@ -642,6 +865,7 @@ class SecondaryScheduler:
                 if started is not None:
                     self.metrics.e2e.observe(now - started)
                 self.queue.done(pod.key)
+                self._release(pod.key, "bound")
                 self._reported.pop(pod.key, None)
                 log.info("event=bound pod=%s node=%s", pod.ref, d.node)
             else:

@@ -47,10 +47,12 @@ LEASES = Resource("Lease", "coordination.k8s.io/v1", "leases", True)
 PERSISTENT_VOLUMES = Resource("PersistentVolume", "v1", "persistentvolumes", False)
 PERSISTENT_VOLUME_CLAIMS = Resource("PersistentVolumeClaim", "v1", "persistentvolumeclaims", True)
 STORAGE_CLASSES = Resource("StorageClass", "storage.k8s.io/v1", "storageclasses", False)
+PRIORITY_CLASSES = Resource("PriorityClass", "scheduling.k8s.io/v1", "priorityclasses", False)  # for preemption
 
 # The PodGroup resource of each group API (allocator.model.GROUP_APIS), and the informer kind -> API.
 GROUP_RESOURCES = {COSCHEDULING_API: POD_GROUPS, WORKLOAD_API: WORKLOAD_POD_GROUPS, VOLCANO_API: VOLCANO_POD_GROUPS}
 GROUP_KINDS = {r.kind: api for api, r in GROUP_RESOURCES.items()}
 
 WATCHED = (NODES, NAMESPACES, PODS, DEVICE_CLASSES, RESOURCE_SLICES, RESOURCE_CLAIMS, CLAIM_TEMPLATES, POD_GROUPS,
-           WORKLOAD_POD_GROUPS, WORKLOADS, VOLCANO_POD_GROUPS, STORAGE_CLASSES, PERSISTENT_VOLUMES, PERSISTENT_VOLUME_CLAIMS)
+           WORKLOAD_POD_GROUPS, WORKLOADS, VOLCANO_POD_GROUPS, STORAGE_CLASSES, PERSISTENT_VOLUMES, PERSISTENT_VOLUME_CLAIMS,
+           PRIORITY_CLASSES)

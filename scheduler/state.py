@@ -59,6 +59,7 @@ from allocator.pipeline import resource_fit
 from allocator.placement import Cluster, Commit, Placed, Policy, Session
 from allocator.pods import PodIndex
 from allocator.podspec import SpreadConstraint
+from allocator.priority import PriorityClass, parse_priority_class
 from allocator.search import DEFAULT_BUDGET
 from allocator.volumes import (
     VolumeIndex,
@@ -111,6 +112,7 @@ class ClusterState:
         self.assumed_pods: dict[ObjectKey, tuple[str, Pod]] = {}
         self.group_pods: dict[GroupKey, set[ObjectKey]] = defaultdict(set)  # group key -> the pods naming it
         self.pod_by_uid: dict[str, ObjectKey] = {}
+        self.priority_classes: dict[str, PriorityClass] = {}  # scheduling.k8s.io/v1, for preemption
         self.pod_index = PodIndex()
         self.volume_index = VolumeIndex()
         self._session: Session | None = None
@@ -247,6 +249,17 @@ class ClusterState:
             del self.assumed[key]
         if self._session is not None:
             self._session.add_claim(claim)
+
+    def _on_priorityclass(self, event: str, obj: Obj, old: Obj | None) -> None:
+        name = _key(obj)[1]
+        if event == "DELETED":
+            self.priority_classes.pop(name, None)
+            return
+        try:
+            self.priority_classes[name] = parse_priority_class(obj)
+        except SpecError as e:
+            log.warning("event=invalid kind=PriorityClass name=%s error=%r", name, str(e))
+            self.priority_classes.pop(name, None)
 
     def _on_resourceclaimtemplate(self, event: str, obj: Obj, old: Obj | None) -> None:
         key = _key(obj)

@@ -84,6 +84,8 @@ MAX_NOTE = 1024
 MAX_CONDITION_MESSAGE = 32768  # metav1.Condition.message
 MAX_REMEMBERED = 10_000
 ANN_BOUND_BY_CONTROLLER = "pv.kubernetes.io/bound-by-controller"
+DISRUPTION_TARGET = "DisruptionTarget"  # the condition kube-scheduler sets on a pod it preempts
+PREEMPTION_BY_SCHEDULER = "PreemptionByScheduler"
 
 
 class DecisionLost(Exception):
@@ -859,8 +861,57 @@ class Writer:
         await self.event(pod, "Warning", "FailedScheduling", "Scheduling", reason)
         return written
 
-    async def event(self, pod: Pod, type_: str, reason: str, action: str, note: str) -> None:
-        body = {
+    # --- preemption ----------------------------------------------------------------------------
+
+    async def nominate(self, pod: Pod, node: str | None) -> bool:
+        """Sets (or, with None, clears) the pod's `status.nominatedNodeName`, as kube-scheduler does
+        for a pod that preempted; whether it was written (a pod gone counts as done)."""
+        try:
+            await self.kube.patch(PODS.path(pod.namespace, pod.name, "status"), {"status": {"nominatedNodeName": node}})
+            self.metrics.writes.labels("pod-nomination", "ok").inc()
+            return True
+        except KubeError as e:
+            if e.not_found:
+                return True
+            self.metrics.writes.labels("pod-nomination", "error").inc()
+            log.warning("event=nomination-failed pod=%s node=%s error=%r", pod.ref, node, e.message)
+            return False
+
+    async def preempt(self, victim: Pod, grace: int | None, preemptor: Pod, node: str) -> str | None:
+        """Evicts a victim as kube-scheduler's preemption does: the `DisruptionTarget` condition on
+        its status, a `Preempted` event, then DELETE with its grace period (and its uid as
+        precondition, so a new pod of the same name is never hit). None once done (or the pod is
+        gone), else what failed."""
+        if not victim.deleting:
+            cond = {"type": DISRUPTION_TARGET, "status": "True", "reason": PREEMPTION_BY_SCHEDULER,
+                    "message": f"{self.scheduler_name}: preempting to accommodate a higher priority pod",
+                    "lastProbeTime": None, "lastTransitionTime": rfc3339()}
+            try:
+                await self.kube.patch(PODS.path(victim.namespace, victim.name, "status"),
+                                      {"metadata": {"uid": victim.uid}, "status": {"conditions": [cond]}}, strategic=True)
+                self.metrics.writes.labels("pod-disruption-target", "ok").inc()
+            except KubeError as e:
+                if e.not_found:
+                    return None
+                self.metrics.writes.labels("pod-disruption-target", "error").inc()
+                return f"DisruptionTarget condition: {e.message}"
+            await self.event(victim, "Normal", "Preempted", "Preempting",
+                             f"Preempted by pod {preemptor.uid} on node {node}", related=preemptor)
+        body: Obj = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": victim.uid}}
+        if grace is not None:
+            body["gracePeriodSeconds"] = grace
+        try:
+            await self.kube.delete(PODS.path(victim.namespace, victim.name), body)
+            self.metrics.writes.labels("pod-delete", "ok").inc()
+            return None
+        except KubeError as e:
+            if e.not_found or (e.conflict and "UID" in e.message):
+                return None  # gone already (or replaced by another pod of that name)
+            self.metrics.writes.labels("pod-delete", "error").inc()
+            return f"delete: {e.message}"
+
+    async def event(self, pod: Pod, type_: str, reason: str, action: str, note: str, related: Pod | None = None) -> None:
+        body: Obj = {
             "apiVersion": "events.k8s.io/v1", "kind": "Event",
             "metadata": {"name": f"{pod.name[:236]}.{secrets.token_hex(8)}", "namespace": pod.namespace},  # names: <= 253
             "eventTime": micro_time(), "reportingController": f"tessera.dev/{self.scheduler_name}",
@@ -868,6 +919,9 @@ class Writer:
             "regarding": {"apiVersion": "v1", "kind": "Pod", "name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
             "note": _clip(note, MAX_NOTE),
         }
+        if related is not None:
+            body["related"] = {"apiVersion": "v1", "kind": "Pod", "name": related.name, "namespace": related.namespace,
+                               "uid": related.uid}
         try:
             await self.kube.create(EVENTS.path(pod.namespace), body)
             self.metrics.writes.labels("event", "ok").inc()

@@ -31,6 +31,13 @@ It serves what Tessera uses, with the semantics that matter:
   then the claim's `volumeName` and annotations, then its phase. `hold_volumes=True` holds the
   controller until `release_volumes()`. It does not match Immediate claims to volumes or
   provision them without a selected node, nor release or recycle volumes.
+- DELETE honours `preconditions.uid` (409 on a mismatch). With `terminate_pods=True` a pod deleted
+  with a grace period (its DeleteOptions' `gracePeriodSeconds`, else its
+  `terminationGracePeriodSeconds`, else 30) only gets `deletionTimestamp` and
+  `deletionGracePeriodSeconds`, as the kubelet has yet to stop it; `finish_pod()` removes it.
+- optionally (`release_claims=True`) the ResourceClaim controller's other part: once a pod is
+  gone, its claims drop it from `reservedFor`, a claim nobody reserves any more is deallocated
+  (and loses its delete-protection finalizer), and a claim generated for it (its owner) is deleted.
 """
 
 from __future__ import annotations
@@ -93,6 +100,7 @@ RESOURCES = [
     Resource("", "v1", "persistentvolumes", "PersistentVolume", False),
     Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True),
     Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, status=False),
+    Resource("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, status=False),
 ]
 BY_KIND = {r.kind: r for r in reversed(RESOURCES)}  # a kind of several groups: the first listed
 BY_API_KIND = {(r.api_version, r.kind): r for r in RESOURCES}
@@ -254,7 +262,10 @@ def resource_of(kind: str, api_version: str | None = None) -> Resource:
 
 class FakeApiServer:
     def __init__(self, history: int = 10_000, bookmark_interval: float = 0.5, claim_controller: bool = False,
-                 hidden: tuple[str, ...] = (), volume_controller: bool = False, hold_volumes: bool = False) -> None:
+                 hidden: tuple[str, ...] = (), volume_controller: bool = False, hold_volumes: bool = False,
+                 terminate_pods: bool = False, release_claims: bool = False) -> None:
+        self.terminate_pods = terminate_pods
+        self.release_claims = release_claims
         self.rv = itertools.count(1)
         self.current = 0
         self.objects: dict[tuple[str, str, str], Obj] = {}  # (Resource.store, namespace, name)
@@ -346,6 +357,36 @@ class FakeApiServer:
         obj = self.objects.pop(key)
         self._emit(r, key, "DELETED", obj)
 
+    def finish_pod(self, name: str, namespace: str = "default") -> None:
+        """The kubelet has stopped a terminating pod: it goes."""
+        self.delete("Pod", name, namespace)
+
+    def _release_claims_of(self, pod: Obj) -> None:
+        """The ResourceClaim controller, for a pod that is gone (see the module docstring)."""
+        uid = pod["metadata"].get("uid")
+        ns = pod["metadata"].get("namespace", "")
+        rc = BY_KIND["ResourceClaim"]
+        for key in [k for k in self.objects if k[0] == rc.store and k[1] == ns]:
+            claim = self.objects.get(key)
+            if claim is None:
+                continue
+            status_ = claim.get("status") or {}
+            reserved = status_.get("reservedFor") or []
+            owned = any(o.get("uid") == uid for o in claim["metadata"].get("ownerReferences") or [])
+            if not owned and not any(r.get("uid") == uid for r in reserved):
+                continue
+            new = copy.deepcopy(claim)
+            left = [r for r in reserved if r.get("uid") != uid]
+            new.setdefault("status", {})["reservedFor"] = left
+            if not left:
+                new["status"].pop("allocation", None)
+                new["status"].pop("reservedFor", None)
+                new["metadata"]["finalizers"] = [f for f in new["metadata"].get("finalizers") or []
+                                                 if f != "resource.kubernetes.io/delete-protection"]
+            if owned and not left:
+                new["metadata"]["deletionTimestamp"] = now()
+            self._commit(rc, key, new)
+
     # --- storage --------------------------------------------------------------------------------
 
     def _store(self, r: Resource, key: tuple[str, str, str], obj: Obj, event: str) -> Obj:
@@ -372,6 +413,8 @@ class FakeApiServer:
         for w in self.watchers:
             if w.resource.store == r.store and (w.namespace is None or w.namespace == key[1]):
                 w.queue.put_nowait((event, obj))
+        if event == "DELETED" and r.plural == "pods" and self.release_claims:
+            asyncio.get_running_loop().call_soon(self._release_claims_of, obj)
         if r.plural in VOLUME_PLURALS:
             self._volumes_changed()
 
@@ -644,7 +687,7 @@ class FakeApiServer:
         if m == "PATCH":
             return self._patch(r, key, obj, await self._body(request), request.content_type, sub)
         if m == "DELETE":
-            return self._delete(r, key, obj)
+            return self._delete(r, key, obj, await self._body(request))
         return status(405, "MethodNotAllowed", f"{m} is not allowed on {request.path}")
 
     async def _body(self, request: web.Request) -> Obj:
@@ -763,7 +806,24 @@ class FakeApiServer:
         new["metadata"]["resourceVersion"] = obj["metadata"]["resourceVersion"]
         return self._commit(r, key, new)
 
-    def _delete(self, r: Resource, key: tuple[str, str, str], obj: Obj) -> web.Response:
+    def _delete(self, r: Resource, key: tuple[str, str, str], obj: Obj, body: Obj | None = None) -> web.Response:
+        body = body or {}
+        want_uid = (body.get("preconditions") or {}).get("uid")
+        if want_uid and want_uid != obj["metadata"].get("uid"):
+            return status(409, "Conflict", f"Precondition failed: UID in precondition: {want_uid}, "
+                                          f"UID in object meta: {obj['metadata'].get('uid')}")
+        if r.plural == "pods" and self.terminate_pods:
+            grace = body.get("gracePeriodSeconds")
+            if grace is None:
+                grace = (obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+            if grace and (obj.get("spec") or {}).get("nodeName"):
+                if obj["metadata"].get("deletionTimestamp"):
+                    return web.Response(body=orjson.dumps(obj), content_type="application/json")
+                new = copy.deepcopy(obj)
+                new["metadata"]["deletionTimestamp"] = now()
+                new["metadata"]["deletionGracePeriodSeconds"] = grace
+                stored = self._store(r, key, new, "MODIFIED")  # stays until the kubelet is done (finish_pod)
+                return web.Response(body=orjson.dumps(stored), content_type="application/json")
         if obj["metadata"].get("finalizers"):
             new = copy.deepcopy(obj)
             new["metadata"]["deletionTimestamp"] = now()

@@ -498,7 +498,8 @@ def served_crds(objs: list[Obj]) -> dict[tuple[str, str], Obj]:
 # --- the API calls the code makes ------------------------------------------------------------------
 
 # scheduler.kube.Kube's methods, and the RBAC verb each needs.
-CLIENT_VERBS = {"get": "get", "list": "list", "watch": "watch", "create": "create", "replace": "update", "patch": "patch"}
+CLIENT_VERBS = {"get": "get", "list": "list", "watch": "watch", "create": "create", "replace": "update", "patch": "patch",
+                "delete": "delete"}
 RESOURCES = {name: r for name, r in vars(kube_resources).items() if isinstance(r, Resource)}
 Target = tuple[Resource, str | None]  # a resource, and a subresource
 
