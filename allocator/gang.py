@@ -20,6 +20,12 @@ Best fit (the default policy):
   (on the PodGroup, or on the claim of a single pod), in any rotation, or else the most compact
   box that fits. A slice is never placed in pieces.
 - The search is bounded (a few real attempts per level) and explains a refusal per domain.
+- Claims a v1alpha2 PodGroup shares (`spec.resourceClaims`, KEP-5729; see `Session.resolve`) are
+  counted once for the whole gang, not per member, and allocated in the gang's decision by the
+  first member that uses them (the others go where those devices are: the same node for
+  node-local devices, anywhere the pool's node selector allows for network-attached ones); a
+  failed placement rolls them back with the rest. While such a claim is not allocated yet, the
+  gang tries single nodes first even when nodes carry no `kubernetes.io/hostname` label.
 
 First fit (the baseline) places the members one after another on the first nodes that fit,
 as the upstream scheduler's gang plugins do. Either way a gang ends with at least `minMember`
@@ -76,7 +82,7 @@ def schedule_pod(session: Session, pod: Pod) -> Outcome:
     keep free space in large boxes."""
     if session.policy == "best-fit" and session.cluster.topology.chips:
         prep = session.prepare(pod)
-        if isinstance(prep, Prepared):
+        if isinstance(prep, Prepared) and not prep.shared:  # a PodGroup's pending claim is no part of a box
             shape = next((inp.claim.annotations[SLICE_SHAPE_ANNOTATION] for inp in prep.inputs
                           if SLICE_SHAPE_ANNOTATION in inp.claim.annotations), None)
             out = _torus(session, f"pod {pod.ref}", [pod], {pod.key: prep}, 1, shape)
@@ -120,16 +126,35 @@ def _schedule_gang(session: Session, group: PodGroup, members: Sequence[Pod], ru
     if (short := _task_shortfall(tasks, usable)) is not None:
         return _refuse(members, f"{name}: too few of its pods can be scheduled at all for its minTaskMember ({short})", broken)
     ready = {k: p for k, p in preps.items() if isinstance(p, Prepared)}
+    extra, problem = _shared(session, usable, ready)
+    if problem is not None:
+        return _refuse(members, f"{name}: {problem}", broken)
     shape = group.annotations.get(SLICE_SHAPE_ANNOTATION)
-    out = _torus(session, name, usable, ready, group.min_member, shape)
+    out = _torus(session, name, usable, ready, group.min_member, shape) if extra is None else None
     if out is None:
+        if shape is not None and extra is not None:
+            shared = ", ".join(inp.claim.ref for inp in extra.inputs)
+            return _refuse(members, f"{name}: annotation {SLICE_SHAPE_ANNOTATION}={shape}: its pods share PodGroup claims "
+                                    f"not allocated yet ({shared}), which a torus box does not place", broken)
         if shape is not None:
             return _refuse(members, f"{name}: annotation {SLICE_SHAPE_ANNOTATION}={shape} needs pods that ask for chips "
                                     "of a torus", broken)
-        out = _domains(session, name, group, usable, ready, running)
+        out = _domains(session, name, group, usable, ready, running, extra)
     for k, d in broken.items():
         out.decisions[k] = d
     return out
+
+
+def _shared(session: Session, members: Sequence[Pod], ready: Mapping[ObjectKey, Prepared]) -> tuple[Prepared | None, str | None]:
+    """The PodGroup claims the members share that are not allocated yet, compiled once (None
+    when there are none), or why they cannot be."""
+    keys = dict.fromkeys(k for p in members if p.key in ready for k in ready[p.key].shared)
+    if not keys:
+        return None, None
+    got = session.prepare_claims(members[0], [session.claims[k] for k in keys])
+    if isinstance(got, Unschedulable):
+        return None, got.reason
+    return got, None
 
 
 def _task_shortfall(tasks: Mapping[str, int], pods: Iterable[Pod]) -> str | None:
@@ -292,7 +317,7 @@ def _scope(levels: list[str | None], topo: GroupTopology | None) -> str:
 def _domain_need(ready: dict[ObjectKey, Prepared], members: Sequence[Pod]) -> Counter[tuple[object, bool]]:
     need: Counter[tuple[object, bool]] = Counter()
     for p in members:
-        for g in ready[p.key].check.groups:
+        for g in ready[p.key].member_check.groups:
             need[(g.selector.key, g.admin)] += g.need
     return need
 
@@ -301,22 +326,26 @@ def _ask(ready: dict[ObjectKey, Prepared], members: Sequence[Pod]) -> _Ask | Non
     """The members' common per-node needs, when they are alike and use no firstAvailable."""
     asks = set()
     for p in members:
-        check = ready[p.key].check
+        check = ready[p.key].member_check
         if check.singles:
             return None
         asks.add(tuple(sorted(((g.selector.key, g.admin, g.need, g.requests) for g in check.groups), key=repr)))
     if len(asks) != 1:
         return None
-    first = ready[members[0].key].check
+    first = ready[members[0].key].member_check
     return _Ask(tuple((g.selector, g.admin, g.need, g.requests) for g in first.groups))
 
 
 def _estimate(session: Session, nodes: frozenset[str], members: Sequence[Pod], ready: dict[ObjectKey, Prepared],
-              ask: _Ask | None) -> tuple[int, int, int]:
-    """(members that fit by free counts, free devices, devices needed) in a domain."""
+              ask: _Ask | None, extra: Prepared | None = None) -> tuple[int, int, int]:
+    """(members that fit by free counts, free devices, devices needed) in a domain; `extra`: the
+    PodGroup claims the members share, needed once in the domain."""
     free_ix = session.cluster.free
     need = _domain_need(ready, members)
-    selectors = {(g.selector.key, g.admin): g for p in members for g in ready[p.key].check.groups}
+    selectors = {(g.selector.key, g.admin): g for p in members for g in ready[p.key].member_check.groups}
+    for g in extra.check.groups if extra is not None else ():
+        selectors.setdefault((g.selector.key, g.admin), g)
+        need[(g.selector.key, g.admin)] += g.need
     have: Counter[tuple[object, bool]] = Counter()
     slots = 0
     allowed = session.allowed_nodes(members[0])
@@ -342,25 +371,30 @@ def _estimate(session: Session, nodes: frozenset[str], members: Sequence[Pod], r
 
 
 def _domains(session: Session, name: str, group: PodGroup, members: Sequence[Pod],
-             ready: dict[ObjectKey, Prepared], running: frozenset[str]) -> Outcome:
-    levels, problem, topo = _levels(session, group)
+             ready: dict[ObjectKey, Prepared], running: frozenset[str], extra: Prepared | None = None) -> Outcome:
+    base_levels, problem, topo = _levels(session, group)
     if problem is not None:
         return _refuse(members, f"{name}: {problem}", {})
+    levels = _with_node_pass(session, base_levels, extra)
+    shared_note = ""
+    if extra is not None:
+        shared_note = (f", {sum(g.need for g in extra.check.groups)} of them once for the PodGroup's claim"
+                       f"{'s' if len(extra.inputs) > 1 else ''} {', '.join(inp.claim.ref for inp in extra.inputs)}")
     ask = _ask(ready, members)
-    order = sorted(members, key=lambda p: -sum(g.need for g in ready[p.key].check.groups))
+    order = sorted(members, key=lambda p: -sum(g.need for g in ready[p.key].member_check.groups))
     notes: list[str] = []
     explained_level: str | None = None
     for level in levels:
-        doms = _with_running(_domains_at(session, level, topo), running, level)
+        doms = _with_running(_domains_at(session, level, topo, base_levels), running, level)
         scored = []
         level_notes: list[tuple[int, str]] = []
         for d, nodes in doms.items():
-            fit, have, need = _estimate(session, nodes, members, ready, ask)
+            fit, have, need = _estimate(session, nodes, members, ready, ask, extra)
             if fit >= len(members) and have >= need:
                 scored.append((have - need, len(nodes), d, nodes))
             else:
                 level_notes.append((-(fit * 1000 + have), f"{describe(d)}: {fit} of {len(members)} pods fit by free devices "
-                                                           f"({have} free of {need} needed)"))
+                                                           f"({have} free of {need} needed{shared_note})"))
         scored.sort(key=lambda t: (t[0], t[1], t[2]))
         tried_notes: list[str] = []
         for _, _, d, nodes in scored[:MAX_DOMAIN_TRIES]:
@@ -380,7 +414,7 @@ def _domains(session: Session, name: str, group: PodGroup, members: Sequence[Pod
         out = _sequential(session, name, group.min_member, order, None, group.min_task_member)
         if (out.placed and out.placed >= group.min_member) or out.notes:
             return out
-    scope = _scope(levels, topo)
+    scope = _scope(base_levels, topo)
     more = len(notes) - EXPLAINED_DOMAINS
     detail = "; ".join(notes[:EXPLAINED_DOMAINS]) + (f"; and {more} more" if more > 0 else "")
     head = f"{name}: no placement holds all {len(members)} pods in {scope}"
@@ -389,9 +423,26 @@ def _domains(session: Session, name: str, group: PodGroup, members: Sequence[Pod
     return _refuse(members, head, {})
 
 
-def _domains_at(session: Session, level: str | None, topo: GroupTopology | None) -> dict[Domain, frozenset[str]]:
+_EACH_NODE = "<each node>"  # a level of single-node domains, for gangs that share a PodGroup claim
+
+
+def _with_node_pass(session: Session, levels: list[str | None], extra: Prepared | None) -> list[str | None]:
+    """With PodGroup claims not allocated yet (which, node-local, hold every member on one
+    node), single nodes come first even when nodes carry no hostname label."""
+    if extra is None or not levels or HOSTNAME in session.cluster.topology.hierarchy.used_levels:
+        return levels
+    return [_EACH_NODE, *levels]
+
+
+def _domains_at(session: Session, level: str | None, topo: GroupTopology | None,
+                levels: Sequence[str | None] = ()) -> dict[Domain, frozenset[str]]:
     if level is None:
         return {ROOT: frozenset(session.cluster.node_by_name)}
+    if level == _EACH_NODE:
+        # Inside a required topology, only nodes in one of its domains.
+        within = (frozenset().union(*_domains_at(session, levels[0], topo).values())
+                  if topo is not None and topo.required and levels else frozenset(session.cluster.node_by_name))
+        return {((HOSTNAME, n),): frozenset({n}) for n in sorted(within)}
     return _level_domains(session, level, topo is not None and topo.any_label and level == topo.key)
 
 
@@ -424,8 +475,9 @@ def _basic(session: Session, group: PodGroup, members: Sequence[Pod], running: f
         return Outcome(decisions)
     if not usable:
         return Outcome(decisions)
-    order = sorted(usable, key=lambda p: -sum(g.need for g in ready[p.key].check.groups))
+    order = sorted(usable, key=lambda p: -sum(g.need for g in ready[p.key].member_check.groups))
     ask = _ask(ready, usable)
+    extra, _ = _shared(session, usable, ready)  # a problem with them shows in each member's decision
     required = topo is not None and topo.required
     best: tuple[int, Domain, frozenset[str]] | None = None
     notes: list[str] = []
@@ -433,7 +485,7 @@ def _basic(session: Session, group: PodGroup, members: Sequence[Pod], running: f
         doms = _with_running(_domains_at(session, level, topo), running, level)
         scored = []
         for d, nodes in doms.items():
-            fit, have, need = _estimate(session, nodes, usable, ready, ask)
+            fit, have, need = _estimate(session, nodes, usable, ready, ask, extra)
             scored.append((-min(fit, len(usable)), have - need, len(nodes), d, nodes))
         scored.sort(key=lambda t: (t[0], t[1], t[2], t[3]))
         for _, _, _, d, nodes in scored[:MAX_DOMAIN_TRIES]:

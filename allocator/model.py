@@ -40,6 +40,11 @@ VOLCANO_GROUP_ANNOTATIONS = ("scheduling.k8s.io/group-name", "scheduling.volcano
 VOLCANO_TASK_ANNOTATION = "volcano.sh/task-spec"  # Volcano: the task (role) a pod belongs to, for minTaskMember
 MAX_RESULTS_PER_CLAIM = 32
 MAX_RESERVED_FOR = 256
+# KEP-5729 (ResourceClaims for workloads): a claim a PodGroup shares is reserved for the PodGroup,
+# `{apiGroup: scheduling.k8s.io, resource: podgroups, name, uid}`, not for each member pod; a claim
+# made from a PodGroup's template carries the annotation below with the PodGroup's claim name.
+SCHEDULING_API_GROUP = "scheduling.k8s.io"
+POD_CLAIM_NAME_ANNOTATION = "resource.kubernetes.io/pod-claim-name"
 
 
 def device_key_str(key: DeviceKey) -> str:
@@ -328,9 +333,19 @@ class ClaimTemplate:
 
 @dataclass(frozen=True, slots=True)
 class PodClaimRef:
+    """A `spec.resourceClaims` entry of a Pod or of a v1alpha2 PodGroup: a name and exactly one
+    source. A pod's entry equal to one of its PodGroup's (all three fields) uses the group's claim."""
+
     name: str
     claim_name: str | None = None
     template_name: str | None = None
+
+    @property
+    def source(self) -> str:
+        """The entry's source, for reasons: `resourceClaimName: x` or `resourceClaimTemplateName: t`."""
+        if self.claim_name is not None:
+            return f"resourceClaimName: {self.claim_name}"
+        return f"resourceClaimTemplateName: {self.template_name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,7 +500,10 @@ class PodGroup:
     queue: str = ""  # Volcano spec.queue (default "default"); kept, not enforced
     schedule_timeout_seconds: int | None = None  # v1alpha1; kept
     disruption_mode: str = ""  # v1alpha2 Pod | PodGroup; kept
-    resource_claims: tuple[PodClaimRef, ...] = ()  # v1alpha2 spec.resourceClaims (KEP-5729); kept, not allocated yet
+    # v1alpha2 spec.resourceClaims (KEP-5729): claims of the whole group, which a member uses by listing an
+    # identical entry; and status.resourceClaimStatuses (entry name -> the claim the controller made from a template).
+    resource_claims: tuple[PodClaimRef, ...] = ()
+    claim_statuses: Mapping[str, str | None] | None = None
     template_ref: TemplateRef | None = None  # v1alpha2 spec.podGroupTemplateRef.workload
     needs_template: bool = False  # v1alpha2 without spec.schedulingPolicy: see parse.resolve_pod_group
     unenforced: tuple[str, ...] = ()  # fields given that Tessera reads but does not act on (Volcano subGroupPolicy)
@@ -508,6 +526,15 @@ class PodGroup:
         """The node label whose domains the group must (or should) stay within, when it names
         one directly (not a Volcano tier, which needs the cluster's levels)."""
         return self.topology.key if self.topology is not None else None
+
+    @property
+    def consumer(self) -> ConsumerRef:
+        """How a claim the group shares names it in `status.reservedFor` (KEP-5729)."""
+        return ConsumerRef("podgroups", self.name, self.uid, api_group=SCHEDULING_API_GROUP)
+
+    def claim_entry(self, name: str) -> PodClaimRef | None:
+        """The group's `spec.resourceClaims` entry of that name."""
+        return next((e for e in self.resource_claims if e.name == name), None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,7 +106,7 @@ class _Obj:
                 raise self.fail(_join(path, key), "required")
             return {}
         if not isinstance(v, Mapping):
-            raise self.fail(_join(path, key), f"must be an object, got {_typename(v)}")
+            raise self.fail(_join(path, key), f"must be an object, got {describe_value(v)}")
         return v
 
     def items(self, d: Mapping[str, Any], key: str, path: str, required: bool = False) -> list[Any]:
@@ -116,7 +116,7 @@ class _Obj:
                 raise self.fail(_join(path, key), "required")
             return []
         if not isinstance(v, list):
-            raise self.fail(_join(path, key), f"must be a list, got {_typename(v)}")
+            raise self.fail(_join(path, key), f"must be a list, got {describe_value(v)}")
         return v
 
     def objects(self, d: Mapping[str, Any], key: str, path: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -134,7 +134,7 @@ class _Obj:
                 raise self.fail(_join(path, key), "required")
             return ""
         if not isinstance(v, str):
-            raise self.fail(_join(path, key), f"must be a string, got {_typename(v)}")
+            raise self.fail(_join(path, key), f"must be a string, got {describe_value(v)}")
         return v
 
     def integer(self, d: Mapping[str, Any], key: str, path: str, default: int | None = None) -> int | None:
@@ -142,7 +142,7 @@ class _Obj:
         if v is None:
             return default
         if isinstance(v, bool) or not isinstance(v, int):
-            raise self.fail(_join(path, key), f"must be an integer, got {_typename(v)}")
+            raise self.fail(_join(path, key), f"must be an integer, got {describe_value(v)}")
         return v
 
     def flag(self, d: Mapping[str, Any], key: str, path: str) -> bool:
@@ -150,7 +150,7 @@ class _Obj:
         if v is None:
             return False
         if not isinstance(v, bool):
-            raise self.fail(_join(path, key), f"must be true or false, got {_typename(v)}")
+            raise self.fail(_join(path, key), f"must be true or false, got {describe_value(v)}")
         return v
 
     def quantity(self, v: Any, path: str) -> Quantity:
@@ -163,7 +163,7 @@ class _Obj:
         out = []
         for i, v in enumerate(self.items(d, key, path)):
             if not isinstance(v, str):
-                raise self.fail(f"{_join(path, key)}[{i}]", f"must be a string, got {_typename(v)}")
+                raise self.fail(f"{_join(path, key)}[{i}]", f"must be a string, got {describe_value(v)}")
             out.append(v)
         return tuple(out)
 
@@ -172,7 +172,8 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _typename(v: Any) -> str:
+def describe_value(v: Any) -> str:
+    """A value as an error message names it: 'an integer', "the string 'x'", ..."""
     if isinstance(v, bool):
         return "a boolean"
     if isinstance(v, int):
@@ -213,7 +214,7 @@ def _string_map(o: _Obj, raw: Mapping[str, Any], path: str) -> dict[str, str]:
     out = {}
     for k, v in raw.items():
         if not isinstance(k, str):
-            raise o.fail(path, f"keys must be strings, got {_typename(k)}")
+            raise o.fail(path, f"keys must be strings, got {describe_value(k)}")
         out[k] = _scalar_text(o, v, f"{path}[{k}]")
     return out
 
@@ -225,7 +226,7 @@ def _scalar_text(o: _Obj, v: Any, path: str) -> str:
         return "true" if v else "false"
     if isinstance(v, (str, int, float)):
         return str(v)
-    raise o.fail(path, f"must be a string, got {_typename(v)}")
+    raise o.fail(path, f"must be a string, got {describe_value(v)}")
 
 
 def object_uid(obj: Mapping[str, Any], kind: str) -> str:
@@ -420,7 +421,7 @@ def _resource_list(o: _Obj, d: Mapping[str, Any], key: str, path: str) -> dict[s
     out = {}
     for k, v in o.mapping(d, key, path).items():
         if not isinstance(k, str):
-            raise o.fail(p, f"keys must be strings, got {_typename(k)}")
+            raise o.fail(p, f"keys must be strings, got {describe_value(k)}")
         out[k] = o.quantity(v, f"{p}[{k}]")
     return out
 
@@ -481,6 +482,16 @@ def _group_claims(o: _Obj, d: Mapping[str, Any], path: str) -> tuple[PodClaimRef
             raise o.fail(p, "must set exactly one of resourceClaimName or resourceClaimTemplateName")
         out.append(PodClaimRef(name, claim_name, template))
     return tuple(out)
+
+
+def _group_claim_statuses(o: _Obj, obj: Mapping[str, Any]) -> dict[str, str | None] | None:
+    """v1alpha2 PodGroup `status.resourceClaimStatuses` (KEP-5729): for each template entry, the
+    claim the ResourceClaim controller made for the group (None: none was needed)."""
+    status = o.mapping(obj, "status", "")
+    if "resourceClaimStatuses" not in status:
+        return None
+    return {o.text(cs, "name", sp, required=True): o.text(cs, "resourceClaimName", sp) or None
+            for sp, cs in o.objects(status, "resourceClaimStatuses", "status")}
 
 
 def _priority(o: _Obj, d: Mapping[str, Any], path: str) -> tuple[str, int | None]:
@@ -562,7 +573,7 @@ def parse_workload_pod_group(obj: Mapping[str, Any]) -> PodGroup:
     common: dict[str, Any] = {
         "api": WORKLOAD_API, "priority_class_name": priority_class, "priority": priority,
         "disruption_mode": _disruption_mode(o, spec, "spec"), "resource_claims": _group_claims(o, spec, "spec"),
-        "template_ref": template_ref, "uid": object_uid(obj, "PodGroup"),
+        "claim_statuses": _group_claim_statuses(o, obj), "template_ref": template_ref, "uid": object_uid(obj, "PodGroup"),
     }
     topology = _scheduling_constraints(o, spec, "spec")
     if spec.get("schedulingPolicy") is None:
@@ -674,7 +685,7 @@ def parse_volcano_pod_group(obj: Mapping[str, Any]) -> PodGroup:
     tasks: dict[str, int] = {}
     for k, v in o.mapping(spec, "minTaskMember", "spec").items():
         if not isinstance(k, str) or not k:
-            raise o.fail("spec.minTaskMember", f"keys must be task names, got {_typename(k)}")
+            raise o.fail("spec.minTaskMember", f"keys must be task names, got {describe_value(k)}")
         n = _int32(o, {k: v}, k, "spec.minTaskMember", 0)
         if n:
             tasks[k] = n
@@ -752,16 +763,16 @@ def _attribute(o: _Obj, raw: Any, path: str) -> Attr:
 def _scalar(o: _Obj, kind: str, v: Any, path: str) -> Any:
     if kind == "int":
         if isinstance(v, bool) or not isinstance(v, int):
-            raise o.fail(path, f"must be an integer, got {_typename(v)}")
+            raise o.fail(path, f"must be an integer, got {describe_value(v)}")
         if not INT64_MIN <= v <= INT64_MAX:
             raise o.fail(path, f"must fit in 64 bits, got {v}")
         return v
     if kind == "bool":
         if not isinstance(v, bool):
-            raise o.fail(path, f"must be true or false, got {_typename(v)}")
+            raise o.fail(path, f"must be true or false, got {describe_value(v)}")
         return v
     if not isinstance(v, str):
-        raise o.fail(path, f"must be a string, got {_typename(v)}")
+        raise o.fail(path, f"must be a string, got {describe_value(v)}")
     if len(v) > 64:
         raise o.fail(path, f"must be at most 64 characters, got {len(v)}")
     if kind == "version":
@@ -1010,7 +1021,7 @@ def _check_json(o: _Obj, v: Any, path: str, budget: list[int], depth: int) -> No
     if isinstance(v, Mapping):
         for k, x in v.items():
             if not isinstance(k, str):
-                raise o.fail(path, f"keys must be strings, got {_typename(k)}")
+                raise o.fail(path, f"keys must be strings, got {describe_value(k)}")
             _check_json(o, x, f"{path}.{k}", budget, depth + 1)
         return
     raise o.fail(path, f"must be JSON (objects, lists, strings, numbers, booleans, null), got {type(v).__name__}")
@@ -1132,7 +1143,7 @@ def _result(o: _Obj, r: Any, rp: str) -> DeviceResult:
     consumed = {}
     for k, v in o.mapping(r, "consumedCapacity", rp).items():
         if not isinstance(k, str):
-            raise o.fail(f"{rp}.consumedCapacity", f"keys must be strings, got {_typename(k)}")
+            raise o.fail(f"{rp}.consumedCapacity", f"keys must be strings, got {describe_value(k)}")
         consumed[k] = o.quantity(v, f"{rp}.consumedCapacity[{k}]")
     return DeviceResult(
         request=o.text(r, "request", rp, required=True), driver=o.text(r, "driver", rp, required=True),

@@ -32,6 +32,7 @@ from .ledger import Ledger
 from .model import (
     MAX_RESERVED_FOR,
     MAX_RESULTS_PER_CLAIM,
+    POD_CLAIM_NAME_ANNOTATION,
     Allocation,
     Claim,
     ClaimTemplate,
@@ -40,11 +41,15 @@ from .model import (
     DeviceKey,
     DeviceRequest,
     ExactRequest,
+    GroupKey,
     Namespace,
     ObjectKey,
     Pod,
+    PodClaimRef,
+    PodGroup,
     ResourceSlice,
     device_key_str,
+    pick_group,
 )
 from .nodeselector import Node, Taint, untolerated
 from .pipeline import Context, Rejection, matches_node_affinity, spread_eligible
@@ -104,6 +109,9 @@ class PodClaim:
     claim: Claim | None
     error: str | None = None
     waiting: bool = False  # the claim does not exist yet but is expected to (a controller will create it)
+    # A claim of the pod's PodGroup (KEP-5729): reserved for `consumer` (the PodGroup), not the pod.
+    consumer: ConsumerRef | None = None
+    group: GroupKey | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,12 +211,21 @@ class _Group:
 @dataclass(slots=True)
 class Prepared:
     """A pod ready to place: its allocated claims (which pin it), its pending claims' inputs to
-    the search, and its needs per selector for counting free devices."""
+    the search, and its needs per selector for counting free devices. `shared`: the pending
+    claims among them that belong to its PodGroup (allocated once for the whole group), and
+    `own` the needs without them (what each member adds to a gang's count)."""
 
     allocated: list[Claim]
     inputs: list[ClaimRequestInput]
     needs: list[_Need]
     check: _Check
+    own: _Check | None = None
+    shared: tuple[ObjectKey, ...] = ()
+
+    @property
+    def member_check(self) -> _Check:
+        """The needs of this pod alone, its PodGroup's pending claims left out."""
+        return self.own if self.own is not None else self.check
 
 
 class _Domains:
@@ -393,6 +410,11 @@ class Session:
         self.templates: dict[ObjectKey, ClaimTemplate] = {}
         self.generated: dict[ObjectKey, tuple[ObjectKey, str]] = {}  # claim -> (pod, pod claim name)
         self._by_pod_claim: dict[tuple[ObjectKey, str], ObjectKey] = {}
+        # PodGroups whose spec.resourceClaims their members may share (KEP-5729; see add_group), and the
+        # claims made here from their templates: claim -> (group, the group's claim name).
+        self.groups: dict[GroupKey, PodGroup] = {}
+        self.group_generated: dict[ObjectKey, tuple[GroupKey, str]] = {}
+        self._by_group_claim: dict[tuple[GroupKey, str], ObjectKey] = {}
         self._node_filter: dict[tuple[object, ...], tuple[list[Node], dict[str, Node], Counter[str]]] = {}
         self._has_domains: bool | None = None
         for c in claims:
@@ -438,14 +460,152 @@ class Session:
             name = f"{base}-{n}"
         return name
 
+    # --- PodGroup claims (KEP-5729) --------------------------------------------------------
+
+    def add_group(self, group: PodGroup) -> None:
+        """Records a PodGroup (replacing one of the same API, namespace and name), so that its
+        members' entries identical to its `spec.resourceClaims` resolve to the group's claims."""
+        self.groups[group.group_key] = group
+
+    def remove_group(self, key: GroupKey) -> None:
+        """The PodGroup is gone: claims drop its reservation (one nobody holds any more is
+        deallocated) and the claims made from its templates are deleted, as the ResourceClaim
+        controller and the garbage collector do."""
+        group = self.groups.pop(key, None)
+        if group is None:
+            return
+        ref = group.consumer
+        for ck, c in list(self.claims.items()):
+            if ref not in c.reserved_for:
+                continue
+            reserved = tuple(r for r in c.reserved_for if r != ref)
+            if not reserved and c.allocation is not None:
+                self.cluster.ledger.remove(c.allocation)
+                self.allocated_here.discard(ck)
+                c = replace(c, allocation=None)
+            self.claims[ck] = replace(c, reserved_for=reserved)
+        for ck, (gk, entry) in list(self.group_generated.items()):
+            if gk == key:
+                self.remove_claim(ck)
+                self.allocated_here.discard(ck)
+                del self.group_generated[ck]
+                self._by_group_claim.pop((gk, entry), None)
+
+    def pod_group(self, pod: Pod) -> PodGroup | None:
+        """The recorded PodGroup the pod joins (see `pick_group`), if any."""
+        if not self.groups:
+            return None
+        key = pick_group(pod, self.groups.__contains__)
+        return self.groups.get(key) if key is not None else None
+
+    def generated_group_claim_name(self, group: PodGroup, group_claim: str) -> str:
+        """`<podgroup>-<claim name>`, as for pods (upstream adds a random suffix; here a `-2`, `-3`
+        ... only on a clash, so that runs are reproducible)."""
+        base = f"{group.name}-{group_claim}"
+        name, n = base, 1
+        while (group.namespace, name) in self.claims and \
+                self.group_generated.get((group.namespace, name)) != (group.group_key, group_claim):
+            n += 1
+            name = f"{base}-{n}"
+        return name
+
+    def _made_for_other_group(self, key: ObjectKey, group: PodGroup | None) -> tuple[GroupKey, str] | None:
+        """The PodGroup (and its claim name) a claim was made for from a template, when that is not
+        `group`: such a claim belongs to its PodGroup alone (deleted with it)."""
+        owner = self.group_generated.get(key)
+        if owner is None or (group is not None and owner[0] == group.group_key):
+            return None
+        return owner
+
+    def _group_claim(self, pod: Pod, group: PodGroup, entry: PodClaimRef) -> PodClaim:
+        """The claim a PodGroup's entry names or makes, reserved for the PodGroup."""
+        ns, gk, consumer = group.namespace, group.group_key, group.consumer
+        where = f"PodGroup {group.ref} claim {entry.name!r}"
+        if entry.claim_name is not None:
+            key = (ns, entry.claim_name)
+            claim = self.claims.get(key)
+            err = None if claim is not None else f"claim {ns}/{entry.claim_name} ({where}) not found"
+            owner = self._made_for_other_group(key, group) if claim is not None else None
+            if owner is not None:
+                err = (f"claim {ns}/{entry.claim_name} ({where}) was made for PodGroup {owner[0][1]}/{owner[0][2]} "
+                       f"(its claim {owner[1]!r}) and belongs to that group alone")
+            return PodClaim(entry.name, key, claim, err, consumer=consumer, group=gk)
+        assert entry.template_name is not None
+        recorded = (group.claim_statuses or {}).get(entry.name) or (pod.claim_statuses or {}).get(entry.name)
+        if not self.generate_claims or (recorded is not None and (ns, recorded) in self.claims):
+            return self._group_claim_by_controller(pod, group, entry)
+        existing = self._by_group_claim.get((gk, entry.name))
+        if existing is not None and existing in self.claims:
+            return PodClaim(entry.name, existing, self.claims[existing], consumer=consumer, group=gk)
+        template = self.templates.get((ns, entry.template_name))
+        if template is None:
+            return PodClaim(entry.name, None, None, f"ResourceClaimTemplate {ns}/{entry.template_name} ({where}) not found",
+                            consumer=consumer, group=gk)
+        name = self.generated_group_claim_name(group, entry.name)
+        key = (ns, name)
+        uid = str(uuid.uuid5(_CLAIM_NS, f"{ns}/{name}/{group.uid}"))
+        claim = Claim(ns, name, uid, template.spec, error=template.error,
+                      annotations={**template.annotations, POD_CLAIM_NAME_ANNOTATION: entry.name})
+        self.claims[key] = claim
+        self.group_generated[key] = (gk, entry.name)
+        self._by_group_claim[(gk, entry.name)] = key
+        return PodClaim(entry.name, key, claim, consumer=consumer, group=gk)
+
+    def _group_claim_by_controller(self, pod: Pod, group: PodGroup, entry: PodClaimRef) -> PodClaim:
+        """A cluster: the PodGroup's status.resourceClaimStatuses (or the member's own, where the
+        controller records the group's claim too) names the claim made from the template."""
+        ns, gk, consumer = group.namespace, group.group_key, group.consumer
+        where = f"PodGroup {group.ref} claim {entry.name!r}"
+        for statuses in (group.claim_statuses or {}, pod.claim_statuses or {}):
+            if entry.name in statuses:
+                name = statuses[entry.name]
+                break
+        else:
+            return PodClaim(entry.name, None, None, f"waiting for the ResourceClaim controller to create the claim for {where} "
+                                                    f"(template {ns}/{entry.template_name})",
+                            waiting=True, consumer=consumer, group=gk)
+        if name is None:
+            return PodClaim(entry.name, None, None, consumer=consumer, group=gk)  # no claim is needed
+        key = (ns, name)
+        claim = self.claims.get(key)
+        if claim is None:
+            return PodClaim(entry.name, key, None, f"waiting for claim {ns}/{name} ({where})", waiting=True,
+                            consumer=consumer, group=gk)
+        return PodClaim(entry.name, key, claim, consumer=consumer, group=gk)
+
+    # --- resolving a pod's claims -------------------------------------------------------------
+
     def resolve(self, pod: Pod) -> list[PodClaim]:
-        """The pod's claims; a template yields one claim per pod, named `<pod>-<podClaimName>`."""
+        """The pod's claims; a template yields one claim per pod, named `<pod>-<podClaimName>`.
+
+        An entry identical to one of its PodGroup's `spec.resourceClaims` (same name and source;
+        the group recorded with `add_group`) is the group's claim instead: one claim for the whole
+        group (from a template, one per PodGroup, `<podgroup>-<claim name>`), reserved for the
+        PodGroup. An entry with a group entry's name but another source is an error."""
         out = []
+        group = self.pod_group(pod) if self.groups else None
         for ref in pod.claims:
+            entry = group.claim_entry(ref.name) if group is not None else None
+            if entry is not None and group is not None:
+                if entry == ref:
+                    out.append(self._group_claim(pod, group, entry))
+                else:
+                    out.append(PodClaim(ref.name, None, None, (
+                        f"pod claim {ref.name!r} ({ref.source}) has the name of PodGroup {group.ref}'s claim "
+                        f"{entry.name!r} ({entry.source}) but another source: a member uses its group's claim by "
+                        "repeating the group's entry exactly (name and source); rename the pod's entry or make it "
+                        "identical")))
+                continue
             if ref.claim_name is not None:
                 key = (pod.namespace, ref.claim_name)
                 claim = self.claims.get(key)
                 err = None if claim is not None else f"claim {pod.namespace}/{ref.claim_name} (pod claim {ref.name!r}) not found"
+                owner = self._made_for_other_group(key, group) if claim is not None else None
+                if owner is not None:
+                    member = f"is in PodGroup {group.ref}" if group is not None else "is in no PodGroup that has it"
+                    err = (f"claim {pod.namespace}/{ref.claim_name} (pod claim {ref.name!r}) was made for PodGroup "
+                           f"{owner[0][1]}/{owner[0][2]} (its claim {owner[1]!r}) and belongs to that group alone; "
+                           f"pod {pod.ref} {member}")
                 out.append(PodClaim(ref.name, key, claim, err))
                 continue
             assert ref.template_name is not None
@@ -573,24 +733,44 @@ class Session:
         if errors or invalid:
             waiting = not invalid and all(pc.waiting for pc in pcs if pc.error)
             return Unschedulable("; ".join(errors + invalid), waiting=waiting)
-        ref = ConsumerRef("pods", pod.name, pod.uid)
+        pod_ref = ConsumerRef("pods", pod.name, pod.uid)
         allocated: dict[ObjectKey, Claim] = {}
         pending: dict[ObjectKey, Claim] = {}
+        shared: dict[ObjectKey, None] = {}
         for pc in pcs:
             if pc.claim is None:
                 continue  # a pod claim for which no claim is needed
             assert pc.key is not None
             c = pc.claim
+            ref = pc.consumer or pod_ref
             if c.allocation is not None:
                 if len(c.reserved_for) >= MAX_RESERVED_FOR and ref not in c.reserved_for:
                     return Unschedulable(f"claim {c.ref} is already reserved for {len(c.reserved_for)} consumers, the maximum")
                 allocated[pc.key] = c
-            else:
+            elif pc.key not in pending:
                 pending[pc.key] = c
+                if pc.consumer is not None:
+                    shared[pc.key] = None
         try:
             inputs = [self._input(c, pod) for c in pending.values()]
         except RequestError as e:
             return Unschedulable(str(e))
+        needs, check = self._needs(inputs)
+        own = self._needs([inp for inp in inputs if inp.claim.key not in shared])[1] if shared else None
+        return Prepared(list(allocated.values()), inputs, needs, check, own, tuple(shared))
+
+    def prepare_claims(self, pod: Pod, claims: Sequence[Claim]) -> Prepared | Unschedulable:
+        """Pending claims compiled on their own, for `pod`'s namespace: what a PodGroup's shared
+        claims need, counted once for the whole gang."""
+        try:
+            inputs = [self._input(c, pod) for c in claims]
+        except RequestError as e:
+            return Unschedulable(str(e))
+        needs, check = self._needs(inputs)
+        return Prepared([], inputs, needs, check)
+
+    def _needs(self, inputs: Sequence[ClaimRequestInput]) -> tuple[list[_Need], _Check]:
+        """Per request, its alternatives with selectors and counts, and the free-count check."""
         needs = [_Need(inp.claim, req, [(a, s, 1 if a.mode == "All" else a.count) for a, s in inp.alternatives[ri]])
                  for inp in inputs for ri, req in enumerate(inp.claim.spec.requests)]
         # Requests with one alternative and the same selector draw on the same devices.
@@ -607,7 +787,7 @@ class Session:
                 g.members.append((nd.claim.ref, nd.request.name, need))
             else:
                 singles.append(nd)
-        return Prepared(list(allocated.values()), inputs, needs, _Check(self.cluster.free, list(groups.values()), singles))
+        return needs, _Check(self.cluster.free, list(groups.values()), singles)
 
     def _input(self, claim: Claim, pod: Pod) -> ClaimRequestInput:
         ns = self.cluster.namespaces.get(claim.namespace)
@@ -947,12 +1127,13 @@ class Session:
         if decision.volumes is not None:
             done.volumes = self.volumes.assume(decision.volumes)
             self.volumes.use(pod.key, decision.volumes.pvcs)
-        ref = ConsumerRef("pods", pod.name, pod.uid)
+        pod_ref = ConsumerRef("pods", pod.name, pod.uid)
         seen: set[ObjectKey] = set()
         for pc in self.resolve(pod):
             if pc.key is None or pc.key in seen:
                 continue
             seen.add(pc.key)
+            ref = pc.consumer or pod_ref  # a PodGroup's claim is reserved for the PodGroup (KEP-5729)
             old = self.claims[pc.key]
             new = old
             alloc = decision.allocations.get(pc.key)
@@ -969,11 +1150,12 @@ class Session:
     def release(self, pod: Pod) -> None:
         """The pod is gone: its claims no longer list it in reservedFor, a claim nobody uses any
         more is deallocated, and claims generated for it are deleted (as the ResourceClaim
-        controller does)."""
+        controller does). A claim of its PodGroup stays reserved for the PodGroup (until
+        `remove_group`), as upstream keeps it while the PodGroup exists."""
         self.pods.remove(pod.key)
         self.volumes.unuse(pod.key)
         for pc in self.resolve(pod):
-            if pc.key is None or pc.key not in self.claims:
+            if pc.key is None or pc.key not in self.claims or pc.consumer is not None:
                 continue
             c = self.claims[pc.key]
             reserved = tuple(r for r in c.reserved_for if not (r.name == pod.name and r.uid == pod.uid))

@@ -30,6 +30,7 @@ from typing import Any, Literal, NamedTuple, cast
 
 from .errors import SpecError
 from .model import Pod
+from .parse import describe_value
 
 PreemptionPolicy = Literal["PreemptLowerPriority", "Never"]
 PREEMPTION_POLICIES: tuple[PreemptionPolicy, ...] = ("Never", "PreemptLowerPriority")
@@ -74,20 +75,6 @@ class PodPriority(NamedTuple):
     class_name: str = ""
 
 
-def _kind(v: Any) -> str:
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, int):
-        return "an integer"
-    if isinstance(v, str):
-        return f"the string {v!r}"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, Mapping):
-        return "an object"
-    return type(v).__name__
-
-
 def parse_priority_class(obj: Mapping[str, Any]) -> PriorityClass:
     """A scheduling.k8s.io/v1 PriorityClass, validated as the API server validates it."""
     kind = "PriorityClass"
@@ -105,7 +92,7 @@ def parse_priority_class(obj: Mapping[str, Any]) -> PriorityClass:
 
     api = obj.get("apiVersion")
     if api is not None and api != API_VERSION:
-        raise fail("apiVersion", f"must be {API_VERSION}, got {_kind(api)}")
+        raise fail("apiVersion", f"must be {API_VERSION}, got {describe_value(api)}")
     if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
         raise fail("metadata.name", "must be a lowercase RFC 1123 subdomain (lowercase letters, digits, '-' and '.', "
                                     "starting and ending with a letter or digit, at most 253 characters)")
@@ -114,24 +101,24 @@ def parse_priority_class(obj: Mapping[str, Any]) -> PriorityClass:
     if value is None:
         raise fail("value", "required")
     if isinstance(value, bool) or not isinstance(value, int):
-        raise fail("value", f"must be an integer, got {_kind(value)}")
+        raise fail("value", f"must be an integer, got {describe_value(value)}")
     if not INT32_MIN <= value <= INT32_MAX:
         raise fail("value", f"must be a 32-bit integer ({INT32_MIN} to {INT32_MAX}), got {value}")
     default = obj.get("globalDefault", False)
     if default is None:
         default = False
     if not isinstance(default, bool):
-        raise fail("globalDefault", f"must be true or false, got {_kind(default)}")
+        raise fail("globalDefault", f"must be true or false, got {describe_value(default)}")
     policy_raw = obj.get("preemptionPolicy")
     if policy_raw is None:
         policy: PreemptionPolicy = PREEMPT_LOWER
     elif policy_raw in PREEMPTION_POLICIES:
         policy = cast(PreemptionPolicy, policy_raw)
     else:
-        raise fail("preemptionPolicy", f"must be one of {', '.join(PREEMPTION_POLICIES)}, got {_kind(policy_raw)}")
+        raise fail("preemptionPolicy", f"must be one of {', '.join(PREEMPTION_POLICIES)}, got {describe_value(policy_raw)}")
     description = obj.get("description") or ""
     if not isinstance(description, str):
-        raise fail("description", f"must be a string, got {_kind(description)}")
+        raise fail("description", f"must be a string, got {describe_value(description)}")
     if name.startswith(SYSTEM_PREFIX):
         builtin = BUILTIN_CLASSES.get(name)
         if builtin is None:
@@ -176,7 +163,7 @@ def effective_priority(pod: Mapping[str, Any] | Pod, classes: Mapping[str, Prior
         ref = pod.ref
         if policy_given is not None and policy_given not in PREEMPTION_POLICIES:
             return (f"Pod {ref}: spec.preemptionPolicy: must be one of {', '.join(PREEMPTION_POLICIES)}, "
-                    f"got {_kind(policy_given)}")
+                    f"got {describe_value(policy_given)}")
     else:
         meta = pod.get("metadata") if isinstance(pod.get("metadata"), Mapping) else {}
         assert isinstance(meta, Mapping)
@@ -185,18 +172,18 @@ def effective_priority(pod: Mapping[str, Any] | Pod, classes: Mapping[str, Prior
         if spec is None:
             spec = {}
         if not isinstance(spec, Mapping):
-            return f"Pod {ref}: spec: must be an object, got {_kind(spec)}"
+            return f"Pod {ref}: spec: must be an object, got {describe_value(spec)}"
         class_name = spec.get("priorityClassName") or ""
         if not isinstance(class_name, str):
-            return f"Pod {ref}: spec.priorityClassName: must be a string, got {_kind(class_name)}"
+            return f"Pod {ref}: spec.priorityClassName: must be a string, got {describe_value(class_name)}"
         priority_given = spec.get("priority")
         if priority_given is not None and (isinstance(priority_given, bool) or not isinstance(priority_given, int)
                                            or not INT32_MIN <= priority_given <= INT32_MAX):
-            return f"Pod {ref}: spec.priority: must be a 32-bit integer, got {_kind(priority_given)}"
+            return f"Pod {ref}: spec.priority: must be a 32-bit integer, got {describe_value(priority_given)}"
         policy_given = spec.get("preemptionPolicy")
         if policy_given is not None and policy_given not in PREEMPTION_POLICIES:
             return (f"Pod {ref}: spec.preemptionPolicy: must be one of {', '.join(PREEMPTION_POLICIES)}, "
-                    f"got {_kind(policy_given)}")
+                    f"got {describe_value(policy_given)}")
     everything = {**BUILTIN_CLASSES, **classes}
     if class_name:
         pc = everything.get(class_name)

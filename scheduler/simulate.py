@@ -11,6 +11,13 @@ A pod whose scheduling.x-k8s.io/v1alpha1 PodGroup is nowhere to be found is sche
 own, with a warning, as the coscheduling plugin does; a pod whose v1alpha2 or Volcano PodGroup
 is missing waits (kube-scheduler and Volcano keep it pending), so it is not scheduled.
 
+Group claims (KEP-5729): a v1alpha2 PodGroup's `spec.resourceClaims` are claims of the whole
+group. Every PodGroup is recorded in the session once it is complete (a v1alpha2 one that takes its
+template from a Workload, once that Workload is there), and a member's entry identical to one of
+its group's is the group's claim: made once per PodGroup from a template (`<podgroup>-<claim
+name>`), allocated in the gang's decision, reserved for the PodGroup. Such a claim is listed with
+`"pod": null`, `"podGroup": "ns/name"` and `podClaimName` the group's claim name.
+
 Priority and preemption: every pod's priority and preemptionPolicy are resolved from the
 PriorityClasses as the API server's Priority admission does (`allocator.priority`); a workload
 pod naming a PriorityClass that does not exist is unschedulable for it. A pod (or a gang) that
@@ -123,14 +130,18 @@ class SimResult:
         for key in self.claim_order:
             c = s.claims[key]
             owner = s.generated.get(key)
-            claims.append({
+            group_owner = s.group_generated.get(key)
+            entry: dict[str, Any] = {
                 "namespace": c.namespace,
                 "name": c.name,
                 "pod": owner[0][1] if owner else None,
-                "podClaimName": owner[1] if owner else None,
-                "allocation": allocation_to_json(c.allocation) if c.allocation is not None else None,
-                "reservedFor": [r.to_json() for r in c.reserved_for],
-            })
+                "podClaimName": owner[1] if owner else group_owner[1] if group_owner else None,
+            }
+            if group_owner is not None:  # made from a PodGroup's template (KEP-5729)
+                entry["podGroup"] = f"{group_owner[0][1]}/{group_owner[0][2]}"
+            entry["allocation"] = allocation_to_json(c.allocation) if c.allocation is not None else None
+            entry["reservedFor"] = [r.to_json() for r in c.reserved_for]
+            claims.append(entry)
         volumes = []
         for o in self.pods:
             plan = o.volumes
@@ -373,6 +384,9 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
     cluster = Cluster.build(scene.nodes, scene.namespaces, scene.classes, scene.slices, backend, topology)
     session = Session(cluster, scene.claims, scene.templates, policy=policy, budget=budget, volumes=scene.volumes,
                       default_spread=default_spread)
+    for known in scene.groups.values():
+        if isinstance(known, PodGroup) and not known.needs_template:
+            session.add_group(known)  # its spec.resourceClaims are its members' to share
     for bp in scene.bound:
         # Bound pods hold their node's resources, ports and volumes, and count for affinity and spread.
         session.hold(bp, bp.node_name or "")
@@ -555,6 +569,7 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
         if isinstance(g, str):
             invalid(gkey, g)
         else:
+            session.add_group(g)
             out = schedule_gang(session, g, members[gkey])
             decided.update(out.decisions)
             landed[gkey] = out.where
@@ -596,6 +611,9 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
         elif k == "PodGroup":
             gkey = scene.add_group(doc)
             group_present.add(gkey)
+            arrived = scene.groups[gkey]
+            if isinstance(arrived, PodGroup) and not arrived.needs_template:
+                session.add_group(arrived)
             maybe_place(gkey)
         elif k == "Workload":
             wkey = scene.add_workload(doc)
@@ -605,7 +623,10 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
             p = next(pod_iter)
             member_of = group_of.get(p.key)
             if member_of is not None and member_of in waiting:
-                session.resolve(p)  # a template claim exists from the pod's arrival on
+                if member_of in session.groups or member_of[0] != WORKLOAD_API:
+                    # A template claim exists from the pod's arrival on; not before its v1alpha2 PodGroup
+                    # is complete, whose claims an entry of the pod may be.
+                    session.resolve(p)
                 waiting[member_of] -= 1
                 maybe_place(member_of)
             elif member_of is not None:
