@@ -44,7 +44,9 @@ MAX_RESERVED_FOR = 256
 # `{apiGroup: scheduling.k8s.io, resource: podgroups, name, uid}`, not for each member pod; a claim
 # made from a PodGroup's template carries the annotation below with the PodGroup's claim name.
 SCHEDULING_API_GROUP = "scheduling.k8s.io"
-POD_CLAIM_NAME_ANNOTATION = "resource.kubernetes.io/pod-claim-name"
+# What the ResourceClaim controller annotates a claim made from a PodGroup's template with (KEP-5729):
+# the PodGroup's claim entry name.
+PODGROUP_CLAIM_NAME_ANNOTATION = "resource.kubernetes.io/podgroup-claim-name"
 
 
 def device_key_str(key: DeviceKey) -> str:

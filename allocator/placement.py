@@ -32,7 +32,7 @@ from .ledger import Ledger
 from .model import (
     MAX_RESERVED_FOR,
     MAX_RESULTS_PER_CLAIM,
-    POD_CLAIM_NAME_ANNOTATION,
+    PODGROUP_CLAIM_NAME_ANNOTATION,
     Allocation,
     Claim,
     ClaimTemplate,
@@ -545,7 +545,7 @@ class Session:
         key = (ns, name)
         uid = str(uuid.uuid5(_CLAIM_NS, f"{ns}/{name}/{group.uid}"))
         claim = Claim(ns, name, uid, template.spec, error=template.error,
-                      annotations={**template.annotations, POD_CLAIM_NAME_ANNOTATION: entry.name})
+                      annotations={**template.annotations, PODGROUP_CLAIM_NAME_ANNOTATION: entry.name})
         self.claims[key] = claim
         self.group_generated[key] = (gk, entry.name)
         self._by_group_claim[(gk, entry.name)] = key

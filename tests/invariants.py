@@ -159,6 +159,8 @@ def _pod_violations(session: alloc.Session, pod: Pod, node_name: str | None) -> 
             dev = session.cluster.pools.device(r.key)
             if dev is not None and not dev.access.reaches(node):
                 errs.append(f"pod {pod.ref} on {node_name} cannot reach {r.key}")
-        if not any(ref.name == pod.name and ref.uid == pod.uid for ref in c.reserved_for):
+        # A PodGroup's claim (KEP-5729) is reserved for the PodGroup, and so for every member.
+        through_group = pc.consumer is not None and pc.consumer in c.reserved_for
+        if not through_group and not any(ref.name == pod.name and ref.uid == pod.uid for ref in c.reserved_for):
             errs.append(f"claim {c.ref} not reserved for pod {pod.ref}")
     return errs
