@@ -187,7 +187,8 @@ def describe_value(v: Any) -> str:
     return type(v).__name__
 
 
-def _metadata(obj: Mapping[str, Any], kind: str, namespaced: bool) -> tuple[str, str, _Obj]:
+def object_metadata(obj: Mapping[str, Any], kind: str, namespaced: bool) -> tuple[str, str, _Obj]:
+    """(namespace, name, the object's error builder) from its metadata, or the SpecError saying what is missing."""
     if not isinstance(obj, Mapping):
         raise SpecError(kind, "", "", "must be an object")
     meta = obj.get("metadata")
@@ -283,7 +284,7 @@ def _requirement(o: _Obj, raw: Any, path: str, field: bool) -> Requirement:
 
 
 def parse_node(obj: Mapping[str, Any]) -> Node:
-    _, name, o = _metadata(obj, "Node", namespaced=False)
+    _, name, o = object_metadata(obj, "Node", namespaced=False)
     labels = _labels(o, obj["metadata"], "labels")
     spec = o.mapping(obj, "spec", "")
     taints = []
@@ -296,7 +297,7 @@ def parse_node(obj: Mapping[str, Any]) -> Node:
 
 
 def parse_namespace(obj: Mapping[str, Any]) -> Namespace:
-    _, name, o = _metadata(obj, "Namespace", namespaced=False)
+    _, name, o = object_metadata(obj, "Namespace", namespaced=False)
     return Namespace(name, _labels(o, obj["metadata"], "labels"))
 
 
@@ -328,7 +329,7 @@ def _pod_volumes(o: _Obj, spec: Mapping[str, Any], namespace: str, name: str) ->
 
 
 def parse_pod(obj: Mapping[str, Any]) -> Pod:
-    ns, name, o = _metadata(obj, "Pod", namespaced=True)
+    ns, name, o = object_metadata(obj, "Pod", namespaced=True)
     meta = obj["metadata"]
     labels = _labels(o, meta, "labels")
     annotations = _labels(o, meta, "annotations")
@@ -536,7 +537,7 @@ def parse_pod_group(obj: Mapping[str, Any]) -> PodGroup:
 def parse_coscheduling_pod_group(obj: Mapping[str, Any]) -> PodGroup:
     """scheduler-plugins `scheduling.x-k8s.io/v1alpha1` PodGroup: `spec.minMember` (1 or more),
     `minResources` and `scheduleTimeoutSeconds` (kept)."""
-    ns, name, o = _metadata(obj, "PodGroup", namespaced=True)
+    ns, name, o = object_metadata(obj, "PodGroup", namespaced=True)
     spec = o.mapping(obj, "spec", "", required=True)
     mm = o.integer(spec, "minMember", "spec")
     if mm is None:
@@ -559,7 +560,7 @@ def parse_workload_pod_group(obj: Mapping[str, Any]) -> PodGroup:
     copy it from the Workload's template); a PodGroup that leaves it out but names a template in
     `podGroupTemplateRef.workload` is kept with `needs_template` and completed by
     `resolve_pod_group`."""
-    ns, name, o = _metadata(obj, "PodGroup", namespaced=True)
+    ns, name, o = object_metadata(obj, "PodGroup", namespaced=True)
     spec = o.mapping(obj, "spec", "", required=True)
     ref_raw = o.mapping(spec, "podGroupTemplateRef", "spec")
     template_ref = None
@@ -601,7 +602,7 @@ def _template(o: _Obj, t: Mapping[str, Any], path: str) -> PodGroupTemplate:
 def parse_workload(obj: Mapping[str, Any]) -> Workload:
     """Kubernetes 1.36 `scheduling.k8s.io/v1alpha2` Workload: its `podGroupTemplates` (1 to 8,
     names unique DNS labels), each with the policy and constraints PodGroups made from it get."""
-    ns, name, o = _metadata(obj, "Workload", namespaced=True)
+    ns, name, o = object_metadata(obj, "Workload", namespaced=True)
     spec = o.mapping(obj, "spec", "", required=True)
     entries = list(o.objects(spec, "podGroupTemplates", "spec"))
     if not entries:
@@ -679,7 +680,7 @@ def parse_volcano_pod_group(obj: Mapping[str, Any]) -> PodGroup:
     task, the pods' annotation `volcano.sh/task-spec`), `networkTopology` (see GroupTopology),
     `queue` (default `default`), `priorityClassName`, `minResources`. `subGroupPolicy` is read
     but not enforced (listed in `unenforced`)."""
-    ns, name, o = _metadata(obj, "PodGroup", namespaced=True)
+    ns, name, o = object_metadata(obj, "PodGroup", namespaced=True)
     spec = o.mapping(obj, "spec", "")
     min_member = _int32(o, spec, "minMember", "spec", 0) or 0
     tasks: dict[str, int] = {}
@@ -909,7 +910,7 @@ def _device(o: _Obj, raw: Any, path: str, driver: str, pool: str, slice_name: st
 def parse_resource_slice(obj: Mapping[str, Any]) -> ResourceSlice:
     """Raises SpecError only when the slice cannot be tied to a pool; other problems are kept
     in `ResourceSlice.error`, which makes the whole pool invalid (as upstream does)."""
-    _, name, o = _metadata(obj, "ResourceSlice", namespaced=False)
+    _, name, o = object_metadata(obj, "ResourceSlice", namespaced=False)
     problems: list[SpecError] = []
 
     def attempt(fn: Any, default: Any) -> Any:
@@ -1028,7 +1029,7 @@ def _check_json(o: _Obj, v: Any, path: str, budget: list[int], depth: int) -> No
 
 
 def parse_device_class(obj: Mapping[str, Any]) -> DeviceClass:
-    _, name, o = _metadata(obj, "DeviceClass", namespaced=False)
+    _, name, o = object_metadata(obj, "DeviceClass", namespaced=False)
     spec = o.mapping(obj, "spec", "")
     return DeviceClass(
         name=name,
@@ -1212,7 +1213,7 @@ def _reserved_for(o: _Obj, status: Mapping[str, Any]) -> tuple[ConsumerRef, ...]
 def parse_claim(obj: Mapping[str, Any]) -> Claim:
     """A ResourceClaim. Problems do not drop it: `error` names the first, so pods that use it get
     a precise reason, and whatever its status says is allocated stays allocated."""
-    ns, name, o = _metadata(obj, "ResourceClaim", namespaced=True)
+    ns, name, o = object_metadata(obj, "ResourceClaim", namespaced=True)
     errors: list[SpecError] = []
     allocation = None
     reserved: tuple[ConsumerRef, ...] = ()
@@ -1241,7 +1242,7 @@ def parse_claim(obj: Mapping[str, Any]) -> Claim:
 
 
 def parse_claim_template(obj: Mapping[str, Any]) -> ClaimTemplate:
-    ns, name, o = _metadata(obj, "ResourceClaimTemplate", namespaced=True)
+    ns, name, o = object_metadata(obj, "ResourceClaimTemplate", namespaced=True)
     try:
         outer = o.mapping(obj, "spec", "", required=True)
         meta = o.mapping(outer, "metadata", "spec")

@@ -28,9 +28,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, cast
 
-from .errors import SpecError
 from .model import Pod
-from .parse import describe_value
+from .parse import describe_value, object_metadata
 
 PreemptionPolicy = Literal["PreemptLowerPriority", "Never"]
 PREEMPTION_POLICIES: tuple[PreemptionPolicy, ...] = ("Never", "PreemptLowerPriority")
@@ -77,18 +76,8 @@ class PodPriority(NamedTuple):
 
 def parse_priority_class(obj: Mapping[str, Any]) -> PriorityClass:
     """A scheduling.k8s.io/v1 PriorityClass, validated as the API server validates it."""
-    kind = "PriorityClass"
-    if not isinstance(obj, Mapping):
-        raise SpecError(kind, "", "", "must be an object")
-    meta = obj.get("metadata")
-    if not isinstance(meta, Mapping):
-        raise SpecError(kind, "", "metadata", "required")
-    name = meta.get("name")
-    if not isinstance(name, str) or not name:
-        raise SpecError(kind, "", "metadata.name", "required")
-
-    def fail(path: str, message: str) -> SpecError:
-        return SpecError(kind, name, path, message)
+    _, name, o = object_metadata(obj, "PriorityClass", namespaced=False)
+    fail = o.fail
 
     api = obj.get("apiVersion")
     if api is not None and api != API_VERSION:

@@ -51,7 +51,7 @@ from typing import Any, Literal
 
 from .labels import LabelSelector, parse_label_selector
 from .nodeselector import Node, NodeSelector, NodeSelectorTerm, Requirement
-from .parse import _labels, _metadata, _Obj, object_uid, parse_node_selector
+from .parse import _labels, _Obj, object_metadata, object_uid, parse_node_selector
 
 ObjectKey = tuple[str, str]  # (namespace, name)
 BindingMode = Literal["Immediate", "WaitForFirstConsumer"]
@@ -162,7 +162,7 @@ class PodVolume:
 
 
 def _meta(obj: Mapping[str, Any], kind: str, namespaced: bool) -> tuple[str, str, _Obj, Mapping[str, Any]]:
-    ns, name, o = _metadata(obj, kind, namespaced)
+    ns, name, o = object_metadata(obj, kind, namespaced)
     return ns, name, o, obj["metadata"]
 
 

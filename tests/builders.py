@@ -173,6 +173,20 @@ def pod(name: str, claims: Mapping[str, str] | None = None, templates: Mapping[s
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": s}
 
 
+def join_group(p: dict[str, Any], api: str, group: str, task: str | None = None) -> dict[str, Any]:
+    """The pod `p`, made a member of `group` the way PodGroups of `api` are joined: the
+    scheduler-plugins label, the 1.36 `spec.schedulingGroup`, or Volcano's annotations."""
+    if api == "scheduling.x-k8s.io/v1alpha1":
+        p["metadata"]["labels"] = {"scheduling.x-k8s.io/pod-group": group}
+    elif api == "scheduling.k8s.io/v1alpha2":
+        p["spec"]["schedulingGroup"] = {"podGroupName": group}
+    else:
+        p["metadata"]["annotations"] = {"scheduling.k8s.io/group-name": group}
+        if task is not None:
+            p["metadata"]["annotations"]["volcano.sh/task-spec"] = task
+    return p
+
+
 def pod_group(name: str, min_member: int, namespace: str = "default") -> dict[str, Any]:
     return {"apiVersion": "scheduling.x-k8s.io/v1alpha1", "kind": "PodGroup",
             "metadata": {"name": name, "namespace": namespace}, "spec": {"minMember": min_member}}

@@ -41,7 +41,7 @@ from allocator.parse import (
     resolve_pod_group,
 )
 from scheduler.cli import main
-from tests.builders import GPU, GPU_CLASS, Obj, World, allocated, gpus, node, placed, pod, refused, rslice, template
+from tests.builders import GPU, GPU_CLASS, Obj, World, allocated, gpus, join_group, node, placed, pod, refused, rslice, template
 from tests.invariants import violations
 
 PAYLOADS = pathlib.Path(__file__).resolve().parent / "payloads" / "groups"
@@ -111,16 +111,7 @@ def workload(name: str, *templates: Obj) -> Obj:
 
 def member(name: str, api: str, group: str, count: int = 4, task: str | None = None) -> Obj:
     """A pod asking for `count` GPUs that joins `group` the way `api` says."""
-    p = pod(name, templates={"g": f"gpus-{count}"}, namespace=NS)
-    if api == COSCHEDULING_API:
-        p["metadata"]["labels"] = {"scheduling.x-k8s.io/pod-group": group}
-    elif api == WORKLOAD_API:
-        p["spec"]["schedulingGroup"] = {"podGroupName": group}
-    else:
-        p["metadata"]["annotations"] = {"scheduling.k8s.io/group-name": group}
-        if task is not None:
-            p["metadata"]["annotations"]["volcano.sh/task-spec"] = task
-    return p
+    return join_group(pod(name, templates={"g": f"gpus-{count}"}, namespace=NS), api, group, task)
 
 
 def group_of(api: str, name: str, min_member: int, key: str | None = None) -> Obj:

@@ -21,7 +21,7 @@ from scheduler.resources import VOLCANO_POD_GROUPS, WORKLOAD_POD_GROUPS
 from scheduler.state import ClusterState
 from scheduler.writer import VOLCANO_READY_REASON
 from tests.apiserver import FakeApiServer
-from tests.builders import GPU, dclass, exact, gpus, node, pod, rslice, template
+from tests.builders import GPU, dclass, exact, gpus, join_group, node, pod, rslice, template
 from tests.live import bound, condition, devices_of, eventually, live
 
 Obj = dict[str, Any]
@@ -49,16 +49,7 @@ def cluster(cliques: str = "abcd") -> list[Obj]:
 
 def member(name: str, api: str, group: str, gpus_each: str = "four", task: str | None = None, **spec: Any) -> Obj:
     """A pod asking for GPUs (a claim from template `gpus_each`) that joins `group` as `api` says."""
-    p = pod(name, templates={"g": gpus_each}, **spec)
-    if api == COSCHEDULING_API:
-        p["metadata"]["labels"] = {"scheduling.x-k8s.io/pod-group": group}
-    elif api == WORKLOAD_API:
-        p["spec"]["schedulingGroup"] = {"podGroupName": group}
-    else:
-        p["metadata"]["annotations"] = {"scheduling.k8s.io/group-name": group}
-        if task is not None:
-            p["metadata"]["annotations"]["volcano.sh/task-spec"] = task
-    return p
+    return join_group(pod(name, templates={"g": gpus_each}, **spec), api, group, task)
 
 
 def gang_of(api: str, name: str, min_member: int, key: str | None = None) -> Obj:
