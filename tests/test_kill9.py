@@ -145,7 +145,7 @@ async def test_a_killed_process_leaves_nothing_behind_once_restarted(tmp_path: p
 
         async def settled() -> bool:
             text = await second.metric()
-            return 'tessera_queue_depth{state="in_flight"} 0.0' in text
+            return 'tessera_queue_depth{state="in_flight"} 0.0' in text and 'tessera_queue_depth{state="active"} 0.0' in text
         await eventually_async(settled, what="the restarted process's writes to finish")
         try:
             await eventually(lambda: _holds(api, gangs), timeout=60, what="the invariants to hold once settled")

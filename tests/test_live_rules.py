@@ -88,7 +88,9 @@ async def decided(api: FakeApiServer, name: str) -> tuple[str | None, str | None
         if node_name:
             return (node_name, None)
         cond = condition(api, name)
-        return (None, cond["message"]) if cond and cond["status"] == "False" else None
+        # "waiting for ..." (a gang short of members, say) is a state on the way, not an answer.
+        return (None, cond["message"]) if cond and cond["status"] == "False" and "waiting for" not in cond["message"] \
+            else None
     got: tuple[str | None, str | None] = await eventually(done, what=f"pod {name} to be bound or refused")
     return got
 
