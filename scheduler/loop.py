@@ -437,6 +437,10 @@ class SecondaryScheduler:
                 log.warning("event=nomination-expired pod=%s/%s node=%s failed-victims=%d", *key, n.node, n.failed)
                 self.metrics.attempts.labels("nomination-expired").inc()
                 self._release(key, "expired")
+                hit = self.state.pods.get(key)
+                if hit is not None and hit[0].node_name is None:
+                    # As kube-scheduler: a nomination that no longer holds is taken off the pod.
+                    self.writer.spawn(self.writer.nominate(hit[0], None))
                 self.queue.wake(key)
 
     def _held(self, key: ObjectKey, priority: int) -> frozenset[str]:

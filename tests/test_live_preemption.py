@@ -117,6 +117,21 @@ async def test_the_victim_gets_disruption_target_and_the_freed_devices_are_held_
         assert_no_device_twice(api)
 
 
+async def test_a_nomination_whose_victims_never_go_expires_and_is_taken_off_the_pod(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import scheduler.loop
+    monkeypatch.setattr(scheduler.loop, "HOLD_TIMEOUT", 0.5)  # a cap the test waits out, not a speed it needs
+    objs = [*gpu_cluster(1, per_node=1), template("one", exact("g")), priority_class("high", 100)]
+    async with live(objs, release_claims=True, terminate_pods=True) as (api, _svc):
+        api.create(pod("low", templates={"g": "one"}, priority=1, terminationGracePeriodSeconds=1, **on("n0")))
+        await eventually(lambda: bound(api, "low"), CAP, "low bound")
+        api.create(pod("high", templates={"g": "one"}, priorityClassName="high", priority=100))
+        await eventually(lambda: nominated(api, "high") == "n0", CAP, "the nomination")
+        # The victim stays terminating forever (its kubelet never confirms): the hold ends, the field goes.
+        await eventually(lambda: nominated(api, "high") is None, CAP, "the expired nomination taken off the pod")
+        assert bound(api, "high") is None
+
+
 async def test_equal_priority_never_preempts() -> None:
     async with live([*gpu_cluster(1, per_node=1), template("one", exact("g"))], release_claims=True) as (api, svc):
         await place(api, "first", 5, "n0")
