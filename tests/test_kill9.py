@@ -16,7 +16,7 @@ import pathlib
 import random
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -37,19 +37,26 @@ CASES = [(m, seed) for seed in range(12 if SOAK else 1) for m in MOMENTS]
 class Serve:
     """One `tessera serve` process against the test API server."""
 
-    def __init__(self, tmp: pathlib.Path, url: str) -> None:
-        self.config = kubeconfig(tmp / "kubeconfig", url)
+    def __init__(self, tmp: pathlib.Path, url: str, name: str = "", extra: Sequence[str] = ()) -> None:
+        self.config = kubeconfig(tmp / f"kubeconfig{'-' + name if name else ''}", url)
+        self.name = name
+        self.extra = tuple(extra)
         self.proc: asyncio.subprocess.Process | None = None
-        self.metrics_port = 0
+        self.port = self.metrics_port = 0
 
-    async def start(self) -> None:
-        port, self.metrics_port = free_port(), free_port()
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, wait: bool = True) -> None:
+        self.port, self.metrics_port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "scheduler.cli", "serve", "--kubeconfig", str(self.config), "--port", str(port),
+            sys.executable, "-m", "scheduler.cli", "serve", "--kubeconfig", str(self.config), "--port", str(self.port),
             "--metrics-port", str(self.metrics_port), "--bind-address", "127.0.0.1", "--log-level", "WARNING",
-            "--insecure-http", stderr=asyncio.subprocess.DEVNULL, env=env)
-        await eventually_async(self._ready, what="tessera serve to become ready")
+            "--insecure-http", *self.extra, stderr=asyncio.subprocess.DEVNULL, env=env)
+        if wait:
+            await eventually_async(self.ready, what="tessera serve to become ready")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -65,7 +72,7 @@ class Serve:
         async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{self.metrics_port}/metrics") as r:
             return await r.text()
 
-    async def _ready(self) -> bool:
+    async def ready(self) -> bool:
         try:
             async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{self.metrics_port}/readyz") as r:
                 return r.status == 200

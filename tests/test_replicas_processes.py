@@ -6,11 +6,7 @@ succeeds when retried, as kube-scheduler retries; no pod is bound twice, no devi
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import pathlib
-import signal
-import sys
 from typing import Any
 
 import aiohttp
@@ -20,52 +16,16 @@ import pytest
 from tests.apiserver import FakeApiServer
 from tests.builders import exact, pod, template
 from tests.live import bound, claim_of, devices_of, eventually, gpu_cluster
-from tests.test_kill9 import eventually_async
-from tests.test_serve_cli import free_port, kubeconfig
+from tests.test_kill9 import Serve, eventually_async
 
 pytestmark = pytest.mark.asyncio
 NODES, GPUS, PODS = 6, 8, 40
 
 
-class Replica:
-    def __init__(self, tmp: pathlib.Path, url: str, identity: str) -> None:
-        self.config = kubeconfig(tmp / f"kubeconfig-{identity}", url)
-        self.identity = identity
-        self.port, self.metrics = free_port(), free_port()
-        self.proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "scheduler.cli", "serve", "--kubeconfig", str(self.config), "--port", str(self.port),
-            "--metrics-port", str(self.metrics), "--bind-address", "127.0.0.1", "--insecure-http", "--leader-elect",
-            "--lease-namespace", "default", "--identity", self.identity, "--advertise-address", "127.0.0.1",
-            "--log-level", "WARNING", stderr=asyncio.subprocess.DEVNULL, env=env)
-
-    async def ready(self) -> bool:
-        try:
-            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{self.metrics}/readyz") as r:
-                return r.status == 200
-        except aiohttp.ClientError:
-            return False
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGKILL)
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 60)
-            except TimeoutError:
-                self.kill()
-                await self.proc.wait()
+def replica(tmp: pathlib.Path, url: str, identity: str) -> Serve:
+    """A replica with leader election, reachable by its peers on 127.0.0.1."""
+    return Serve(tmp, url, identity, ["--leader-elect", "--lease-namespace", "default", "--identity", identity,
+                                      "--advertise-address", "127.0.0.1"])
 
 
 def holder(api: FakeApiServer) -> str:
@@ -79,15 +39,15 @@ async def test_binds_over_two_processes_survive_the_leader_being_killed(tmp_path
     for o in [*gpu_cluster(NODES, per_node=GPUS), template("one", exact("g")),
               *(pod(f"p{i}", templates={"g": "one"}, schedulerName="default-scheduler") for i in range(PODS))]:
         api.create(o)
-    replicas = [Replica(tmp_path, url, "a"), Replica(tmp_path, url, "b")]
+    replicas = [replica(tmp_path, url, "a"), replica(tmp_path, url, "b")]
     try:
         for r in replicas:
-            await r.start()
+            await r.start(wait=False)
         for r in replicas:
-            await eventually_async(r.ready, what=f"replica {r.identity} to become ready")
+            await eventually_async(r.ready, what=f"replica {r.name} to become ready")
         await eventually(lambda: holder(api) in ("a", "b"), timeout=60, what="a leader")
         await eventually(lambda: all(claim_of(api, f"p{i}", "g") for i in range(PODS)), timeout=60, what="the claims")
-        leader = next(r for r in replicas if r.identity == holder(api))
+        leader = next(r for r in replicas if r.name == holder(api))
         survivor = next(r for r in replicas if r is not leader)
         errors: list[str] = []
         done = 0
@@ -131,7 +91,7 @@ async def test_binds_over_two_processes_survive_the_leader_being_killed(tmp_path
 
             await asyncio.wait_for(asyncio.gather(*(limited(i) for i in range(PODS))), 300)
         assert killed.is_set()
-        await eventually(lambda: holder(api) == survivor.identity, timeout=60, what="the survivor to lead")
+        await eventually(lambda: holder(api) == survivor.name, timeout=60, what="the survivor to lead")
         # Every pod bound exactly where it was asked, with its claim there and reserved for it.
         devices = []
         for i in range(PODS):
