@@ -83,6 +83,16 @@ async def test_binds_over_two_processes_survive_the_leader_being_killed(tmp_path
             raise AssertionError(f"bind of p{i} never succeeded: {errors[-1:]}")
 
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            # The survivor reads the Lease every retry period: until it has read it with the leader's
+            # name in it, it knows of no leader to forward to. Wait for that, through its /bind: a bind
+            # of a pod that does not exist comes back from the leader as "not found".
+            async def forwards() -> bool:
+                probe = orjson.dumps({"PodName": "no-such-pod", "PodNamespace": "default", "PodUID": "0", "Node": "n0"})
+                async with http.post(survivor.url + "/bind", data=probe) as resp:
+                    error = str(orjson.loads(await resp.read()).get("Error") or "")
+                return "not found" in error
+
+            await eventually_async(forwards, what=f"replica {survivor.name} to forward binds to {leader.name}")
             slots = asyncio.Semaphore(4)
 
             async def limited(i: int) -> None:
