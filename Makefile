@@ -8,9 +8,16 @@ IMAGE ?= ghcr.io/tessera-sched/tessera:$(VERSION)
 LOCK := requirements/image.lock
 KUSTOMIZATION ?= manifests/base/kustomization.yaml
 
-.PHONY: install demo test lint unit bench soak map clean image lock manifests
+.PHONY: install demo test lint unit bench soak map clean image lock manifests browser
 
 install: $(STAMP)
+
+# The UI tests (tests/test_ui_browser.py) drive Debian's chromium through Playwright; nothing is
+# downloaded by Playwright itself. Installed here where missing (CI starts from a clean machine).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { command -v apt-get >/dev/null 2>&1 && (apt-get update -q && apt-get install -y -q chromium) \
+		|| echo "make browser: $(CHROMIUM) missing and apt-get could not install chromium; the browser tests will skip" >&2; }
 
 # PYTHONWARNINGS: setuptools explains editable installs at length on every install; nothing to act on.
 $(STAMP): pyproject.toml
@@ -26,7 +33,7 @@ lint: install
 	$(BIN)/ruff check allocator topology scheduler tests bench
 	$(BIN)/mypy
 
-unit: install
+unit: install browser
 	$(BIN)/pytest
 
 test: lint unit

@@ -348,12 +348,16 @@ def _estimate(session: Session, nodes: frozenset[str], members: Sequence[Pod], r
         need[(g.selector.key, g.admin)] += g.need
     have: Counter[tuple[object, bool]] = Counter()
     slots = 0
-    allowed = session.allowed_nodes(members[0])
+    # Members may differ in where they may run (a member pinned to a node, say): a node counts for
+    # the members it allows, its free devices if it allows any. Cached per pod shape, so alike
+    # members cost one lookup.
+    allowed = [session.allowed_nodes(p) for p in members]
     for name in nodes:
         node = session.cluster.node_by_name.get(name)
-        if node is None or name not in allowed:
+        here = sum(name in a for a in allowed) if len(allowed) > 1 else int(name in allowed[0]) * len(members)
+        if node is None or not here:
             continue
-        per_node = None if ask is None or ask.needs else len(members)  # no devices: other rules decide in the attempt
+        per_node = None if ask is None or ask.needs else here  # no devices: other rules decide in the attempt
         for key, g in selectors.items():
             f = free_ix.free(g.selector, node, g.admin)
             have[key] += f.slots(g.requests)
@@ -362,7 +366,7 @@ def _estimate(session: Session, nodes: frozenset[str], members: Sequence[Pod], r
                 f = free_ix.free(sel, node, admin)
                 fit = f.slots(requests) // devices if devices else len(members)
                 per_node = fit if per_node is None else min(per_node, fit)
-            slots += per_node or 0
+            slots += min(per_node or 0, here)
     if ask is None:
         slots = len(members) if all(have[k] >= v for k, v in need.items()) else 0
     total_have = sum(have.values())

@@ -47,6 +47,8 @@ SCHEDULING_API_GROUP = "scheduling.k8s.io"
 # What the ResourceClaim controller annotates a claim made from a PodGroup's template with (KEP-5729):
 # the PodGroup's claim entry name.
 PODGROUP_CLAIM_NAME_ANNOTATION = "resource.kubernetes.io/podgroup-claim-name"
+# On a gang member Tessera planned in extender mode and released to kube-scheduler: its node.
+PLANNED_NODE_ANNOTATION = "tessera.dev/planned-node"
 
 
 def device_key_str(key: DeviceKey) -> str:
@@ -373,7 +375,7 @@ class Pod:
     preemption_policy: str | None = None
     priority_set: bool = True
     created: str = ""  # metadata.creationTimestamp (RFC 3339 sorts as text)
-    gated: bool = False  # spec.schedulingGates is not empty
+    gates: tuple[str, ...] = ()  # spec.schedulingGates' names
     deleting: bool = False  # metadata.deletionTimestamp is set
     finished: bool = False  # status.phase is Succeeded or Failed
     claim_statuses: Mapping[str, str | None] | None = None  # status.resourceClaimStatuses, when present
@@ -389,6 +391,7 @@ class Pod:
     group_name: str | None = None
     group_apis: tuple[str, ...] = ()
     task: str | None = None  # Volcano annotation volcano.sh/task-spec (minTaskMember counts pods per task)
+    planned_node: str | None = None  # annotation tessera.dev/planned-node (extender-mode gangs, scheduler/gangplan.py)
 
     @property
     def key(self) -> ObjectKey:
@@ -397,6 +400,11 @@ class Pod:
     @property
     def ref(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def gated(self) -> bool:
+        """spec.schedulingGates is not empty: no scheduler may place the pod yet."""
+        return bool(self.gates)
 
     @property
     def group(self) -> str | None:

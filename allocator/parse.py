@@ -21,6 +21,7 @@ from .model import (
     COSCHEDULING_API,
     GROUP_APIS,
     LIST_KINDS,
+    PLANNED_NODE_ANNOTATION,
     POD_GROUP_LABEL,
     SCHEDULING_GROUP_FIELD,
     VOLCANO_API,
@@ -328,6 +329,15 @@ def _pod_volumes(o: _Obj, spec: Mapping[str, Any], namespace: str, name: str) ->
     return parse_pod_volumes(o, spec, namespace, name)
 
 
+def _gate_names(gates: Any) -> tuple[str, ...]:
+    """spec.schedulingGates' names; an entry without one still gates the pod (as "")."""
+    if not gates:
+        return ()
+    if not isinstance(gates, list):
+        return ("",)
+    return tuple(str(g.get("name") or "") if isinstance(g, dict) else "" for g in gates)
+
+
 def parse_pod(obj: Mapping[str, Any]) -> Pod:
     ns, name, o = object_metadata(obj, "Pod", namespaced=True)
     meta = obj["metadata"]
@@ -369,7 +379,7 @@ def parse_pod(obj: Mapping[str, Any]) -> Pod:
         requests=pod_requests(o, spec), priority=o.integer(spec, "priority", "spec", 0) or 0,
         priority_class_name=o.text(spec, "priorityClassName", "spec"),
         preemption_policy=o.text(spec, "preemptionPolicy", "spec") or None, priority_set=spec.get("priority") is not None,
-        created=str(meta.get("creationTimestamp") or ""), gated=bool(spec.get("schedulingGates")),
+        created=str(meta.get("creationTimestamp") or ""), gates=_gate_names(spec.get("schedulingGates")),
         deleting=bool(meta.get("deletionTimestamp")), finished=status.get("phase") in ("Succeeded", "Failed"),
         claim_statuses=claim_statuses,
         affinity=parse_pod_affinity(o, affinity_raw, ns, labels),
@@ -379,6 +389,7 @@ def parse_pod(obj: Mapping[str, Any]) -> Pod:
         volumes=_pod_volumes(o, spec, ns, name),
         owner_uid=controller_uid(meta),
         group_name=group_name, group_apis=group_apis, task=annotations.get(VOLCANO_TASK_ANNOTATION) or None,
+        planned_node=annotations.get(PLANNED_NODE_ANNOTATION) or None,
     )
 
 

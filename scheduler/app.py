@@ -8,6 +8,7 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .admission import Admission
 from .extender import Extender, run_verb
 from .limits import DEFAULT_MAX_BODY
 from .metrics import Metrics
@@ -32,10 +33,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(buf)
 
 
-def health_app(metrics: Metrics, unsynced: Callable[[], list[str]], problems: Callable[[], list[str]]) -> FastAPI:
+def health_app(metrics: Metrics, unsynced: Callable[[], list[str]], problems: Callable[[], list[str]],
+               ui: Callable[[FastAPI], None] | None = None) -> FastAPI:
     """/healthz, /readyz and /metrics: what the metrics port serves."""
     app = FastAPI(title="tessera", docs_url=None, redoc_url=None, openapi_url=None)
     _add_health(app, metrics, unsynced, problems)
+    if ui is not None:
+        ui(app)
     return app
 
 
@@ -62,9 +66,11 @@ def _add_health(app: FastAPI, metrics: Metrics, unsynced: Callable[[], list[str]
 
 
 def extender_app(ext: Extender, metrics: Metrics, unsynced: Callable[[], list[str]],
-                 problems: Callable[[], list[str]], max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
-    """The extender webhooks at /filter, /prioritize, /bind, /preempt, plus health and metrics.
-    A body over `max_body` bytes is refused with 413 before it is read whole."""
+                 problems: Callable[[], list[str]], max_body: int = DEFAULT_MAX_BODY,
+                 admission: Admission | None = None, ui: Callable[[FastAPI], None] | None = None) -> FastAPI:
+    """The extender webhooks at /filter, /prioritize, /bind, /preempt, the admission webhook at
+    /mutate (with `admission`), plus health and metrics. A body over `max_body` bytes is refused
+    with 413 before it is read whole."""
     app = FastAPI(title="tessera", docs_url=None, redoc_url=None, openapi_url=None)
 
     async def answer(verb: str, request: Request) -> Response:
@@ -93,5 +99,34 @@ def extender_app(ext: Extender, metrics: Metrics, unsynced: Callable[[], list[st
     async def preempt(request: Request) -> Response:
         return await answer("preempt", request)
 
+    if admission is not None:
+        _add_mutate(app, admission, metrics, max_body)
+
     _add_health(app, metrics, unsynced, problems)
+    if ui is not None:
+        ui(app)
     return app
+
+
+def admission_app(admission: Admission, metrics: Metrics, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
+    """The admission webhook alone (`--admission-port`): /mutate, and /healthz for probes."""
+    app = FastAPI(title="tessera-admission", docs_url=None, redoc_url=None, openapi_url=None)
+    _add_mutate(app, admission, metrics, max_body)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return Response("ok\n", media_type="text/plain")
+
+    return app
+
+
+def _add_mutate(app: FastAPI, admission: Admission, metrics: Metrics, max_body: int) -> None:
+    @app.post("/mutate")
+    async def mutate(request: Request) -> Response:
+        try:
+            raw = await read_body(request, max_body)
+        except BodyTooLarge as e:
+            return Response(orjson.dumps({"Error": f"mutate: {e} (--max-request-bytes)"}), status_code=413,
+                            media_type=JSON)
+        status, body = await run_verb("mutate", metrics, lambda: admission.mutate(raw))
+        return Response(body, status_code=status, media_type=JSON)

@@ -18,9 +18,11 @@ import orjson
 import yaml
 
 from allocator.cel import available_backends, get_backend
+from allocator.explain import DEFAULT_LIMIT, to_text
 from allocator.placement import POLICIES
 from allocator.search import DEFAULT_BUDGET
 
+from .gangplan import PLAN_TIMEOUT
 from .limits import DEFAULT_MAX_BODY
 from .loader import Config, InputError, load_config, load_inputs
 from .progress import Progress
@@ -30,6 +32,7 @@ from .simulate import simulate
 from .svgmap import render_map
 
 EXIT_INPUT = 2
+DEFAULT_UI_PORT = 8080
 
 
 def _version() -> str:
@@ -75,8 +78,46 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--no-preemption", action="store_true",
                      help="pods that cannot be placed do not preempt lower-priority pods (by default they do, as "
                           "kube-scheduler's DefaultPreemption, counting devices and gangs)")
+    sim.add_argument("--explain", metavar="NAMESPACE/POD",
+                     help="instead of the run's output, explain one pod (or its gang) against the cluster as the run "
+                          "left it: per node and domain why it fits or not, and what would make it fit (see --format)")
+    sim.add_argument("--serve", nargs="?", type=int, const=DEFAULT_UI_PORT, default=None, metavar="PORT",
+                     help=f"after the run, serve the web UI (/ui/) and its JSON API (/api/v1/) for the simulated cluster "
+                          f"on --serve-address:PORT (default port {DEFAULT_UI_PORT}; 0 picks a free one) until Ctrl-C")
+    sim.add_argument("--serve-address", default="127.0.0.1", metavar="ADDR",
+                     help="address --serve listens on (default: 127.0.0.1, this machine only)")
+    _explain_parser(sub)
     _serve_parser(sub)
     return p
+
+
+def _explain_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ex = sub.add_parser(
+        "explain",
+        help="explain why a pod (or its gang) fits or does not fit, per node and per topology domain",
+        description=(
+            "For one pod: its claims and requests with the devices that match each; why each of the closest nodes and "
+            "topology domains was rejected, by rule (devices, in use by whom, taints, cpu/memory, affinity, spread, "
+            "topology, gang), in the allocator's own words; and what would make it fit. Against a cluster (from "
+            "--kubeconfig, $KUBECONFIG or the in-cluster service account: Tessera's informers are listed once), or "
+            "against simulate's files with --cluster and --workload. As a kubectl plugin: kubectl tessera explain POD. "
+            "Exit status: 0 when the pod was explained (whether or not it fits), 2 for bad input or a pod not found."
+        ),
+    )
+    ex.add_argument("pod", metavar="[NAMESPACE/]POD", help="the pod; without a namespace, --namespace (default: default)")
+    ex.add_argument("-n", "--namespace", default=None, help="the pod's namespace when POD has none (default: default)")
+    ex.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    ex.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
+                    help=f"nodes and domains (per level) listed, closest first (default: {DEFAULT_LIMIT})")
+    ex.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
+    ex.add_argument("--cluster", metavar="FILE", help="simulate's cluster file (with --workload): explain offline")
+    ex.add_argument("--workload", metavar="FILE", help="simulate's workload file (with --cluster)")
+    ex.add_argument("--config", metavar="FILE", help="Tessera config file (topology levels, default spread)")
+    ex.add_argument("--scheduler-name", default="tessera", metavar="NAME",
+                    help="the scheduler name Tessera runs as in the cluster (default: tessera)")
+    ex.add_argument("--policy", choices=POLICIES, default="best-fit", help="placement policy (default: best-fit)")
+    ex.add_argument("--sync-timeout", type=float, default=60.0, metavar="SECONDS",
+                    help="how long to wait for the cluster's objects to be listed (default: 60)")
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -105,6 +146,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     srv.add_argument("--client-ca-file", metavar="FILE",
                      help="PEM CA bundle: clients of the webhooks must present a certificate it signed (kube-scheduler's "
                           "extender tlsConfig.certFile/keyFile); also what replicas verify each other with")
+    srv.add_argument("--no-ui", action="store_true",
+                     help="do not serve the read-only web UI (/ui/) and its JSON API (/api/v1/) on --port")
     srv.add_argument("--insecure-http", action="store_true",
                      help="serve the webhooks over plain HTTP (without it, the TLS files are required)")
     srv.add_argument("--leader-elect", action="store_true",
@@ -140,6 +183,18 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                      help="how long /filter, /prioritize and /preempt may take, waiting for other decisions included, "
                           "before answering that Tessera could not decide in time (kube-scheduler retries the pod); "
                           "keep it under the extender's httpTimeout (default: 4)")
+    srv.add_argument("--gang-scheduler-name", action="append", default=[], metavar="NAME",
+                     help="extender mode's gangs: the schedulerName of a kube-scheduler profile that calls Tessera "
+                          "(repeatable; the extender overlay passes default-scheduler). Its pods that join a PodGroup "
+                          "are gated at creation by the admission webhook (/mutate), planned whole by Tessera and "
+                          "released to kube-scheduler pinned to their nodes. Default: none (no webhook, no planning)")
+    srv.add_argument("--gang-plan-timeout", type=float, default=PLAN_TIMEOUT, metavar="SECONDS",
+                     help="how long kube-scheduler has to bind every member of a planned gang before the plan is "
+                          "taken back and made again (default: 60)")
+    srv.add_argument("--admission-port", type=int, default=0, metavar="PORT",
+                     help="also serve the admission webhook (/mutate) on this port, over the same TLS certificate "
+                          "but without asking for client certificates (the API server presents none); 0: only on "
+                          "--port (default: 0)")
     srv.add_argument("--log-format", choices=("text", "json"), default="text",
                      help="text: key=value lines (default); json: one object per line")
     srv.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO",
@@ -177,6 +232,9 @@ def _simulate(args: argparse.Namespace) -> int:
     result.warnings[:0] = inputs.warnings
     for note in inputs.notes:
         print(f"note: {note}", file=sys.stderr)
+    if args.explain is not None:
+        return _explain_simulated(result, args.explain, "yaml" if args.format == "yaml" else
+                                  "json" if args.format == "json" else "text", DEFAULT_LIMIT, "tessera simulate: --explain")
     if args.map:
         try:
             pathlib.Path(args.map).write_text(render_map(result), encoding="utf-8")
@@ -193,7 +251,154 @@ def _simulate(args: argparse.Namespace) -> int:
             print(f"warning: {w}", file=sys.stderr)
     else:
         sys.stdout.write(render_table(result))
+    if args.serve is not None:
+        sys.stdout.flush()
+        return _serve_simulation(result, args.serve_address, args.serve)
     return 0
+
+
+def _print_explanation(doc: dict[str, object], text: str, fmt: str) -> None:
+    if fmt == "json":
+        sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    elif fmt == "yaml":
+        sys.stdout.write(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    else:
+        sys.stdout.write(text)
+
+
+def _explain_doc(snap: object, ref: str, limit: int, what: str) -> tuple[dict[str, object], str] | str:
+    """The explanation as a document and as text, or the error to print."""
+    from .uiapi import BadQuery, Snapshot, explanation, explanation_doc, parse_pod_ref
+
+    assert isinstance(snap, Snapshot)
+    try:
+        e, recorded = explanation(snap, parse_pod_ref(ref), limit)
+    except BadQuery as err:
+        return f"{what}: {str(err).split(': ', 1)[1]}"
+    return explanation_doc(snap, e, recorded), to_text(e)
+
+
+def _explain_simulated(result: object, ref: str, fmt: str, limit: int, what: str) -> int:
+    from .uiapi import snapshot_of_simulation
+
+    if not 1 <= limit <= 200:
+        print(f"{what}: --limit must be between 1 and 200, got {limit}", file=sys.stderr)
+        return EXIT_INPUT
+    got = _explain_doc(snapshot_of_simulation(result), ref, limit, what)
+    if isinstance(got, str):
+        print(got, file=sys.stderr)
+        return EXIT_INPUT
+    _print_explanation(*got, fmt)
+    return 0
+
+
+def _serve_simulation(result: object, host: str, port: int) -> int:
+    """Serves the UI for a finished run until SIGINT or SIGTERM."""
+    from .serve import start_http
+    from .ui import SimulationSource, ui_app
+
+    if not 0 <= port <= 65535:
+        print(f"tessera simulate: --serve must be a port between 0 and 65535, got {port}", file=sys.stderr)
+        return EXIT_INPUT
+
+    async def run() -> int:
+        import signal
+
+        app = ui_app(SimulationSource(result))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):  # before anything is served: a stop is never missed
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            server, task, bound = await start_http(app, host, port)
+        except (OSError, SystemExit) as e:
+            print(f"tessera simulate: --serve: cannot listen on {host}:{port}: {e}", file=sys.stderr)
+            return EXIT_INPUT
+        shown = f"[{host}]" if ":" in host else host
+        print(f"tessera simulate: serving the UI at http://{shown}:{bound}/ui/ (Ctrl-C stops)", file=sys.stderr, flush=True)
+        stopper = loop.create_task(stop.wait())
+        await asyncio.wait([stopper, task], return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True
+        await asyncio.gather(task, return_exceptions=True)
+        stopper.cancel()
+        return 0
+
+    return asyncio.run(run())
+
+
+def _explain(args: argparse.Namespace) -> int:
+    what = "tessera explain"
+    ref = args.pod if "/" in args.pod else f"{args.namespace or 'default'}/{args.pod}"
+    if not 1 <= args.limit <= 200:
+        print(f"{what}: --limit must be between 1 and 200, got {args.limit}", file=sys.stderr)
+        return EXIT_INPUT
+    try:
+        config = load_config(args.config) if args.config else Config()
+    except InputError as e:
+        print(f"{what}: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    if (args.cluster is None) != (args.workload is None):
+        print(f"{what}: --cluster and --workload go together (explaining offline, as simulate reads them)", file=sys.stderr)
+        return EXIT_INPUT
+    if args.cluster is not None:
+        try:
+            inputs = load_inputs(args.cluster, args.workload, "strict")
+        except InputError as e:
+            print(f"{what}: {e}", file=sys.stderr)
+            return EXIT_INPUT
+        result = simulate(inputs.cluster, inputs.workload, policy=args.policy, topology=config.topology,
+                          default_spread=config.default_spread)
+        return _explain_simulated(result, ref, args.format, args.limit, what)
+    from .kube import StartupError
+
+    try:
+        got = asyncio.run(_explain_live(args, config, ref))
+    except StartupError as e:
+        print(f"{what}: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    except Exception as e:  # a kubeconfig or connection problem: say which, briefly
+        print(f"{what}: cannot read the cluster: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    if isinstance(got, str):
+        print(got, file=sys.stderr)
+        return EXIT_INPUT
+    _print_explanation(*got, args.format)
+    return 0
+
+
+async def _explain_live(args: argparse.Namespace, config: Config, ref: str) -> tuple[dict[str, object], str] | str:
+    """Lists what Tessera watches once (its informers, until synced), then explains on that cache."""
+    from .informer import Reflector
+    from .kube import Kube, StartupError
+    from .metrics import Metrics
+    from .resources import WATCHED
+    from .state import ClusterState
+    from .uiapi import snapshot_of_state
+
+    kube = await Kube.connect(args.kubeconfig)
+    state = ClusterState(config.topology, args.policy, default_spread=config.default_spread)
+    metrics = Metrics()
+    reflectors = [Reflector(kube, r, state.on_event, metrics, quiet=state.engine.quiet) for r in WATCHED]
+    tasks = [asyncio.get_running_loop().create_task(r.run()) for r in reflectors]
+    try:
+        try:
+            await asyncio.wait_for(asyncio.gather(*(r.synced.wait() for r in reflectors)), args.sync_timeout)
+        except TimeoutError:
+            waiting = ", ".join(r.resource.kind for r in reflectors if not r.synced.is_set())
+            raise StartupError(f"the cluster's objects were not listed within {args.sync_timeout:g} s (waiting for "
+                               f"{waiting}); see --sync-timeout") from None
+        name = args.scheduler_name
+
+        def job(_: object) -> tuple[dict[str, object], str] | str:
+            return _explain_doc(snapshot_of_state(state, name, 1, True), ref, args.limit, "tessera explain")
+
+        return await state.engine.run(job)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await state.engine.close()
+        await kube.close()
 
 
 SERVICE_ACCOUNT_NAMESPACE = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -226,7 +431,20 @@ def _serve(args: argparse.Namespace) -> int:
     from .service import Options
     from .tls import ServingTLS, TLSFileError, check_flags
 
-    for flag, port in (("--port", args.port), ("--metrics-port", args.metrics_port)):
+    if not 0 < args.gang_plan_timeout <= 86400:
+        print(f"tessera serve: --gang-plan-timeout must be between 0 and 86400 seconds, got {args.gang_plan_timeout}",
+              file=sys.stderr)
+        return EXIT_INPUT
+    for name in args.gang_scheduler_name:
+        if not name or len(name) > 253:
+            print(f"tessera serve: --gang-scheduler-name must be a schedulerName (1-253 characters), got {name!r}",
+                  file=sys.stderr)
+            return EXIT_INPUT
+    if args.admission_port and not args.gang_scheduler_name:
+        print("tessera serve: --admission-port serves the gang admission webhook: it needs --gang-scheduler-name",
+              file=sys.stderr)
+        return EXIT_INPUT
+    for flag, port in (("--port", args.port), ("--metrics-port", args.metrics_port), ("--admission-port", args.admission_port)):
         if not 0 <= port <= 65535:
             print(f"tessera serve: {flag} must be between 0 and 65535, got {port}", file=sys.stderr)
             return EXIT_INPUT
@@ -264,9 +482,12 @@ def _serve(args: argparse.Namespace) -> int:
                       decision_deadline=args.decision_deadline,
                       max_request_bytes=args.max_request_bytes, volume_bind_timeout=args.volume_bind_timeout,
                       advertise_url=_advertise_url(args.advertise_address or os.environ.get("POD_IP"), args.port,
-                                                   tls is not None))
+                                                   tls is not None),
+                      gang_scheduler_names=tuple(dict.fromkeys(args.gang_scheduler_name)),
+                      plan_timeout=args.gang_plan_timeout)
     try:
-        return asyncio.run(run(options, args.kubeconfig, args.bind_address, args.port, args.metrics_port, tls))
+        return asyncio.run(run(options, args.kubeconfig, args.bind_address, args.port, args.metrics_port, tls,
+                               ui=not args.no_ui, admission_port=args.admission_port))
     except KeyboardInterrupt:  # pragma: no cover
         return 130
     except StartupError as e:
@@ -284,7 +505,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _simulate(args)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "explain":
+        return _explain(args)
     return EXIT_INPUT  # pragma: no cover - argparse rejects unknown commands
+
+
+def kubectl_main() -> int:
+    """`kubectl-tessera`: the kubectl plugin (`kubectl tessera explain POD`), the same commands."""
+    return main(sys.argv[1:])
 
 
 if __name__ == "__main__":  # pragma: no cover

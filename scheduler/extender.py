@@ -61,7 +61,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import orjson
@@ -80,6 +80,9 @@ from .readiness import DEFAULT_BIND_WAIT, DEFAULT_DECISION_DEADLINE
 from .resources import PODS
 from .state import ClusterState
 from .writer import Writer
+
+if TYPE_CHECKING:
+    from .gangplan import GangPlanner
 
 log = logging.getLogger("tessera.extender")
 Obj = dict[str, Any]
@@ -273,6 +276,7 @@ class Extender:
     identity: str = ""  # this replica's, as in the Lease
     leader: Callable[[], Holder | None] = lambda: None  # the Lease's live holder and its URL, as last read
     forwarder: Forwarder | None = None  # None: a non-leader refuses binds instead of forwarding them
+    planner: GangPlanner | None = None  # extender mode's gangs: filter, prioritize and bind follow its plans
     _binding: set[ObjectKey] = field(default_factory=set)
 
     # --- filter ----------------------------------------------------------------------------
@@ -286,14 +290,42 @@ class Extender:
                 return self._filter_result(nodes, nodes.names, {}, {})  # kube-scheduler's own filters suffice meanwhile
             return {"Nodes": None, "NodeNames": None, "FailedNodes": {}, "FailedAndUnresolvableNodes": {},
                     "Error": "Tessera's informer cache has not synced yet"}
+        names = nodes.names
+        if self.planner is not None and self.planner.manages(pod):
+            steered = self._steer(pod, nodes)
+            if steered is not None:
+                return steered
+            names = [n for n in names if n == pod.planned_node]  # a non-leader: where the leader planned it
         try:
-            res = await self.state.engine.run(lambda stop: self._stoppable(stop, lambda s: s.filter(pod, nodes.names)), self.deadline)
+            res = await self.state.engine.run(lambda stop: self._stoppable(stop, lambda s: s.filter(pod, names)), self.deadline)
         except DecisionTimeout as e:
             # kube-scheduler fails this scheduling attempt and retries the pod after its backoff.
             return {"Nodes": None, "NodeNames": None, "FailedNodes": {}, "FailedAndUnresolvableNodes": {},
                     "Error": f"Tessera could not filter {len(nodes.names)} node(s) for pod {pod.ref} in time: {e} "
                              "(--decision-deadline)"}
-        return self._filter_result(nodes, res.ok, res.failed, res.unresolvable)
+        failed = res.failed
+        if len(names) < len(nodes.names):
+            failed = {**failed, **{n: f"pod {pod.ref} is planned on node {pod.planned_node} with its gang"
+                                   for n in nodes.names if n not in names}}
+        return self._filter_result(nodes, res.ok, failed, res.unresolvable)
+
+    def _steer(self, pod: Pod, nodes: _Nodes) -> Obj | None:
+        """A gang member kube-scheduler got from the planner: the leader passes only its planned
+        node, or no node while it has no plan; another replica (no plans of its own) filters the
+        node the leader marked on the pod (None: filter normally, restricted to it)."""
+        assert self.planner is not None
+        if self.leading():
+            plan = self.planner.plan_for(pod)
+            if plan is None:
+                why = self.planner.why_unplanned(pod)
+                return self._filter_result(nodes, [], dict.fromkeys(nodes.names, why), {})
+            elsewhere = f"pod {pod.ref} is planned on node {plan.node} with its gang"
+            return self._filter_result(nodes, [plan.node] if plan.node in nodes.names else [],
+                                       {n: elsewhere for n in nodes.names if n != plan.node}, {})
+        if pod.planned_node is None:
+            why = self.planner.why_unplanned(pod)
+            return self._filter_result(nodes, [], dict.fromkeys(nodes.names, why), {})
+        return None
 
     def _stoppable(self, stop: Stop, work: Callable[[Session], T]) -> T:
         """`work` on the state's session, which gives up searching once `stop` says so (the deadline passed)."""
@@ -320,7 +352,12 @@ class Extender:
         pod = _pod(args, "ExtenderArgs")
         names = _nodes(args).names
         scores: dict[str, int] = dict.fromkeys(names, 0)
-        if self.ready():
+        planned = pod.planned_node
+        if self.planner is not None and self.leading() and (plan := self.planner.plan_for(pod)) is not None:
+            planned = plan.node
+        if planned is not None and self.planner is not None and self.planner.manages(pod):
+            scores.update({n: 10 for n in names if n == planned})
+        elif self.ready():
             try:
                 scores = await self.state.engine.run(lambda stop: self._stoppable(stop, lambda s: s.rank(pod, names)), self.deadline)
             except DecisionTimeout as e:
@@ -371,6 +408,10 @@ class Extender:
         if not self.ready():
             return f"cannot bind pod {ref}: Tessera's informer cache has not synced yet"
         key = (namespace, name)
+        if self.planner is not None:
+            handled, answer = await self._bind_gang_member(key, uid, node)
+            if handled:
+                return answer
         if key in self._binding or self.state.is_assumed(key):
             return f"pod {ref} is already being bound"
         self._binding.add(key)
@@ -403,6 +444,42 @@ class Extender:
         session = self.state.session()
         d = session.decide(pod, (node,))
         return (d, None) if isinstance(d, Unschedulable) else (d, session.commit(pod, d))
+
+    async def _bind_gang_member(self, key: ObjectKey, uid: str, node: str) -> tuple[bool, str | None]:
+        """(True, the answer) for a gang member the planner manages: bound with exactly its planned
+        devices, or refused while it has no plan; (False, None) for any other pod."""
+        assert self.planner is not None
+        ref = f"{key[0]}/{key[1]}"
+        plan = self.planner.plans.get(key)
+        if plan is None:
+            hit = self.state.pods.get(key)
+            if hit is not None and self.planner.manages(hit[0]):
+                return True, f"cannot bind pod {ref}: {self.planner.why_unplanned(hit[0])}"
+            return False, None
+        if plan.uid != uid:
+            return True, f"cannot bind pod {ref}: it has UID {uid}, but Tessera planned the pod of UID {plan.uid}"
+        if plan.node != node:
+            return True, f"cannot bind pod {ref} to node {node}: it is planned on node {plan.node} with its gang"
+        if key in self._binding:
+            return True, f"pod {ref} is already being bound"
+        self._binding.add(key)
+        try:
+            pod = await self._fresh_pod(key, uid)
+            if isinstance(pod, str):
+                return True, pod
+            if pod.node_name is not None:
+                return True, f"pod {ref} is already bound to node {pod.node_name}"
+            if self.planner.plans.get(key) is not plan or not self.state.is_assumed(key):
+                return True, f"cannot bind pod {ref}: its plan was taken back meanwhile; kube-scheduler retries the pod"
+            result = await self.writer.place([(pod, plan.decision, plan.commit)], announce=False, wait=self.bind_wait)
+            why = result.get(pod.key)
+            if why is None:
+                log.info("event=bound pod=%s node=%s via=extender plan=gang", ref, node)
+            else:
+                self.planner.lost(key, why)
+            return True, why
+        finally:
+            self._binding.discard(key)
 
     async def _fresh_pod(self, key: ObjectKey, uid: str) -> Pod | str:
         """The pod from the cache, or from the API when the cache lags behind kube-scheduler."""

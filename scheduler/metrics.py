@@ -30,3 +30,7 @@ class Metrics:
         self.relists = Counter("tessera_informer_relists_total", "Informer relists (410 Gone or a failed watch).",
                                ["kind"], registry=r)
         self.leader = Gauge("tessera_leader", "1 while this replica holds the leader lease.", registry=r)
+        self.admission = Counter("tessera_admission_reviews_total", "Pods the admission webhook reviewed, by result "
+                                 "(gated, passed, unreadable).", ["result"], registry=r)
+        self.plans = Counter("tessera_gang_plans_total", "Gang plans in extender mode, by outcome (planned, bound, "
+                             "expired, lost).", ["outcome"], registry=r)

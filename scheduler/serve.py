@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import signal
 import socket
@@ -21,10 +22,11 @@ from collections.abc import Iterator
 import uvicorn
 from fastapi import FastAPI
 
-from .app import extender_app, health_app
+from .app import admission_app, extender_app, health_app
 from .kube import Kube, StartupError
 from .service import Options, Service
 from .tls import ServingTLS, TLSFileError
+from .ui import LiveSource, add_ui
 
 log = logging.getLogger("tessera.serve")
 
@@ -97,9 +99,12 @@ def _free(host: str, port: int) -> None:
 
 
 async def run(options: Options, kubeconfig: str | None, host: str, port: int, metrics_port: int,
-              tls: ServingTLS | None = None) -> int:
-    """Serves until SIGTERM; the extender port over HTTPS with `tls`, else plain HTTP."""
-    for p in {port, metrics_port}:
+              tls: ServingTLS | None = None, ui: bool = True, admission_port: int = 0) -> int:
+    """Serves until SIGTERM; the extender port over HTTPS with `tls`, else plain HTTP; with `ui`,
+    also the web UI (/ui/) and its API (/api/v1/) on that port. With `admission_port`, the gang
+    admission webhook also on that port, over the same certificate without client certificates
+    (the API server presents none)."""
+    for p in {port, metrics_port, admission_port} - {0}:
         _free(host, p)
     if tls is not None:
         # Replicas forward /bind to the leader over the same TLS, presenting their own certificate.
@@ -115,11 +120,27 @@ async def run(options: Options, kubeconfig: str | None, host: str, port: int, me
         raise
     service = Service(kube, options)
     await service.start()
-    main_app = extender_app(service.extender, service.metrics, service.unsynced, service.problems, options.max_request_bytes)
+    mount = functools.partial(add_ui, source=LiveSource(service.state, options.scheduler_name, service.ready,
+                                                        service.unsynced)) if ui else None
+    main_app = extender_app(service.extender, service.metrics, service.unsynced, service.problems, options.max_request_bytes,
+                            admission=service.admission, ui=mount)
     main, main_task, bound = await start_http(main_app, host, port, tls.context if tls is not None else None)
     tasks = [main_task]
     watcher = asyncio.get_running_loop().create_task(tls.watch()) if tls is not None else None
     servers = [main]
+    admission_tls: ServingTLS | None = None
+    if admission_port and service.admission is not None:
+        if tls is not None:
+            admission_tls = ServingTLS(dataclasses.replace(tls.files, client_ca_file=None), tls.interval)
+        adm, adm_task, adm_bound = await start_http(admission_app(service.admission, service.metrics,
+                                                                  options.max_request_bytes), host, admission_port,
+                                                    admission_tls.context if admission_tls is not None else None)
+        servers.append(adm)
+        tasks.append(adm_task)
+        log.info("event=listening what=admission address=%s:%d scheme=%s client_certificates=not-asked", host, adm_bound,
+                 "https" if admission_tls is not None else "http")
+    admission_watcher = (asyncio.get_running_loop().create_task(admission_tls.watch())
+                         if admission_tls is not None else None)
     side: HttpThread | None = None
     if metrics_port != port:
         side = HttpThread(health_app(service.metrics, service.unsynced, service.problems), host, metrics_port)
@@ -141,8 +162,9 @@ async def run(options: Options, kubeconfig: str | None, host: str, port: int, me
     if side is not None:
         await side.stop()
     stopper.cancel()
-    if watcher is not None:
-        watcher.cancel()
+    for w in (watcher, admission_watcher):
+        if w is not None:
+            w.cancel()
     await service.stop()
     await kube.close()
     return 0

@@ -14,7 +14,9 @@ from allocator.placement import Policy
 from allocator.podspec import SpreadConstraint
 from topology import TopologyConfig
 
+from .admission import Admission
 from .extender import Extender, Forwarder, forward_timeout
+from .gangplan import PLAN_TIMEOUT, GangPlanner
 from .informer import Reflector
 from .kube import Kube
 from .leader import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, Holder, LeaderElector
@@ -54,6 +56,10 @@ class Options:
     # written into the Lease while it leads, so that the others forward /bind to it.
     advertise_url: str | None = None
     forward_ssl: ssl.SSLContext | None = None  # the client side of TLS when forwarding to the leader; None: plain HTTP
+    # Extender mode's gangs (scheduler/gangplan.py): the schedulerNames of kube-scheduler's profiles
+    # whose group members Tessera gates (/mutate) and plans. Empty: neither (secondary scheduler only).
+    gang_scheduler_names: tuple[str, ...] = ()
+    plan_timeout: float = PLAN_TIMEOUT
 
 
 class Service:
@@ -67,17 +73,23 @@ class Service:
                              options.binding_timeout, options.binding_poll, volume_bind_timeout=options.volume_bind_timeout)
         self.scheduler = SecondaryScheduler(self.state, self.writer, self.metrics, options.scheduler_name)
         self.writer.may_wait = self.scheduler.leading.is_set
+        self.planner: GangPlanner | None = None
+        self.admission: Admission | None = None
+        if options.gang_scheduler_names:
+            names = frozenset(options.gang_scheduler_names)
+            self.planner = GangPlanner(self.state, self.writer, self.metrics, names, options.plan_timeout)
+            self.admission = Admission(names, self.state.groups.get, self.state.group_exists, self.metrics)
         self.reflectors = [Reflector(kube, r, self.state.on_event, self.metrics, watch_timeout=options.watch_timeout,
                                      quiet=self.state.engine.quiet)
                            for r in WATCHED]
         self.forwarder = Forwarder(options.identity, forward_timeout(options.bind_wait), options.forward_ssl)
         self.extender = Extender(self.state, self.writer, self.metrics, kube, self.ready, self.binds,
                                  options.bind_wait, options.decision_deadline, identity=options.identity,
-                                 leader=self.leader, forwarder=self.forwarder)
+                                 leader=self.leader, forwarder=self.forwarder, planner=self.planner)
         self.elector: LeaderElector | None = None
         if options.leader_elect:
             self.elector = LeaderElector(kube, options.lease_namespace, options.lease_name, options.identity, self.metrics,
-                                         self.scheduler.leading.set, self.scheduler.leading.clear, options.lease_duration,
+                                         self._lead, self._step_down, options.lease_duration,
                                          options.renew_deadline, options.retry_period, advertise_url=options.advertise_url)
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -99,8 +111,21 @@ class Service:
         if self.elector is not None:
             self._tasks["leader"] = asyncio.get_running_loop().create_task(self.elector.run())
         else:
-            self.scheduler.leading.set()
-        await self.scheduler.run()
+            self._lead()
+        if self.planner is None:
+            await self.scheduler.run()
+        else:
+            await asyncio.gather(self.scheduler.run(), self.planner.run())
+
+    def _lead(self) -> None:
+        self.scheduler.leading.set()
+        if self.planner is not None:
+            self.planner.leading.set()
+
+    def _step_down(self) -> None:
+        self.scheduler.leading.clear()
+        if self.planner is not None:
+            self.planner.stepped_down()
 
     async def synced(self) -> None:
         await asyncio.gather(*(r.synced.wait() for r in self.reflectors))
@@ -139,11 +164,15 @@ class Service:
                 await asyncio.gather(campaign, return_exceptions=True)
             await self.elector.release()
         self.scheduler.leading.clear()
+        if self.planner is not None:
+            self.planner.leading.clear()
         for t in self._tasks.values():
             t.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
         await self.scheduler.drain()
+        if self.planner is not None:
+            await self.planner.drain()
         await self.forwarder.close()
         await self.state.engine.close()
         log.info("event=stopped identity=%s", self.options.identity)

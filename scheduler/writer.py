@@ -54,6 +54,7 @@ from allocator.placement import Commit, Placed
 from allocator.results import allocation_to_json
 from allocator.volumes import ANN_SELECTED_NODE, PersistentVolumeClaim, VolumePlan
 
+from .gates import GANG_GATE, PLANNED_AT, PLANNED_NODE, pinned_affinity
 from .informer import rv_int
 from .kube import Kube, KubeError
 from .metrics import Metrics
@@ -860,6 +861,50 @@ class Writer:
             written = False
         await self.event(pod, "Warning", "FailedScheduling", "Scheduling", reason)
         return written
+
+    # --- gangs in extender mode ----------------------------------------------------------------
+
+    async def release_planned(self, pod: Pod, node: str | None) -> str | None:
+        """Hands a gang member Tessera planned to kube-scheduler (scheduler/gangplan.py): marks it
+        with the planned node and the time of the plan, pins its node affinity to that node while
+        it is still gated (the only time the API server allows it), and removes Tessera's gate.
+        With `node` None the gate is removed and nothing else (a member with no plan to follow).
+        A member already released gets only the new plan time (kube-scheduler retries it on the
+        update). None once written, else why not (the pod gone, recreated or bound meanwhile)."""
+        ref = pod.ref
+
+        def change(raw: Obj) -> Obj | None:
+            meta, spec = raw.get("metadata") or {}, raw.get("spec") or {}
+            if meta.get("uid") != pod.uid:
+                raise DecisionLost(f"pod {ref} was recreated")
+            if spec.get("nodeName"):
+                raise DecisionLost(f"pod {ref} got bound to node {spec['nodeName']} meanwhile")
+            gates = spec.get("schedulingGates") or []
+            ours = any(isinstance(g, dict) and g.get("name") == GANG_GATE for g in gates)
+            new_spec = dict(spec)
+            annotations = dict(meta.get("annotations") or {})
+            if node is not None:
+                annotations[PLANNED_NODE] = node
+                annotations[PLANNED_AT] = micro_time()
+                if ours:
+                    new_spec["affinity"] = pinned_affinity(spec.get("affinity"), node)
+            elif not ours:
+                return None
+            if ours:
+                rest = [g for g in gates if not (isinstance(g, dict) and g.get("name") == GANG_GATE)]
+                if rest:
+                    new_spec["schedulingGates"] = rest
+                else:
+                    new_spec.pop("schedulingGates", None)
+            return {**raw, "metadata": {**meta, "annotations": annotations}, "spec": new_spec}
+
+        try:
+            await self._update(PODS.path(pod.namespace, pod.name), "pod-ungate", f"pod {ref}", change)
+        except DecisionLost as e:
+            return str(e)
+        except KubeError as e:
+            return f"cannot release pod {ref} to kube-scheduler: {e.message}"
+        return None
 
     # --- preemption ----------------------------------------------------------------------------
 

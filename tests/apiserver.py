@@ -43,6 +43,7 @@ It serves what Tessera uses, with the semantics that matter:
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import itertools
 import secrets
@@ -52,8 +53,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
+import celpy
 import orjson
 from aiohttp import web
+from celpy.adapter import json_to_cel
 
 Obj = dict[str, Any]
 
@@ -101,6 +105,8 @@ RESOURCES = [
     Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True),
     Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, status=False),
     Resource("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, status=False),
+    Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "MutatingWebhookConfiguration", False,
+             status=False),
 ]
 BY_KIND = {r.kind: r for r in reversed(RESOURCES)}  # a kind of several groups: the first listed
 BY_API_KIND = {(r.api_version, r.kind): r for r in RESOURCES}
@@ -213,6 +219,51 @@ def _claim_problem(old: Obj | None, new: Obj) -> str | None:
     return None
 
 
+def _gate_names(pod: Obj) -> list[str]:
+    return [str(g.get("name")) for g in (pod.get("spec") or {}).get("schedulingGates") or []]
+
+
+def _pod_problem(old: Obj, new: Obj) -> str | None:
+    """ValidatePodUpdate's rules for what Tessera changes: scheduling gates can only be removed
+    after creation; nodeSelector and node affinity may change only while the pod is gated, and
+    then only narrow (nodeSelector keys added; required node affinity set where it was unset, or
+    requirements added to each of its terms, which may not be added or dropped)."""
+    before, after = old.get("spec") or {}, new.get("spec") or {}
+    added = [g for g in _gate_names(new) if g not in _gate_names(old)]
+    if added:
+        return (f"spec.schedulingGates: Forbidden: only deletion is allowed, but found new scheduling gate "
+                f"'{added[0]}'")
+    gated = bool(_gate_names(old))
+    sel_before, sel_after = before.get("nodeSelector") or {}, after.get("nodeSelector") or {}
+    if sel_before != sel_after and (not gated or any(sel_after.get(k) != v for k, v in sel_before.items())):
+        return "spec.nodeSelector: Invalid value: only additions to spec.nodeSelector are allowed while the pod is gated"
+
+    def required(spec: Obj) -> Obj | None:
+        return ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution")
+
+    req_before, req_after = required(before), required(after)
+    if req_before != req_after:
+        if not gated:
+            return "spec.affinity: Invalid value: pod updates may not change fields other than those allowed"
+        terms_before = (req_before or {}).get("nodeSelectorTerms") or []
+        terms_after = (req_after or {}).get("nodeSelectorTerms") or []
+        if terms_before:
+            if len(terms_before) != len(terms_after):
+                return ("spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms: "
+                        "Invalid value: the number of terms may not change while the pod is gated")
+            for t0, t1 in zip(terms_before, terms_after, strict=True):
+                for part in ("matchExpressions", "matchFields"):
+                    if any(x not in (t1.get(part) or []) for x in t0.get(part) or []):
+                        return ("spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution: Invalid "
+                                f"value: only additions to {part} are allowed while the pod is gated")
+    # What else kube-scheduler and Tessera never change must stay (a wider check would refuse
+    # the status and metadata writes the test server takes through this path).
+    for k in ("containers", "schedulerName", "priority"):
+        if before.get(k) != after.get(k) and k in before:
+            return f"spec.{k}: Forbidden: pod updates may not change fields other than those allowed"
+    return None
+
+
 def _pvc_problem(old: Obj, new: Obj) -> str | None:
     """ValidatePersistentVolumeClaimUpdate, the part a scheduler's writes can break: the spec is
     immutable, except that `volumeName` may be set once (binding) and requests may change."""
@@ -274,6 +325,8 @@ class FakeApiServer:
         self.watchers: list[Watcher] = []
         self.faults: list[Fault] = []
         self.triggers: list[Trigger] = []
+        self.admission_calls = 0  # webhooks called for pods being created
+        self.admission_warnings: list[str] = []
         self.latency = 0.0
         self.bookmark_interval = bookmark_interval
         self.claim_controller = claim_controller
@@ -444,6 +497,84 @@ class FakeApiServer:
         if r.plural == "pods" and self.claim_controller:
             asyncio.get_running_loop().call_soon(self._generate_claims, key)
         return stored
+
+    async def admit(self, ns: str, pod: Obj) -> Obj | web.Response:
+        """Mutating admission for a pod being created, as the API server runs it: every webhook of
+        every stored MutatingWebhookConfiguration whose rules cover pods/CREATE and whose
+        namespaceSelector, objectSelector and matchConditions (CEL, with `object`) match is called
+        at its clientConfig.url (HTTPS verified against its caBundle) with an AdmissionReview; its
+        JSONPatch is applied. A webhook that cannot be reached or answers badly fails the creation
+        under failurePolicy Fail (the default), and is skipped under Ignore. Warnings are kept in
+        `admission_warnings`."""
+        for conf in self.all("MutatingWebhookConfiguration"):
+            for hook in conf.get("webhooks") or []:
+                if not self._hook_applies(hook, ns, pod):
+                    continue
+                self.admission_calls += 1
+                try:
+                    pod = await self._call_webhook(hook, ns, pod)
+                except _Denied as e:
+                    return status(400, "BadRequest", f'admission webhook "{hook.get("name")}" denied the request: {e}')
+                except Exception as e:  # whatever went wrong calling it
+                    if hook.get("failurePolicy", "Fail") == "Ignore":
+                        continue
+                    return status(500, "InternalError", f'Internal error occurred: failed calling webhook '
+                                                        f'"{hook.get("name")}": {type(e).__name__}: {e}')
+        return pod
+
+    def _hook_applies(self, hook: Obj, ns: str, pod: Obj) -> bool:
+        def covers(rule: Obj) -> bool:
+            return ("" in rule.get("apiGroups", []) or "*" in rule.get("apiGroups", [])) and \
+                any(v in ("v1", "*") for v in rule.get("apiVersions", [])) and \
+                any(x in ("pods", "*") for x in rule.get("resources", [])) and \
+                any(o in ("CREATE", "*") for o in rule.get("operations", []))
+
+        if not any(covers(rule) for rule in hook.get("rules") or []):
+            return False
+        namespace = self.get("Namespace", ns) or {}
+        ns_labels = {**((namespace.get("metadata") or {}).get("labels") or {}), "kubernetes.io/metadata.name": ns}
+        if not _selects(hook.get("namespaceSelector"), ns_labels):
+            return False
+        if not _selects(hook.get("objectSelector"), (pod.get("metadata") or {}).get("labels") or {}):
+            return False
+        env = celpy.Environment()
+        for cond in hook.get("matchConditions") or []:
+            program = env.program(env.compile(cond["expression"]))
+            if not bool(program.evaluate({"object": json_to_cel(pod)})):
+                return False
+        return True
+
+    async def _call_webhook(self, hook: Obj, ns: str, pod: Obj) -> Obj:
+        config = hook.get("clientConfig") or {}
+        import ssl  # only here: most tests never call a webhook
+
+        context = ssl.create_default_context(cadata=base64.b64decode(config["caBundle"]).decode()) \
+            if config.get("caBundle") else None
+        uid = f"review-{secrets.token_hex(8)}"
+        review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                  "request": {"uid": uid, "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                              "resource": {"group": "", "version": "v1", "resource": "pods"},
+                              "operation": "CREATE", "namespace": ns, "name": (pod.get("metadata") or {}).get("name", ""),
+                              "object": pod, "oldObject": None, "dryRun": False,
+                              "userInfo": {"username": "system:serviceaccount:test:tester"}}}
+        timeout = aiohttp.ClientTimeout(total=float(hook.get("timeoutSeconds") or 10))
+        async with aiohttp.ClientSession(timeout=timeout) as http, \
+                http.post(config["url"], data=orjson.dumps(review), ssl=context if context is not None else True,
+                          headers={"Content-Type": "application/json"}) as resp:
+            raw = await resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"webhook answered HTTP {resp.status}: {raw[:200]!r}")
+        answer = (orjson.loads(raw).get("response") or {})
+        if answer.get("uid") != uid:
+            raise RuntimeError(f"expected response uid {uid!r}, got {answer.get('uid')!r}")
+        self.admission_warnings += list(answer.get("warnings") or [])
+        if not answer.get("allowed"):
+            raise _Denied(str((answer.get("status") or {}).get("message") or "denied"))
+        if answer.get("patch"):
+            if answer.get("patchType") != "JSONPatch":
+                raise RuntimeError(f"unsupported patchType {answer.get('patchType')!r}")
+            pod = _json_patch(pod, orjson.loads(base64.b64decode(answer["patch"])))
+        return pod
 
     def _default(self, r: Resource, obj: Obj) -> None:
         """What defaulting and admission add to a new volume, claim or class."""
@@ -667,7 +798,13 @@ class FakeApiServer:
                 return self._list(r, ns)
             if m == "POST":
                 if not r.namespaced or ns:
-                    created = self._create(r, ns or "", await self._body(request))
+                    body = await self._body(request)
+                    if r.plural == "pods":
+                        admitted = await self.admit(ns or "", body)
+                        if isinstance(admitted, web.Response):
+                            return admitted
+                        body = admitted
+                    created = self._create(r, ns or "", body)
                     if isinstance(created, web.Response):
                         return created
                     return web.Response(status=201, body=orjson.dumps(created), content_type="application/json")
@@ -777,6 +914,10 @@ class FakeApiServer:
             if problem:
                 return status(422, "Invalid", f'ResourceClaim.resource.k8s.io "{key[2]}" is invalid: {problem}')
         old = self.objects.get(key)
+        if old is not None and r.plural == "pods":
+            problem = _pod_problem(old, new)
+            if problem:
+                return status(422, "Invalid", f'Pod "{key[2]}" is invalid: {problem}')
         if old is not None and r.plural in ("persistentvolumes", "persistentvolumeclaims"):
             problem = (_pv_problem if r.plural == "persistentvolumes" else _pvc_problem)(old, new)
             if problem:
@@ -856,6 +997,48 @@ class FakeApiServer:
         self._store(BY_KIND["Pod"], key, new, "MODIFIED")
         return web.Response(status=201, body=orjson.dumps({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201}),
                             content_type="application/json")
+
+
+class _Denied(Exception):
+    pass
+
+
+def _selects(selector: Obj | None, labels: dict[str, str]) -> bool:
+    """A LabelSelector (matchLabels, matchExpressions In/NotIn/Exists/DoesNotExist); none selects all."""
+    if not selector:
+        return True
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        ok = {"In": key in labels and labels[key] in values, "NotIn": labels.get(key) not in values,
+              "Exists": key in labels, "DoesNotExist": key not in labels}[op]
+        if not ok:
+            return False
+    return True
+
+
+def _json_patch(doc: Obj, ops: list[Obj]) -> Obj:
+    """RFC 6902 add/remove/replace, as admission webhooks use it."""
+    out = copy.deepcopy(doc)
+    for op in ops:
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+        parent: Any = out
+        for p in parts[:-1]:
+            parent = parent[int(p)] if isinstance(parent, list) else parent[p]
+        last = parts[-1]
+        if op["op"] == "add":
+            if isinstance(parent, list):
+                parent.insert(len(parent) if last == "-" else int(last), op["value"])
+            else:
+                parent[last] = op["value"]
+        elif op["op"] == "remove":
+            del parent[int(last) if isinstance(parent, list) else last]
+        elif op["op"] == "replace":
+            parent[int(last) if isinstance(parent, list) else last] = op["value"]
+        else:
+            raise RuntimeError(f"unsupported JSON patch op {op['op']!r}")
+    return out
 
 
 def _merge(target: Any, patch: Any, strategic: bool, key: str = "") -> Any:

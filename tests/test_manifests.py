@@ -934,7 +934,7 @@ def test_every_kustomization_renders_what_its_mode_needs(tmp_path: pathlib.Path)
     kinds = {name: sorted(o["kind"] for o in render(root)) for name, root in all_kustomizations(tmp_path).items()}
     assert set(kinds["base"]) == common and len(kinds["base"]) == len(common)
     assert set(kinds["secondary-scheduler"]) == common | {"NetworkPolicy"}
-    assert set(kinds["extender"]) == common | {"Issuer", "Certificate"}
+    assert set(kinds["extender"]) == common | {"Issuer", "Certificate", "MutatingWebhookConfiguration"}
     assert kinds["extender"].count("Certificate") == 3 and kinds["extender"].count("ConfigMap") == 2
     assert kinds["podgroup-crd"] == ["CustomResourceDefinition"]
     for overlay in OVERLAYS:
@@ -1021,7 +1021,11 @@ def test_the_deployment_is_locked_down_and_highly_available(overlay: str) -> Non
     assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and "memory" in c["resources"]["limits"]
     args = parse_serve(c["args"])
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"extender": args.port, "metrics": args.metrics_port}
+    want = {"extender": args.port, "metrics": args.metrics_port}
+    if args.gang_scheduler_name:  # extender mode's gangs: the admission webhook on its own port
+        assert args.admission_port and args.gang_scheduler_name == ["default-scheduler"]
+        want["admission"] = args.admission_port
+    assert ports == want
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
         assert c[probe]["httpGet"]["path"] == path and ports[c[probe]["httpGet"]["port"]] == args.metrics_port, probe
         assert c[probe]["httpGet"].get("scheme", "HTTP") == "HTTP"  # the metrics port is plain HTTP in every mode
