@@ -78,7 +78,7 @@ def member(name: str, api: str, group: str, gpus_each: str = "four") -> Obj:
 
 def webhook_config(url: str) -> Obj:
     """The shipped MutatingWebhookConfiguration, its clientConfig pointed at `url`."""
-    conf = yaml.safe_load(WEBHOOK.read_text())
+    conf: Obj = yaml.safe_load(WEBHOOK.read_text())
     for hook in conf["webhooks"]:
         hook["clientConfig"] = {"url": url + "/mutate"}
     return conf
@@ -137,7 +137,7 @@ def gates(api: FakeApiServer, name: str) -> list[str]:
     return [g["name"] for g in (p.get("spec") or {}).get("schedulingGates") or []]
 
 
-def annotations(api: FakeApiServer, name: str) -> dict[str, str]:
+def annotations_of(api: FakeApiServer, name: str) -> dict[str, str]:
     return dict(((api.get("Pod", name, "default") or {}).get("metadata") or {}).get("annotations") or {})
 
 
@@ -176,7 +176,7 @@ def patched(obj: Obj, answer: Obj) -> list[Obj]:
 
 
 async def test_the_webhook_gates_gang_members_of_the_profile_and_nothing_else() -> None:
-    async with extender_mode(cluster(), run_scheduler=False) as (api, _svc, _ks, url):
+    async with extender_mode(cluster(), run_scheduler=False) as (_api, _svc, _ks, url):
         for api_name in APIS:
             status, out = await review(url, member("m", api_name, "g1"))
             assert status == 200 and out["response"]["allowed"] is True and out["response"]["uid"] == "u-1"
@@ -237,9 +237,9 @@ async def test_a_gang_waits_gated_for_min_member_then_lands_whole_in_one_domain(
         nodes = [bound(api, f"w{i}") for i in range(3)]
         assert len({clique_of(n) for n in nodes}) == 1, f"the gang spans domains: {nodes}"
         for i, n in enumerate(nodes):
-            ann = annotations(api, f"w{i}")
+            ann = annotations_of(api, f"w{i}")
             assert ann[PLANNED_NODE] == n and ann.get(PLANNED_AT)
-            terms = api.get("Pod", f"w{i}", "default")["spec"]["affinity"]["nodeAffinity"][
+            terms = (api.get("Pod", f"w{i}", "default") or {})["spec"]["affinity"]["nodeAffinity"][
                 "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
             assert terms == [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [n]}]}]
             assert {pool for _, pool, _ in claim_devices(api, f"w{i}")} == {n}
@@ -271,13 +271,14 @@ async def test_a_member_deleted_after_planning_is_replaced_next_to_the_others() 
         for i in range(3):
             await create(api, member(f"w{i}", COSCHEDULING_API, "train"))
         await eventually(lambda: all(gates(api, f"w{i}") == [] for i in range(3)), CAP, what="the gang to be released")
-        planned = {i: annotations(api, f"w{i}")[PLANNED_NODE] for i in range(3)}
+        planned = {i: annotations_of(api, f"w{i}")[PLANNED_NODE] for i in range(3)}
         api.delete("Pod", "w2", "default")
-        assert svc.planner is not None
-        await eventually(lambda: ("default", "w2") not in svc.planner.plans, CAP, what="the deleted member's plan to go")
+        planner = svc.planner
+        assert planner is not None
+        await eventually(lambda: ("default", "w2") not in planner.plans, CAP, what="the deleted member's plan to go")
         await create(api, member("w3", COSCHEDULING_API, "train"))
         await eventually(lambda: gates(api, "w3") == [], CAP, what="the replacement to be planned")
-        assert clique_of(annotations(api, "w3")[PLANNED_NODE]) == clique_of(planned[0])
+        assert clique_of(annotations_of(api, "w3")[PLANNED_NODE]) == clique_of(planned[0])
         ks.start()
         await eventually(lambda: all(bound(api, n) for n in ("w0", "w1", "w3")), CAP, what="the gang to be bound")
         assert [bound(api, "w0"), bound(api, "w1")] == [planned[0], planned[1]]
@@ -291,13 +292,13 @@ async def test_a_plan_not_bound_in_time_is_taken_back_and_made_again() -> None:
         for i in range(2):
             await create(api, member(f"w{i}", VOLCANO_API, "train"))
         await eventually(lambda: all(gates(api, f"w{i}") == [] for i in range(2)), CAP, what="the gang to be released")
-        first = annotations(api, "w0")[PLANNED_AT]
+        first = annotations_of(api, "w0")[PLANNED_AT]
         # Nobody binds: the plan expires, is taken back and made again (a new plan time on the pods).
-        await eventually(lambda: annotations(api, "w0")[PLANNED_AT] != first, CAP, what="the plan to be made again")
+        await eventually(lambda: annotations_of(api, "w0")[PLANNED_AT] != first, CAP, what="the plan to be made again")
         assert svc.metrics.plans.labels("expired")._value.get() >= 2
         ks.start()
         await eventually(lambda: all(bound(api, f"w{i}") for i in range(2)), CAP, what="the gang to be bound")
-        assert all(bound(api, f"w{i}") == annotations(api, f"w{i}")[PLANNED_NODE] for i in range(2))
+        assert all(bound(api, f"w{i}") == annotations_of(api, f"w{i}")[PLANNED_NODE] for i in range(2))
 
 
 async def test_a_restart_between_release_and_binding_plans_again_on_the_same_nodes() -> None:
@@ -311,7 +312,7 @@ async def test_a_restart_between_release_and_binding_plans_again_on_the_same_nod
             for i in range(3):
                 await create(api, member(f"w{i}", WORKLOAD_API, "train"))
             await eventually(lambda: all(gates(api, f"w{i}") == [] for i in range(3)), CAP, what="the gang to be released")
-        planned = [annotations(api, f"w{i}")[PLANNED_NODE] for i in range(3)]
+        planned = [annotations_of(api, f"w{i}")[PLANNED_NODE] for i in range(3)]
         assert all(bound(api, f"w{i}") is None for i in range(3))
         async with extender_mode([], run_scheduler=True, api=api) as (_api, svc, _ks, _url):
             await eventually(lambda: all(bound(api, f"w{i}") for i in range(3)), CAP, what="the gang to be bound")
