@@ -17,6 +17,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from .errors import SpecError
+from .intern import Table, text
 from .model import (
     COSCHEDULING_API,
     GROUP_APIS,
@@ -858,69 +859,176 @@ def _access(o: _Obj, raw: Mapping[str, Any], path: str, what: str) -> NodeAccess
     return NodeAccess(node_name, sel, all_nodes)
 
 
+# --- shared values (allocator/intern.py): one object per distinct value across slices ------
+
+_ATTR_TYPES: dict[str, type] = {"int": int, "bool": bool, "string": str, "version": str}
+_attr_names: Table[str] = Table()  # (driver, name as written) -> the qualified name, validated
+_attr_values: Table[Attr] = Table()  # (kind, value) or the Attr of a list -> the shared Attr
+_attr_entries: Table[tuple[str, Attr]] = Table()  # (driver, name as written, kind, value) -> (qualified name, Attr)
+_attr_maps: Table[dict[str, Attr]] = Table()  # ((qualified name, id(attr)), ...) -> the shared map
+_capacity_values: Table[Capacity] = Table()  # (type, value) -> the shared Capacity without a policy
+_capacity_maps: Table[dict[str, Capacity]] = Table()
+_device_names: Table[str] = Table()  # validated device names ("gpu-0" on every node)
+SHARED_TABLES: tuple[Table[Any], ...] = (_attr_names, _attr_values, _attr_entries, _attr_maps, _capacity_values, _capacity_maps,
+                                         _device_names)
+
+
+def _attribute_name(o: _Obj, k: Any, path: str, driver: str) -> str:
+    key = (driver, k) if type(k) is str else None
+    hit = _attr_names.get(key) if key is not None else None
+    if hit is not None:
+        return hit
+    if not isinstance(k, str) or not _qualified_name_ok(k):
+        raise o.fail(f"{path}.attributes[{k}]", "attribute name must be a C identifier, optionally prefixed by a DNS domain and '/'")
+    q = text(qualify(k, driver))
+    return _attr_names.put(key, q) if key is not None else q
+
+
+def _shared_attribute(o: _Obj, raw: Any, path: str, k: Any) -> Attr:
+    """`_attribute`, with one Attr per distinct value: a value seen before was validated then."""
+    if type(raw) is dict and len(raw) == 1:
+        ((kind, v),) = raw.items()
+        if type(v) is _ATTR_TYPES.get(kind):  # exact: a bool is no int here
+            key = (kind, v)
+            hit = _attr_values.get(key)
+            if hit is None:
+                attr = _attribute(o, raw, f"{path}.attributes[{k}]")
+                hit = _attr_values.put(key, Attr(attr.kind, text(attr.value) if type(v) is str else attr.value, attr.versions))
+            return hit
+    attr = _attribute(o, raw, f"{path}.attributes[{k}]")
+    shared = _attr_values.get(attr)
+    return shared if shared is not None else _attr_values.put(attr, attr)
+
+
+def _shared_capacity(o: _Obj, raw: Any, path: str, k: Any, multi: bool) -> Capacity:
+    """`_capacity`, with one Capacity per distinct plain value (no request policy)."""
+    if type(raw) is dict and len(raw) == 1:
+        v = raw.get("value")
+        if type(v) is str or type(v) is int:
+            key = (type(v), v)
+            hit = _capacity_values.get(key)
+            if hit is None:
+                hit = _capacity_values.put(key, _capacity(o, raw, f"{path}.capacity[{k}]", multi))
+            return hit
+    return _capacity(o, raw, f"{path}.capacity[{k}]", multi)
+
+
+def _shared_map(table: Table[dict[str, Any]], m: dict[str, Any]) -> dict[str, Any]:
+    """One dict for maps of the same names bound to the same (shared) values. Keyed by the values'
+    identities, which the stored map keeps alive, so a hit is the very same values."""
+    key = (tuple(m), tuple(map(id, m.values())))
+    hit = table.get(key)
+    return hit if hit is not None else table.put(key, m)
+
+
+def _device_name(o: _Obj, raw: Mapping[str, Any], path: str) -> str:
+    name = raw.get("name")
+    if type(name) is str:
+        hit = _device_names.get(name)
+        if hit is not None:
+            return hit
+    name = o.text(raw, "name", path, required=True)
+    if not _DNS_LABEL.match(name) or len(name) > 63:
+        raise o.fail(_join(path, "name"), f"must be a DNS label (lowercase alphanumerics and '-'), got {name!r}")
+    return _device_names.put(name, name)
+
+
+_DEVICE_ACCESS_FIELDS = ("nodeName", "nodeSelector", "allNodes")
+
+
 def _device(o: _Obj, raw: Any, path: str, driver: str, pool: str, slice_name: str,
             slice_access: NodeAccess | None) -> Device:
     if not isinstance(raw, Mapping):
         raise o.fail(path, "must be an object")
-    name = o.text(raw, "name", path, required=True)
-    if not _DNS_LABEL.match(name) or len(name) > 63:
-        raise o.fail(_join(path, "name"), f"must be a DNS label (lowercase alphanumerics and '-'), got {name!r}")
-    multi = o.flag(raw, "allowMultipleAllocations", path)
+    name = _device_name(o, raw, path)
+    multi = o.flag(raw, "allowMultipleAllocations", path) if "allowMultipleAllocations" in raw else False
     attrs: dict[str, Attr] = {}
-    for k, v in o.mapping(raw, "attributes", path).items():
-        ap = f"{path}.attributes[{k}]"
-        if not isinstance(k, str) or not _qualified_name_ok(k):
-            raise o.fail(ap, "attribute name must be a C identifier, optionally prefixed by a DNS domain and '/'")
-        q = qualify(k, driver)
-        if q in attrs and "/" not in k:
-            continue  # an explicitly qualified twin wins over the bare name
-        attrs[q] = _attribute(o, v, ap)
+    if raw.get("attributes") is not None:
+        seen = _attr_entries.entries
+        for k, v in o.mapping(raw, "attributes", path).items():
+            hit = None
+            if type(v) is dict and len(v) == 1:
+                for kind, x in v.items():  # noqa: B007  (the one entry)
+                    pass
+                if type(x) is _ATTR_TYPES.get(kind):  # exact: a bool is no int here, so the key is unambiguous
+                    key = (driver, k, kind, x)
+                    hit = seen.get(key)
+                    if hit is None:
+                        hit = _attr_entries.put(key, (_attribute_name(o, k, path, driver), _shared_attribute(o, v, path, k)))
+            if hit is None:
+                hit = (_attribute_name(o, k, path, driver), _shared_attribute(o, v, path, k))
+            q = hit[0]
+            if q in attrs and "/" not in k:
+                continue  # an explicitly qualified twin wins over the bare name
+            attrs[q] = hit[1]
     caps: dict[str, Capacity] = {}
-    for k, v in o.mapping(raw, "capacity", path).items():
-        cp = f"{path}.capacity[{k}]"
-        if not isinstance(k, str) or not _qualified_name_ok(k):
-            raise o.fail(cp, "capacity name must be a C identifier, optionally prefixed by a DNS domain and '/'")
-        caps[k] = _capacity(o, v, cp, multi)
+    if raw.get("capacity") is not None:
+        for k, v in o.mapping(raw, "capacity", path).items():
+            if not isinstance(k, str) or not _qualified_name_ok(k):
+                raise o.fail(f"{path}.capacity[{k}]", "capacity name must be a C identifier, optionally prefixed by a DNS domain and '/'")
+            caps[text(k)] = _shared_capacity(o, v, path, k, multi)
     consumes = []
-    seen_sets: set[str] = set()
-    for cp, c in o.objects(raw, "consumesCounters", path):
-        cs = o.text(c, "counterSet", cp, required=True)
-        if cs in seen_sets:
-            raise o.fail(_join(cp, "counterSet"), f"counter set {cs!r} is consumed twice")
-        seen_sets.add(cs)
-        counters = {}
-        for cn, cv in o.mapping(c, "counters", cp, required=True).items():
-            vp = f"{cp}.counters[{cn}]"
-            if not isinstance(cv, Mapping) or cv.get("value") is None:
-                raise o.fail(vp, "must be an object with a value")
-            counters[str(cn)] = o.quantity(cv["value"], f"{vp}.value")
-        consumes.append(CounterConsumption(cs, counters))
+    if raw.get("consumesCounters") is not None:
+        seen_sets: set[str] = set()
+        for cp, c in o.objects(raw, "consumesCounters", path):
+            cs = o.text(c, "counterSet", cp, required=True)
+            if cs in seen_sets:
+                raise o.fail(_join(cp, "counterSet"), f"counter set {cs!r} is consumed twice")
+            seen_sets.add(cs)
+            counters = {}
+            for cn, cv in o.mapping(c, "counters", cp, required=True).items():
+                vp = f"{cp}.counters[{cn}]"
+                if not isinstance(cv, Mapping) or cv.get("value") is None:
+                    raise o.fail(vp, "must be an object with a value")
+                counters[text(str(cn))] = o.quantity(cv["value"], f"{vp}.value")
+            consumes.append(CounterConsumption(text(cs), counters))
     taints = []
-    for tp, t in o.objects(raw, "taints", path):
-        # Unknown effects are informational, like None.
-        taints.append(Taint(o.text(t, "key", tp, required=True), o.text(t, "value", tp), o.text(t, "effect", tp) or "None"))
+    if raw.get("taints") is not None:
+        for tp, t in o.objects(raw, "taints", path):
+            # Unknown effects are informational, like None.
+            taints.append(Taint(o.text(t, "key", tp, required=True), o.text(t, "value", tp), o.text(t, "effect", tp) or "None"))
     if slice_access is None:
         access = _access(o, raw, path, "a device in a slice with perDeviceNodeSelection")
         if access is None:
             raise o.fail(path, "a device in a slice with perDeviceNodeSelection must set exactly one of nodeName, nodeSelector, allNodes")
     else:
-        for f in ("nodeName", "nodeSelector", "allNodes"):
+        for f in _DEVICE_ACCESS_FIELDS:
             if raw.get(f):
                 raise o.fail(_join(path, f), "is only allowed when the slice sets perDeviceNodeSelection: true")
         access = slice_access
     return Device(
-        key=(driver, pool, name), slice_name=slice_name, attributes=attrs, capacity=caps,
+        key=(driver, pool, name), slice_name=slice_name, attributes=_shared_map(_attr_maps, attrs),
+        capacity=_shared_map(_capacity_maps, caps),
         consumes_counters=tuple(consumes), access=access, taints=tuple(taints),
-        binds_to_node=o.flag(raw, "bindsToNode", path),
-        binding_conditions=o.strings(raw, "bindingConditions", path),
-        binding_failure_conditions=o.strings(raw, "bindingFailureConditions", path),
+        binds_to_node=o.flag(raw, "bindsToNode", path) if "bindsToNode" in raw else False,
+        binding_conditions=o.strings(raw, "bindingConditions", path) if "bindingConditions" in raw else (),
+        binding_failure_conditions=(o.strings(raw, "bindingFailureConditions", path)
+                                    if "bindingFailureConditions" in raw else ()),
         allow_multiple_allocations=multi,
     )
+
+
+class ParsedObject(dict[str, Any]):
+    """A Kubernetes object reduced to its identity (apiVersion, kind, metadata) once parsed, with
+    the model parsed from it: `parse_resource_slice` of it is that slice. A reader holding many
+    objects (simulate's documents) keeps these instead of the raw JSON."""
+
+    __slots__ = ("model",)
+
+    def __init__(self, identity: Mapping[str, Any], model: Any) -> None:
+        super().__init__(identity)
+        self.model = model
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any], model: Any) -> ParsedObject:
+        return cls({k: obj[k] for k in ("apiVersion", "kind", "metadata") if k in obj}, model)
 
 
 def parse_resource_slice(obj: Mapping[str, Any]) -> ResourceSlice:
     """Raises SpecError only when the slice cannot be tied to a pool; other problems are kept
     in `ResourceSlice.error`, which makes the whole pool invalid (as upstream does)."""
+    if type(obj) is ParsedObject and isinstance(obj.model, ResourceSlice):
+        return obj.model
     _, name, o = object_metadata(obj, "ResourceSlice", namespaced=False)
     problems: list[SpecError] = []
 
@@ -932,7 +1040,7 @@ def parse_resource_slice(obj: Mapping[str, Any]) -> ResourceSlice:
             return default
 
     spec = attempt(lambda: o.mapping(obj, "spec", "", required=True), {})
-    driver = attempt(lambda: o.text(spec, "driver", "spec", required=True), "")
+    driver = text(attempt(lambda: o.text(spec, "driver", "spec", required=True), ""))
     pool_raw = attempt(lambda: o.mapping(spec, "pool", "spec", required=True), {})
     pool = attempt(lambda: o.text(pool_raw, "name", "spec.pool", required=True), "") if pool_raw else ""
     generation = attempt(lambda: o.integer(pool_raw, "generation", "spec.pool", default=0) or 0, 0)

@@ -98,6 +98,31 @@ def dra_backed(resource: str, classes: Mapping[str, DeviceClass]) -> str | None:
 
 # --- the per-decision context ----------------------------------------------------------------------
 
+def _count(rejected: Counter[str], r: Rejection) -> bool:
+    rejected[r.reason] += 1
+    return False
+
+
+# The nodes of a node list that report allocatable (the only ones NodeResourcesFit can refuse),
+# for the last few lists asked about. Node lists are built once per cluster and pod shape; each
+# entry holds its list (so the id it is found by stays that list's) with its length and ends, so
+# a list changed in place since is looked at afresh.
+_REPORTING_LISTS = 8
+_reporting_cache: dict[int, tuple[list[Node], int, Node | None, Node | None, list[Node]]] = {}
+
+
+def _reporting(nodes: list[Node]) -> list[Node]:
+    hit = _reporting_cache.get(id(nodes))
+    first, last = (nodes[0], nodes[-1]) if nodes else (None, None)
+    if hit is not None and hit[0] is nodes and hit[1] == len(nodes) and hit[2] is first and hit[3] is last:
+        return hit[4]
+    checked = [n for n in nodes if n.allocatable]
+    if len(_reporting_cache) >= _REPORTING_LISTS:
+        _reporting_cache.pop(next(iter(_reporting_cache)))
+    _reporting_cache[id(nodes)] = (nodes, len(nodes), first, last, checked)
+    return checked
+
+
 def _ns_labels(namespaces: Mapping[str, Namespace]) -> dict[str, Mapping[str, str]]:
     return {name: ns.labels for name, ns in namespaces.items()}
 
@@ -205,6 +230,28 @@ class Context:
                     self.existing_anti.setdefault(t.topology_key, set()).add(nd.labels[t.topology_key])
 
     # --- Filter ---------------------------------------------------------------------------------
+
+    def survivors(self, nodes: list[Node], rejected: Counter[str]) -> list[Node]:
+        """The nodes `reject` lets through, in order, counting why the others did not: the same as
+        asking `reject` node by node. A pod with no ports, spread or affinity can fail only
+        NodeResourcesFit, and only on a node that reports allocatable; those are found once per
+        node list (`_reporting`), so a pod on a fleet whose nodes report none costs O(1) here, not
+        O(nodes), and `nodes` itself comes back when every node passes."""
+        if not self.trivial:
+            return [n for n in nodes if (r := self.reject(n)) is None or _count(rejected, r)]
+        checked = _reporting(nodes)
+        if not checked:
+            return nodes
+        failed: dict[int, None] = {}
+        pod, pods, classes = self.pod, self.pods, self.classes
+        for n in checked:
+            why = resource_fit(pod, n, pods, classes)
+            if why is not None:
+                failed[id(n)] = None
+                rejected[why] += 1
+        if not failed:
+            return nodes
+        return [n for n in nodes if id(n) not in failed]
 
     def reject(self, node: Node) -> Rejection | None:
         """Why the pod cannot go on the node by the dynamic rules (devices and volumes aside)."""

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .gcpause import collector_paused
 from .kube import Kube, KubeError
 from .metrics import Metrics
 from .resources import Resource
@@ -35,6 +36,19 @@ def rv_int(obj: Obj) -> int:
     return int(rv) if str(rv).isdigit() else 0
 
 
+# Kinds whose handler keeps its own parsed model and never needs the raw object again: the store
+# keeps only their identity (kind, name, resourceVersion), not a fleet's worth of device JSON.
+IDENTITY_ONLY = frozenset({"ResourceSlice"})
+
+
+def identity(obj: Obj) -> Obj:
+    """What the store keeps of an IDENTITY_ONLY object (and hands to a handler as `previous`)."""
+    meta = obj.get("metadata") or {}
+    kept = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "generation") if k in meta}
+    return {k: v for k, v in (("apiVersion", obj.get("apiVersion")), ("kind", obj.get("kind"))) if v is not None} | \
+        {"metadata": kept}
+
+
 class Store:
     """The objects of one resource, by (namespace, name), newest version wins."""
 
@@ -42,6 +56,7 @@ class Store:
         self.resource = resource
         self.handler = handler
         self.objects: dict[tuple[str, str], Obj] = {}
+        self._keep: Callable[[Obj], Obj] | None = identity if resource.kind in IDENTITY_ONLY else None
 
     def replace(self, items: list[Obj]) -> None:
         """A fresh list: what is gone was deleted, what is new or newer was added or changed."""
@@ -63,7 +78,7 @@ class Store:
             return
         if old is not None and rv_int(old) >= rv_int(obj) and rv_int(obj):
             return  # already seen (a replay after a resume or relist)
-        self.objects[key] = obj
+        self.objects[key] = obj if self._keep is None else self._keep(obj)
         self.handler(self.resource.kind, "ADDED" if old is None else "MODIFIED", obj, old)
 
 
@@ -109,7 +124,10 @@ class Reflector:
         self.resource_version = str((body.get("metadata") or {}).get("resourceVersion") or "")
         if self.quiet is not None:
             await self.quiet()
-        self.store.replace(list(body.get("items") or []))
+        items = list(body.get("items") or [])
+        del body
+        with collector_paused():
+            self.store.replace(items)
         self.metrics.informer_events.labels(self.resource.kind, "LIST").inc()
         self.synced.set()
 

@@ -4,18 +4,35 @@ Responses are read as bytes and parsed with orjson into plain dicts (the client'
 model classes are ~15x slower to build and Tessera parses objects into its own model anyway).
 Watches stream one JSON event per line. Every failure is a `KubeError` carrying the HTTP status
 and the API server's message.
+
+Every request but a watch takes a token from a client-side rate limiter first, as kube-scheduler's
+client does (`clientConnection.qps` / `burst`, client-go's token bucket): `qps` tokens a second, at
+most `burst` saved up, callers served in order. A 429 Too Many Requests (API Priority and
+Fairness shedding load) is retried after the server's `Retry-After` (1 s when it gives none), as
+client-go does, up to `MAX_RETRY_AFTER` times; so is a 5xx that carries a `Retry-After`. What the
+client sent and waited is counted (`Kube.stats`) and exported by `KubeCollector`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import math
 import os
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import orjson
 from kubernetes_asyncio import client, config
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger("tessera.kube")
 
 Obj = dict[str, Any]
 JSON = "application/json"
@@ -24,6 +41,76 @@ STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 
 
 STARTUP_TIMEOUT = 15.0  # seconds for the API server to answer at start
+# The client-side limit. kube-scheduler's defaults are qps 50, burst 100, which at its four calls
+# per pod cap it at 12.5 pods/s. Tessera makes about three calls per pod it places (claim status,
+# binding, Scheduled event; bench/README: API calls per scheduled pod), so 50/100 would cap it at
+# ~17 pods/s, far below what it decides. The default below keeps the limit above what the
+# secondary scheduler sustains against a real API server (~300 pods/s x 3 calls: it does not
+# slow normal work) while bounding a runaway loop to a known rate; raise it with
+# --kube-api-qps/--kube-api-burst, or lower it to share a small control plane.
+DEFAULT_QPS = 1000.0
+DEFAULT_BURST = 2000
+MAX_RETRY_AFTER = 10  # client-go's rest client retries a Retry-After response 10 times
+MAX_RETRY_AFTER_SECONDS = 60.0  # a longer Retry-After is taken as this (the request is still retried)
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class RateLimiter:
+    """A token bucket (client-go flowcontrol's, golang.org/x/time/rate underneath): `qps` tokens
+    a second, at most `burst` held. `reserve` takes a token at once and says how long the caller
+    must wait before using it, so callers are served in arrival order and, over any interval of
+    T seconds, at most burst + qps * T calls go out. qps <= 0 means no limit."""
+
+    def __init__(self, qps: float = DEFAULT_QPS, burst: int = DEFAULT_BURST, clock: Clock = time.monotonic) -> None:
+        if qps > 0 and burst < 1:
+            raise ValueError(f"rate limiter burst: must be at least 1 when qps is set, got {burst}")
+        if not math.isfinite(qps):
+            raise ValueError(f"rate limiter qps: must be a finite number, got {qps}")
+        self.qps = qps
+        self.burst = burst
+        self.clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+
+    @property
+    def unlimited(self) -> bool:
+        return self.qps <= 0
+
+    def reserve(self) -> float:
+        """Takes one token; the seconds to wait before the call (0 when one was available)."""
+        if self.unlimited:
+            return 0.0
+        now = self.clock()
+        if now > self._last:
+            self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.qps)
+            self._last = now
+        self._tokens -= 1.0
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.qps
+
+
+@dataclass(slots=True)
+class KubeStats:
+    """What this client did: requests by verb (watches included, though never limited), how many
+    waited for the rate limiter and for how long, and the retries after 429 / Retry-After."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    limited: int = 0
+    waited_seconds: float = 0.0
+    retries: Counter[int] = field(default_factory=Counter)  # by HTTP status
+
+
+def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
+    """The delay a 429, or a 5xx with a Retry-After, asks for; None for any other answer."""
+    header = resp.headers.get("Retry-After")
+    if resp.status != 429 and not (resp.status >= 500 and header is not None):
+        return None
+    try:
+        seconds = float(header) if header is not None else 1.0
+    except ValueError:
+        seconds = 1.0  # an HTTP date, or garbage: client-go waits 1 s then too
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS) if math.isfinite(seconds) else 1.0
 
 
 class StartupError(Exception):
@@ -66,12 +153,17 @@ def _error(status: int, raw: bytes) -> KubeError:
 class Kube:
     """One API connection; thread-unsafe, asyncio-safe."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, qps: float = DEFAULT_QPS, burst: int = DEFAULT_BURST,
+                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
         self.api = api
+        self.limiter = RateLimiter(qps, burst, clock)
+        self.sleep = sleep
+        self.stats = KubeStats()
 
     @classmethod
-    async def connect(cls, kubeconfig: str | None = None) -> Kube:
-        """`kubeconfig` or $KUBECONFIG; else the in-cluster service account."""
+    async def connect(cls, kubeconfig: str | None = None, qps: float = DEFAULT_QPS, burst: int = DEFAULT_BURST) -> Kube:
+        """`kubeconfig` or $KUBECONFIG; else the in-cluster service account. `qps`/`burst`: the
+        client-side rate limit (qps <= 0: none)."""
         cfg = client.Configuration()
         path = kubeconfig or os.environ.get("KUBECONFIG")
         if path:
@@ -89,7 +181,7 @@ class Kube:
             except Exception as e:
                 raise StartupError(f"no kubeconfig: pass --kubeconfig or set $KUBECONFIG, or run in a cluster "
                                    f"({str(e).strip() or type(e).__name__})") from None
-        return cls(client.ApiClient(configuration=cfg))
+        return cls(client.ApiClient(configuration=cfg), qps, burst)
 
     async def check(self) -> None:
         """That the API server answers at all (GET /version), for a clear error at start."""
@@ -103,22 +195,45 @@ class Kube:
             raise StartupError(f"the API server at {host} refused Tessera's credentials (HTTP {resp.status})")
 
     @classmethod
-    def for_url(cls, url: str) -> Kube:
+    def for_url(cls, url: str, qps: float = DEFAULT_QPS, burst: int = DEFAULT_BURST,
+                clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> Kube:
         """An unauthenticated connection (tests and local API servers)."""
         cfg = client.Configuration(host=url)
-        return cls(client.ApiClient(configuration=cfg))
+        return cls(client.ApiClient(configuration=cfg), qps, burst, clock, sleep)
 
     async def close(self) -> None:
         await self.api.close()
 
+    async def _throttle(self) -> None:
+        delay = self.limiter.reserve()
+        if delay > 0:
+            self.stats.limited += 1
+            self.stats.waited_seconds += delay
+            await self.sleep(delay)
+
     async def _call(self, method: str, path: str, query: Mapping[str, Any] | None = None, body: Any = None,
-                    content_type: str = JSON, timeout: float | None = 30.0) -> aiohttp.ClientResponse:
+                    content_type: str = JSON, timeout: float | None = 30.0, watch: bool = False) -> aiohttp.ClientResponse:
+        """One request (after the rate limiter, unless a watch), retried while the server answers
+        429 or a 5xx with Retry-After, at most MAX_RETRY_AFTER times."""
         headers = {"Accept": JSON, "Content-Type": content_type}
         params = [(k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in (query or {}).items() if v is not None]
-        resp: aiohttp.ClientResponse = await self.api.call_api(
-            path, method, query_params=params, header_params=headers, body=body, auth_settings=["BearerToken"],
-            _preload_content=False, _request_timeout=timeout)
-        return resp
+        verb = "WATCH" if watch else method
+        for attempt in range(MAX_RETRY_AFTER + 1):
+            if not watch:
+                await self._throttle()
+            self.stats.requests[verb] += 1
+            resp: aiohttp.ClientResponse = await self.api.call_api(
+                path, method, query_params=params, header_params=headers, body=body, auth_settings=["BearerToken"],
+                _preload_content=False, _request_timeout=timeout)
+            delay = _retry_after(resp) if attempt < MAX_RETRY_AFTER else None
+            if delay is None:
+                return resp
+            resp.release()
+            self.stats.retries[resp.status] += 1
+            log.info("event=api-retry-after method=%s path=%s status=%d delay=%.1f attempt=%d", method, path, resp.status,
+                     delay, attempt + 1)
+            await self.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover - the last attempt returns
 
     async def request(self, method: str, path: str, query: Mapping[str, Any] | None = None, body: Any = None,
                       content_type: str = JSON) -> Obj:
@@ -155,7 +270,7 @@ class Kube:
         query = {"watch": True, "resourceVersion": resource_version, "allowWatchBookmarks": True,
                  "timeoutSeconds": timeout_seconds}
         try:
-            resp = await self._call("GET", path, query, timeout=timeout_seconds + 30)
+            resp = await self._call("GET", path, query, timeout=timeout_seconds + 30, watch=True)
         except (TimeoutError, aiohttp.ClientError) as e:
             raise KubeError(0, f"watch {path}: {type(e).__name__}: {e}") from None
         try:
@@ -183,3 +298,30 @@ def path_for(api_version: str, plural: str, namespace: str | None = None, name: 
     if sub:
         p += f"/{sub}"
     return p
+
+
+class KubeCollector(Collector):
+    """The client's counts as Prometheus metrics, for a registry: `registry.register(KubeCollector(kube))`."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    def collect(self) -> Iterator[Metric]:
+        st, lim = self.kube.stats, self.kube.limiter
+        requests = CounterMetricFamily("tessera_api_requests", "API requests sent, by verb (WATCH: watches, which the "
+                                       "rate limit does not count).", labels=["verb"])
+        for verb, n in sorted(st.requests.items()):
+            requests.add_metric([verb], n)
+        yield requests
+        yield CounterMetricFamily("tessera_api_rate_limited_requests", "API requests that waited for the client-side "
+                                  "rate limiter (--kube-api-qps / --kube-api-burst).", value=st.limited)
+        yield CounterMetricFamily("tessera_api_rate_limit_wait_seconds", "Time API requests spent waiting for the "
+                                  "client-side rate limiter.", value=st.waited_seconds)
+        retries = CounterMetricFamily("tessera_api_retry_after", "Requests retried because the API server answered 429 "
+                                      "Too Many Requests (or a 5xx with Retry-After), by status.", labels=["status"])
+        for code, n in sorted(st.retries.items()):
+            retries.add_metric([str(code)], n)
+        yield retries
+        yield GaugeMetricFamily("tessera_api_rate_limit_qps", "The client-side rate limit: requests per second "
+                                "(0: none).", value=max(lim.qps, 0.0))
+        yield GaugeMetricFamily("tessera_api_rate_limit_burst", "The client-side rate limit: burst.", value=lim.burst)

@@ -108,6 +108,7 @@ _KIND_MODELS: Final[tuple[tuple[str, str, str], ...]] = (
     ("batch/v1", "Job", "V1Job"),
     ("batch/v1", "CronJob", "V1CronJob"),
     ("scheduling.k8s.io/v1", "PriorityClass", "V1PriorityClass"),
+    ("policy/v1", "PodDisruptionBudget", "V1PodDisruptionBudget"),
     # The CRD first: it is the PodGroup the loader accepts, so an unversioned PodGroup is one.
     ("scheduling.x-k8s.io/v1alpha1", "PodGroup", "crd:PodGroup"),
     ("scheduling.k8s.io/v1alpha2", "PodGroup", "V1alpha2PodGroup"),
@@ -435,6 +436,39 @@ def _scalar_ok(value: Any, t: _Type) -> bool:
     return True
 
 
+# Most of a large input is small objects of scalars repeated verbatim (a device attribute
+# `{"string": "H100"}`, a capacity `{"value": "80Gi"}`): one that was checked once without a
+# problem is not checked again. The key holds the keys' and values' exact types (True == 1, but a
+# boolean is no integer here), and only a clean result is remembered, so what is reported never changes.
+_LEAF_TYPES: Final = frozenset({str, int, bool, float})
+_LEAF_LIMIT: Final = 1 << 15
+_clean_leaves: set[tuple[Any, ...]] = set()
+_clean_names: set[str] = set()  # qualified names (attribute and capacity names) that passed
+
+
+def _leaf_key(tag: Any, value: Any) -> tuple[Any, ...] | None:
+    """A key for a small dict of scalars, else None."""
+    if type(value) is not dict or len(value) > 4:
+        return None
+    if len(value) == 1:  # most: {"string": "H100"}, {"value": "80Gi"}
+        for k, v in value.items():  # noqa: B007  (the one entry)
+            pass
+        tv = type(v)
+        return (tag, k, type(k), v, tv) if tv in _LEAF_TYPES else None
+    values = tuple(value.values())
+    types = tuple(map(type, values))
+    if not _LEAF_TYPES.issuperset(types):
+        return None
+    keys = tuple(value)
+    return (tag, keys, tuple(map(type, keys)), types, values)
+
+
+def _remember(memo: set[Any], key: Any) -> None:
+    if len(memo) >= _LEAF_LIMIT:
+        memo.clear()
+    memo.add(key)
+
+
 def _walk(sink: _Sink, value: Any, t: _Type, path: str, depth: int) -> None:
     if value is None or t.kind == "object":
         return  # null is "unset" for every field; 'object' is free-form or int-or-string
@@ -447,7 +481,14 @@ def _walk(sink: _Sink, value: Any, t: _Type, path: str, depth: int) -> None:
             return
     if kind == "model":
         if isinstance(value, Mapping):
-            _walk_model(sink, value, _model(t.model), path, depth)
+            model = _model(t.model)
+            leaf = _leaf_key(t.model, value)
+            if leaf is not None and leaf in _clean_leaves:
+                return
+            before = len(sink.problems)
+            _walk_model(sink, value, model, path, depth)
+            if leaf is not None and len(sink.problems) == before:
+                _remember(_clean_leaves, leaf)
         else:
             sink.add(path, f"expected an object, got {_describe(value)}")
     elif kind == "list":
@@ -462,7 +503,12 @@ def _walk(sink: _Sink, value: Any, t: _Type, path: str, depth: int) -> None:
         if isinstance(value, Mapping):
             item = t.item or _ANY
             if item.kind != "object":
+                leaf_model = item.model if item.kind == "model" else None
+                if leaf_model is not None:
+                    _model(leaf_model)  # the table of the items' model, built once whether or not an item needs it
                 for k, v in value.items():
+                    if leaf_model is not None and (leaf := _leaf_key(leaf_model, v)) is not None and leaf in _clean_leaves:
+                        continue  # checked before, clean (saves building the path)
                     _walk(sink, v, item, f"{path}[{_key(k)}]", depth + 1)
         else:
             sink.add(path, f"expected an object, got {_describe(value)}")
@@ -900,7 +946,10 @@ def _pool(r: _Rules, pool: Mapping[Any, Any], p: str) -> None:
 
 def _has_list_attribute(attribute: Any) -> bool:
     a = _mapping(attribute)
-    return a is not None and any(_set(a.get(k)) for k in ("bools", "ints", "strings", "versions"))
+    return a is not None and not _LIST_VALUE_FIELDS.isdisjoint(a) and any(a.get(k) is not None for k in _LIST_VALUE_FIELDS)
+
+
+_LIST_VALUE_FIELDS: Final = frozenset({"bools", "ints", "strings", "versions"})
 
 
 def _advanced_device(device: Any) -> bool:
@@ -920,18 +969,24 @@ def _device(r: _Rules, d: Mapping[Any, Any], p: str, per_device_node_selection: 
     if len(attributes) + len(capacity) > MAX_ATTRIBUTES_AND_CAPACITIES:
         detail = f"the total number of attributes and capacities must not exceed {MAX_ATTRIBUTES_AND_CAPACITIES}"
         r.invalid(p, len(attributes) + len(capacity), detail)
-    values = sum(_attribute_values(a) for a in attributes.values())
+    leaves = [_leaf_key(_ATTRIBUTE_TAG, a) for a in attributes.values()]
+    values = sum(1 if leaf is not None else _attribute_values(a) for leaf, a in zip(leaves, attributes.values(), strict=True))
     if values > MAX_ATTRIBUTE_VALUES:
         r.invalid(p, values, f"the total number of attribute values must not exceed {MAX_ATTRIBUTE_VALUES}")
-    for key, attribute in attributes.items():
-        r.qualified_name(key, f"{p}.attributes")
+    for (key, attribute), leaf in zip(attributes.items(), leaves, strict=True):
+        _qualified_name(r, key, f"{p}.attributes")
+        if leaf is not None and leaf in _clean_leaves:
+            continue
         a = _mapping(attribute)
         if a is not None and r.first_visit(a):
+            before = len(r.problems)
             _attribute(r, a, f"{p}.attributes[{_key(key)}]")
+            if leaf is not None and len(r.problems) == before:
+                _remember(_clean_leaves, leaf)
 
     multiple = d.get("allowMultipleAllocations") is True
     for key, cap in capacity.items():
-        r.qualified_name(key, f"{p}.capacity")
+        _qualified_name(r, key, f"{p}.capacity")
         c = _mapping(cap)
         policy = _mapping(c.get("requestPolicy")) if c is not None else None
         if policy is None:
@@ -1000,6 +1055,19 @@ def _device(r: _Rules, d: Mapping[Any, Any], p: str, per_device_node_selection: 
         r.invalid(p, _OMITTED, _DEVICE_NODE_FIELDS)
 
     _binding_conditions(r, d, p)
+
+
+_ATTRIBUTE_TAG: Final = "rules:DeviceAttribute"
+
+
+def _qualified_name(r: _Rules, key: Any, path: str) -> None:
+    """`r.qualified_name`, once per distinct name that passes."""
+    if type(key) is str and key in _clean_names:
+        return
+    before = len(r.problems)
+    r.qualified_name(key, path)
+    if type(key) is str and len(r.problems) == before:
+        _remember(_clean_names, key)
 
 
 def _attribute_values(attribute: Any) -> int:
@@ -1407,6 +1475,13 @@ def rule_problems(obj: Mapping[str, Any]) -> list[Problem]:
                 t = _mapping(template)
                 if t is not None:
                     _pod_resource_claims(r, t.get("resourceClaims"), f"spec.podGroupTemplates[{i}].resourceClaims")
+    elif kind == "PodDisruptionBudget" and api_version in ("policy/v1", None):
+        from allocator.errors import SpecError
+        from allocator.pdb import parse_pdb  # its rules are the allocator's own parse (minAvailable xor maxUnavailable, ...)
+        try:
+            parse_pdb(obj)
+        except SpecError as e:
+            r.problems.append(Problem(e.path, e.message))
     return r.problems
 
 
@@ -1433,6 +1508,15 @@ def _render(path: tuple[str, ...]) -> str:
 # --------------------------------------------------------------------------------------------
 
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
+_STR_TAG: Final = "tag:yaml.org,2002:str"
+_INT_TAG: Final = "tag:yaml.org,2002:int"
+_NULL_TAG: Final = "tag:yaml.org,2002:null"
+_BOOL_TAG: Final = "tag:yaml.org,2002:bool"
+_MAP_TAG: Final = "tag:yaml.org,2002:map"
+_SEQ_TAG: Final = "tag:yaml.org,2002:seq"
+_DECIMAL_INT: Final = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")  # what int() reads as SafeConstructor does
+_UNBUILT: Final = object()
+_PLAIN_TAGS: dict[str, str] = {}  # plain scalar text -> its implicit tag
 _POSITION: Final = re.compile(r"line (\d+), column (\d+):")
 
 
@@ -1459,6 +1543,75 @@ class StrictLoader(_BaseLoader):
         # flatten_mapping rewrites a node's pairs (merged keys first), and a node can be
         # flattened more than once; check each node once, on its original pairs.
         self._checked: weakref.WeakSet[yaml.MappingNode] = weakref.WeakSet()
+
+    # The fast path. SafeConstructor builds every value through a generator per mapping and a
+    # dict lookup per node; for plain mappings, sequences, strings, decimal integers, booleans and
+    # nulls (nearly all of a Kubernetes manifest) `construct_document` builds them directly and
+    # hands everything else (merge keys, floats, timestamps, octal or sexagesimal integers,
+    # explicit tags, complex keys) to SafeConstructor unchanged, so every value is the one
+    # SafeConstructor would build. A node met twice (an alias) is built once: the same object.
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._built: dict[yaml.Node, Any] = {}
+        try:
+            data = self._construct(node)
+            while self.state_generators:
+                generators, self.state_generators = self.state_generators, []
+                for generator in generators:
+                    for _ in generator:
+                        pass
+        finally:
+            self.constructed_objects = {}
+            self.recursive_objects = {}
+            self.deep_construct = False
+            self._built = {}
+        return data
+
+    def _construct(self, node: yaml.Node) -> Any:
+        tag = node.tag
+        if type(node) is yaml.ScalarNode:
+            value = node.value
+            if tag == _STR_TAG:
+                return value
+            if tag == _INT_TAG and _DECIMAL_INT.match(value):
+                return int(value)
+            if tag == _NULL_TAG:
+                return None
+            if tag == _BOOL_TAG:
+                return self.bool_values[value.lower()]
+            return self.construct_object(node, deep=True)
+        built = self._built.get(node, _UNBUILT)
+        if built is not _UNBUILT:
+            return built
+        if type(node) is yaml.MappingNode and tag == _MAP_TAG:
+            pairs = node.value
+            if all(type(k) is yaml.ScalarNode and k.tag != _MERGE_TAG for k, _ in pairs):
+                out: dict[Any, Any] = {}
+                self._built[node] = out
+                for k, v in pairs:
+                    out[self._construct(k)] = self._construct(v)
+                if len(out) != len(pairs):
+                    self._record_duplicates(node)
+                return out
+        elif type(node) is yaml.SequenceNode and tag == _SEQ_TAG:
+            items: list[Any] = []
+            self._built[node] = items
+            items.extend(self._construct(v) for v in node.value)
+            return items
+        built = self.construct_object(node, deep=True)
+        self._built[node] = built
+        return built
+
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: Any) -> str:
+        """The implicit tag of a plain scalar depends on its text alone: resolved once per text."""
+        if kind is yaml.ScalarNode and implicit[0]:
+            tag = _PLAIN_TAGS.get(value)
+            if tag is None:
+                tag = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+                if len(_PLAIN_TAGS) >= _LEAF_LIMIT:
+                    _PLAIN_TAGS.clear()
+                _PLAIN_TAGS[value] = tag
+            return tag
+        return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call, no-any-return]
 
     def flatten_mapping(self, node: yaml.MappingNode) -> None:
         if node not in self._checked:

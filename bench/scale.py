@@ -1,0 +1,210 @@
+"""Benchmarks at fleet scale (issue 15): memory per device, ingest time, per-pod cost at 10,000 nodes.
+
+Devices are shaped as NVIDIA's GPU DRA driver publishes them: eleven attributes (architecture,
+brand, CUDA compute capability and driver version, driver version, index, minor, product name,
+type, UUID, PCIe root) and a memory capacity each, eight per node in one ResourceSlice.
+
+- **simulate ingest**: `tessera simulate` as a subprocess on a cluster file of N nodes and an
+  empty workload, as YAML and as a `kubectl get -o json` List: wall time and peak RSS (the
+  process's `ru_maxrss`). RSS per device is (peak - peak of the same run on one node) / devices,
+  so the interpreter, imports and the schemas are the fixed base.
+- **serve initial list**: in one process, the bytes of a ResourceSlice list and a Node list as the
+  API server sends them, parsed as `Kube` parses them (orjson), handed to the informer store and
+  the cluster state, and the first decision-ready Session built; then one slice changed (a watch
+  MODIFIED event) and the Session rebuilt: informer event to decision-ready.
+- **simulate at scale**: N nodes x 8 GPUs and 4N pods of 1-8 GPUs (`bench.workloads.mixed_pods`),
+  most refused once the cluster is full, through the CLI.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import orjson
+import yaml
+
+from bench.workloads import mixed_pods
+
+Obj = dict[str, Any]
+DRIVER = "gpu.nvidia.com"
+DEVICES_PER_NODE = 8
+
+
+def nvidia_gpu(i: int, node: int) -> Obj:
+    return {"name": f"gpu-{i}", "attributes": {
+        "architecture": {"string": "Hopper"}, "brand": {"string": "Nvidia"},
+        "cudaComputeCapability": {"version": "9.0.0"}, "cudaDriverVersion": {"version": "12.8.0"},
+        "driverVersion": {"version": "570.124.6"}, "index": {"int": i}, "minor": {"int": i},
+        "productName": {"string": "NVIDIA H100 80GB HBM3"}, "type": {"string": "gpu"},
+        "uuid": {"string": f"GPU-{node:08x}-{i:04x}-4c3b-9a1e-{node * 8 + i:012x}"},
+        "resource.kubernetes.io/pcieRoot": {"string": f"pci0000:{0x18 + 0x20 * (i // 2):02x}"}},
+        "capacity": {"memory": {"value": "81559Mi"}}}
+
+
+def nvidia_node(n: int) -> list[Obj]:
+    name = f"node-{n:05d}"
+    return [{"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}},
+            {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice", "metadata": {"name": f"{name}-gpu.nvidia.com-x7k2p"},
+             "spec": {"driver": DRIVER, "pool": {"name": name, "generation": 1, "resourceSliceCount": 1}, "nodeName": name,
+                      "devices": [nvidia_gpu(i, n) for i in range(DEVICES_PER_NODE)]}}]
+
+
+def gpu_class() -> Obj:
+    return {"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", "metadata": {"name": "gpu"},
+            "spec": {"selectors": [{"cel": {"expression": f'device.driver == "{DRIVER}"'}}]}}
+
+
+def fleet(nodes: int) -> list[Obj]:
+    out = [gpu_class()]
+    for n in range(nodes):
+        out += nvidia_node(n)
+    return out
+
+
+def write_fleet(path: pathlib.Path, nodes: int, fmt: str) -> None:
+    objs = fleet(nodes)
+    if fmt == "json":
+        path.write_bytes(orjson.dumps({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": objs}))
+    else:
+        with path.open("w") as f:
+            yaml.dump_all(objs, f, Dumper=yaml.CSafeDumper, sort_keys=False)
+
+
+# Runs the CLI and reports its own peak RSS (VmHWM, which starts afresh at exec; a child's
+# ru_maxrss would include the RSS of this process at fork).
+_MEASURED = """
+import atexit, sys
+def _report():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            sys.stderr.write("\\nVmHWM " + line.split()[1] + "\\n")
+atexit.register(_report)
+from scheduler.cli import main
+sys.argv = ["tessera", *sys.argv[1:]]
+sys.exit(main())
+"""
+
+
+def run_measured(args: list[str]) -> tuple[float, int, bytes]:
+    """(seconds, peak RSS in bytes, stdout) of `tessera ARGS` in a subprocess."""
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _MEASURED, *args], capture_output=True, check=False)
+    seconds = time.perf_counter() - t
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"tessera {args}: exit {proc.returncode}: {proc.stderr[-500:]!r}")
+    hwm = [line for line in proc.stderr.decode().splitlines() if line.startswith("VmHWM ")]
+    return seconds, int(hwm[-1].split()[1]) * 1024, proc.stdout
+
+
+def bench_simulate_ingest(nodes: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"nodes": nodes, "devices": nodes * DEVICES_PER_NODE}
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = pathlib.Path(tmp) / "empty.yaml"
+        empty.write_text("")
+        for fmt in ("yaml", "json"):
+            base_file, big_file = pathlib.Path(tmp) / f"base.{fmt}", pathlib.Path(tmp) / f"fleet.{fmt}"
+            write_fleet(base_file, 1, fmt)
+            write_fleet(big_file, nodes, fmt)
+            args = ["simulate", "--workload", str(empty), "--format", "json"]
+            _, base_rss, _ = run_measured([*args, "--cluster", str(base_file)])
+            seconds, rss, _ = run_measured([*args, "--cluster", str(big_file)])
+            base_seconds, _, _ = run_measured([*args, "--cluster", str(base_file)])
+            devices = (nodes - 1) * DEVICES_PER_NODE
+            out[fmt] = {"file_mb": round(big_file.stat().st_size / 2**20, 1), "seconds": round(seconds, 2),
+                        "seconds_over_base": round(seconds - base_seconds, 2),
+                        "peak_rss_mb": round(rss / 2**20), "base_rss_mb": round(base_rss / 2**20),
+                        "rss_per_device_kb": round((rss - base_rss) / devices / 1024, 2)}
+    return out
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def serve_list(nodes: int) -> dict[str, Any]:
+    """In this process (run it in a fresh one: `python -m bench.scale serve-list N`)."""
+    from scheduler.informer import Store
+    from scheduler.metrics import Metrics  # noqa: F401  (imported as serve imports it)
+    from scheduler.resources import NODES, RESOURCE_SLICES
+    from scheduler.state import ClusterState
+
+    objs = fleet(nodes)
+    bodies = {kind: orjson.dumps({"apiVersion": "v1", "kind": f"{kind}List", "metadata": {"resourceVersion": "1"},
+                                  "items": [dict(o, metadata={**o["metadata"], "resourceVersion": str(i + 2)})
+                                            for i, o in enumerate(objs) if o["kind"] == kind]})
+              for kind in ("Node", "ResourceSlice")}
+    changed = next(o for o in objs if o["kind"] == "ResourceSlice")
+    changed = {**changed, "metadata": {**changed["metadata"], "resourceVersion": str(10 * len(objs))}}
+    changed["spec"] = {**changed["spec"], "pool": {**changed["spec"]["pool"], "generation": 2}}
+    del objs
+    gc.collect()
+    base = _rss()
+    state = ClusterState()
+    stores = {NODES.kind: Store(NODES, state.on_event), RESOURCE_SLICES.kind: Store(RESOURCE_SLICES, state.on_event)}
+    t = time.perf_counter()
+    for kind, body in bodies.items():
+        listed = orjson.loads(body)
+        stores[kind].replace(list(listed.get("items") or []))
+        del listed
+    state.session()
+    seconds = time.perf_counter() - t
+    bodies.clear()
+    gc.collect()
+    rss = _rss()
+    t = time.perf_counter()
+    stores[RESOURCE_SLICES.kind].apply("MODIFIED", orjson.loads(orjson.dumps(changed)))
+    state.session()
+    update = time.perf_counter() - t
+    devices = nodes * DEVICES_PER_NODE
+    return {"nodes": nodes, "devices": devices, "seconds": round(seconds, 2), "rss_per_device_kb": round((rss - base) / devices / 1024, 2),
+            "slice_update_to_ready_ms": round(update * 1000, 1)}
+
+
+def bench_serve_list(nodes: int) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-m", "bench.scale", "serve-list", str(nodes)], capture_output=True, check=True,
+                          cwd=pathlib.Path(__file__).resolve().parent.parent)
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def bench_simulate_scale(nodes: int, pods: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        c, w = pathlib.Path(tmp) / "cluster.json", pathlib.Path(tmp) / "workload.yaml"
+        write_fleet(c, nodes, "json")
+        workload = mixed_pods(pods)  # its templates ask for class "gpu", which `fleet` defines for this driver
+        w.write_text(yaml.dump_all(workload, Dumper=yaml.CSafeDumper, sort_keys=False))
+        seconds, rss, stdout = run_measured(["simulate", "--cluster", str(c), "--workload", str(w), "--format", "json"])
+    result = json.loads(stdout)
+    placed = sum(1 for p in result["pods"] if p["node"])
+    return {"nodes": nodes, "pods": pods, "seconds": round(seconds, 2), "pods_per_s": round(pods / seconds),
+            "placed": placed, "refused": pods - placed, "peak_rss_mb": round(rss / 2**20)}
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    nodes = 1000 if quick else 10_000
+    return {"simulate_ingest": bench_simulate_ingest(nodes), "serve_list": bench_serve_list(nodes),
+            "simulate_scale": bench_simulate_scale(nodes // 10 if quick else 10_000, 4 * (nodes // 10 if quick else 10_000))}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "serve-list":
+        print(json.dumps(serve_list(int(sys.argv[2]))))
+    elif len(sys.argv) >= 2 and sys.argv[1] in ("ingest", "scale", "serve"):
+        n = int(sys.argv[2]) if len(sys.argv) >= 3 else 10_000
+        if sys.argv[1] == "ingest":
+            print(json.dumps(bench_simulate_ingest(n), indent=2))
+        elif sys.argv[1] == "serve":
+            print(json.dumps(bench_serve_list(n), indent=2))
+        else:
+            print(json.dumps(bench_simulate_scale(n, 4 * n), indent=2))
+    else:
+        print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
