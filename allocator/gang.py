@@ -37,14 +37,17 @@ from __future__ import annotations
 import itertools
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from math import prod
+from typing import Literal
 
 from topology.config import HOSTNAME, PREFERRED_ANNOTATION, REQUIRED_ANNOTATION, SLICE_SHAPE_ANNOTATION
 from topology.hierarchy import ROOT, Domain, Hierarchy, describe
 from topology.torus import FreeGrid, ShapeError, compact_shapes, format_shape, parse_shape
 
 from .model import DeviceKey, GroupTopology, ObjectKey, Pod, PodGroup
+from .nodeselector import milli
+from .pipeline import NATIVE_RESOURCES
 from .placement import Commit, Decision, Placed, Prepared, Session, Unschedulable
 from .selection import Selector, matches
 
@@ -652,3 +655,64 @@ def _largest_free_box(grid: FreeGrid, shape: tuple[int, ...]) -> str | None:
 def _candidate_shapes(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     dims = [sorted({1, 2, 4, 8, 16} | {n}) for n in shape]
     return [combo for combo in itertools.product(*dims) if all(c <= n for c, n in zip(combo, shape, strict=True))]
+
+
+# --- Volcano's enqueue -----------------------------------------------------------------------------
+
+def enqueue_problem(session: Session, group: PodGroup) -> str | None:
+    """Why a Volcano PodGroup may not be admitted (phase `Inqueue`) yet, or None: Volcano's
+    enqueue action admits a group once its `minResources` fit in what the cluster has idle, and
+    a Volcano Job's controller creates the pods only then. Tessera has no queues (`spec.queue` is
+    not weighed): idle is the schedulable nodes' allocatable minus the requests of the pods placed
+    on them. A resource no node reports is none for an extended resource (a device plugin's
+    `nvidia.com/gpu`) and not checked for a native one (a node file may leave allocatable out)."""
+    if not group.min_resources:
+        return None
+    short = []
+    for res, q in sorted(group.min_resources.items()):
+        want = milli(q.value)
+        idle, reported = 0, False
+        for node in session.cluster.nodes:
+            cap = node.allocatable.get(res)
+            if cap is None or node.unschedulable:
+                continue
+            reported = True
+            idle += max(0, cap - session.pods.usage.get(node.name, {}).get(res, 0))
+        if not reported and res in NATIVE_RESOURCES:
+            continue
+        if idle < want:
+            short.append(f"{res}: {q} wanted, {_amount(idle)} idle")
+    if not short:
+        return None
+    return (f"PodGroup {group.ref}: spec.minResources do not fit in what the cluster has idle ({'; '.join(short)}); "
+            "it stays Pending until they do")
+
+
+def _amount(milli_units: int) -> str:
+    whole, rest = divmod(milli_units, 1000)
+    return str(whole) if not rest else f"{milli_units}m"
+
+
+# --- enough members --------------------------------------------------------------------------------
+
+def gang_waits(group: PodGroup, members: Sequence[Pod]) -> tuple[str, Literal["members", "tasks"]] | None:
+    """Why a gang is not decided yet, and what it waits for, or None once enough members exist:
+    `members` are those pending and those holding a place (bound or being bound), as `minMember`
+    and Volcano's `minTaskMember` count them."""
+    if len(members) < group.min_member:
+        return f"gang {group.ref}: {len(members)} pod(s) exist, waiting for minMember {group.min_member}", "members"
+    have = Counter(p.task for p in members)
+    short = [f"task {t}: {have[t]} of {n}" for t, n in sorted(group.min_task_member.items()) if have[t] < n]
+    if short:
+        return f"gang {group.ref}: {'; '.join(short)} pod(s) exist, waiting for minTaskMember", "tasks"
+    return None
+
+
+def still_needed(group: PodGroup, placed: Sequence[Pod]) -> PodGroup:
+    """The gang as its pending members must satisfy it, next to the members already placed:
+    `minMember` and each task's minimum less what is placed (at least one pod)."""
+    if not placed:
+        return group
+    tasks = Counter(p.task for p in placed)
+    return replace(group, min_member=max(1, group.min_member - len(placed)),
+                   min_task_member={t: n - tasks[t] for t, n in group.min_task_member.items() if n > tasks[t]})

@@ -23,6 +23,7 @@ from allocator.placement import POLICIES
 from allocator.search import DEFAULT_BUDGET
 
 from .gangplan import PLAN_TIMEOUT
+from .kube import DEFAULT_BURST, DEFAULT_QPS
 from .limits import DEFAULT_MAX_BODY
 from .loader import Config, InputError, load_config, load_inputs
 from .progress import Progress
@@ -191,6 +192,15 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     srv.add_argument("--gang-plan-timeout", type=float, default=PLAN_TIMEOUT, metavar="SECONDS",
                      help="how long kube-scheduler has to bind every member of a planned gang before the plan is "
                           "taken back and made again (default: 60)")
+    srv.add_argument("--kube-api-qps", type=float, default=DEFAULT_QPS, metavar="QPS",
+                     help="client-side limit on API requests per second, watches excluded (kube-scheduler's "
+                          "clientConnection.qps; 0: none; default: 1000, about 300 pods/s of writes)")
+    srv.add_argument("--kube-api-burst", type=int, default=DEFAULT_BURST, metavar="N",
+                     help="requests allowed at once above the rate (clientConnection.burst; default: 2000)")
+    srv.add_argument("--no-volcano-enqueue", action="store_true",
+                     help="do not admit Volcano PodGroups (phase Inqueue once their minResources fit), which a "
+                          "Volcano Job waits for before creating its pods; for clusters where Volcano's own scheduler "
+                          "and queues admit them")
     srv.add_argument("--admission-port", type=int, default=0, metavar="PORT",
                      help="also serve the admission webhook (/mutate) on this port, over the same TLS certificate "
                           "but without asking for client certificates (the API server presents none); 0: only on "
@@ -431,6 +441,10 @@ def _serve(args: argparse.Namespace) -> int:
     from .service import Options
     from .tls import ServingTLS, TLSFileError, check_flags
 
+    if args.kube_api_qps < 0 or args.kube_api_burst < 1:
+        print(f"tessera serve: --kube-api-qps must be 0 (no limit) or positive, got {args.kube_api_qps}, and "
+              f"--kube-api-burst at least 1, got {args.kube_api_burst}", file=sys.stderr)
+        return EXIT_INPUT
     if not 0 < args.gang_plan_timeout <= 86400:
         print(f"tessera serve: --gang-plan-timeout must be between 0 and 86400 seconds, got {args.gang_plan_timeout}",
               file=sys.stderr)
@@ -484,10 +498,11 @@ def _serve(args: argparse.Namespace) -> int:
                       advertise_url=_advertise_url(args.advertise_address or os.environ.get("POD_IP"), args.port,
                                                    tls is not None),
                       gang_scheduler_names=tuple(dict.fromkeys(args.gang_scheduler_name)),
-                      plan_timeout=args.gang_plan_timeout)
+                      plan_timeout=args.gang_plan_timeout, volcano_enqueue=not args.no_volcano_enqueue)
     try:
         return asyncio.run(run(options, args.kubeconfig, args.bind_address, args.port, args.metrics_port, tls,
-                               ui=not args.no_ui, admission_port=args.admission_port))
+                               ui=not args.no_ui, admission_port=args.admission_port,
+                               qps=args.kube_api_qps, burst=args.kube_api_burst))
     except KeyboardInterrupt:  # pragma: no cover
         return 130
     except StartupError as e:

@@ -20,22 +20,30 @@ the API. A pod is ours while it is unbound, not gated, not terminating and not f
   written in the background, one write per group at a time, the latest report winning.
 - Unschedulable pods get `PodScheduled=False` and a `FailedScheduling` event, once per distinct
   reason (a pod retried for the same reason is not reported again), and back off.
-- Preemption (single pods; not gangs yet): a pod that cannot be placed, whose priority (Priority
-  admission's, `allocator.priority.effective_priority`, with the watched PriorityClasses) is above
-  some bound pod's `spec.priority` and whose preemptionPolicy is not Never, asks `preempt_pod`
-  on the engine thread (in the same decision) for the minimal victims. If it helps, the pod is
-  *nominated*: its `status.nominatedNodeName` is set, and each victim gets the `DisruptionTarget`
-  condition (reason `PreemptionByScheduler`), a `Preempted` event, and is deleted with its grace
-  period (DELETE, uid precondition; no Eviction API, so PodDisruptionBudgets are not consulted).
-  A failed victim write is retried `VICTIM_ATTEMPTS` times, then logged and counted.
-  The hold: while a nomination stands, no pod of lower or equal priority (other than the nominee)
-  is placed on the nominated node: a decision landing there is rolled back and made again
-  without that node (a gang is refused while any member would land on such a node). The nominee
-  waits (no backoff) and is woken when a victim is deleted or a claim freed, then decided
-  normally: the usual decision never hands out devices still allocated. The nomination ends when
-  the nominee is bound, deleted or no longer ours, or `HOLD_TIMEOUT` seconds (plus the victims'
-  grace periods) after it was made; `FAILED_HOLD_TIMEOUT` after a victim could not be deleted.
-  While its victims still exist the nominee does not preempt again.
+- Preemption: a pod that cannot be placed, whose priority (Priority admission's,
+  `allocator.priority.effective_priority`, with the watched PriorityClasses) is above some bound
+  pod's `spec.priority` and whose preemptionPolicy is not Never, asks `preempt_pod` on the engine
+  thread (in the same decision) for the minimal victims; a gang none of whose members holds a
+  place asks `preempt_gang` the same way, at its lowest member's priority (none if a member's
+  policy is Never), as `simulate` does. The watched PodDisruptionBudgets (`allocator.pdb`) order
+  the candidates (`pdb_violations`). If it helps, the pod (each member) is *nominated*: its
+  `status.nominatedNodeName` is set, and exactly the victims the engine named are evicted: the
+  `DisruptionTarget` condition (reason `PreemptionByScheduler`), a `Preempted` event, and DELETE
+  with the grace period and a uid precondition (`Writer.preempt`); or, for a pod a budget covers,
+  the Eviction API (`Writer.evict`), which the API server refuses with 429 while the budget allows
+  nothing. A failed (or refused) victim write is retried `VICTIM_ATTEMPTS` times, then logged,
+  counted, said on the preemptor when refused, and the hold shortened to `FAILED_HOLD_TIMEOUT`.
+  The hold: while a nomination stands, no pod of lower or equal priority (other than the nominee
+  and the members of its gang) is placed on the nominated node: a decision landing there is
+  rolled back and made again without that node (a gang is refused while any member would land on
+  such a node). The nominee waits (no backoff) and is woken when a victim is deleted or a claim
+  freed, then decided normally: the usual decision never hands out devices still allocated. The
+  nomination ends when the nominee is bound, deleted (a gang member deleted ends its siblings'
+  nominations too) or no longer ours, or `HOLD_TIMEOUT` seconds (plus the victims' grace periods)
+  after it was made. While its victims still exist the nominee does not preempt again.
+  Nominations survive a restart the way kube-scheduler's nominator does: `sync` reads
+  `status.nominatedNodeName` back from the pending pods of ours (a fresh `HOLD_TIMEOUT`), their
+  victims being the pods terminating on that node with `DisruptionTarget`.
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from allocator.errors import SpecError
-from allocator.gang import Outcome, group_topology, schedule_gang, schedule_pod
+from allocator.gang import Outcome, gang_waits, group_topology, schedule_gang, schedule_pod, still_needed
 from allocator.model import (
     COSCHEDULING_API,
     POD_GROUP_LABEL,
@@ -66,13 +74,14 @@ from allocator.model import (
     PodGroup,
 )
 from allocator.parse import parse_pod_or_error, resolve_pod_group
+from allocator.pdb import covering, violations
 from allocator.placement import Commit, Placed, Session, Unschedulable
-from allocator.preemption import GangRef, Preemption, Running, preempt_pod, running_pods
+from allocator.preemption import GangRef, PdbViolations, Preemption, Running, preempt_gang, preempt_pod, running_pods
 from allocator.priority import NEVER, PREEMPT_LOWER, PodPriority, effective_priority
 
 from .metrics import Metrics
 from .queue import SchedulingQueue
-from .resources import GROUP_KINDS, WORKLOADS
+from .resources import GROUP_KINDS, PDBS, WORKLOADS
 from .state import ClusterState
 from .writer import GroupReport, GroupState, Writer
 
@@ -126,6 +135,12 @@ def _names_a_group(obj: Obj) -> bool:
                 or any(a in (meta.get("annotations") or {}) for a in VOLCANO_GROUP_ANNOTATIONS))
 
 
+def _disrupted(obj: Obj) -> bool:
+    """Whether the pod has the DisruptionTarget condition a preemption sets."""
+    return any(c.get("type") == "DisruptionTarget" and c.get("status") == "True"
+               for c in (obj.get("status") or {}).get("conditions") or [])
+
+
 def _phase(obj: Obj | None) -> Any:
     return ((obj or {}).get("status") or {}).get("phase")
 
@@ -166,6 +181,7 @@ class _Nomination:
     claims: tuple[ObjectKey, ...]  # the claims their eviction deallocates
     expires: float
     failed: int = 0
+    group: GroupKey | None = None  # a gang member's: the gang's nodes are not held against its own members
 
 
 class SecondaryScheduler:
@@ -204,7 +220,30 @@ class SecondaryScheduler:
             self._track(pod)
         for key in list(self.state.claims):
             self._tidy_if_leftover(key)
+        if self.preemption:
+            self._renominate()
         self._kick.set()
+
+    def _renominate(self) -> None:
+        """Nominations an earlier Tessera (or another leader) made, as kube-scheduler's nominator
+        re-reads them: a pending pod of ours with `status.nominatedNodeName` holds that node
+        again, for a fresh `HOLD_TIMEOUT`, waiting for the pods still terminating there after a
+        preemption (`DisruptionTarget` set) and for the claims only they use."""
+        for key, (pod, raw) in list(self.state.pods.items()):
+            node = ((raw.get("status") or {}).get("nominatedNodeName")) or ""
+            if not node or key in self._nominations or not self.ours(pod) or self.state.is_assumed(key):
+                continue
+            victims = {vk: v.uid for vk, (v, vraw) in self.state.pods.items()
+                       if v.node_name == node and v.deleting and _disrupted(vraw)}
+            uids = {(vk[1], uid) for vk, uid in victims.items()}
+            claims = tuple(sorted(ck for ck, (c, _) in self.state.claims.items() if c.allocation is not None
+                                  and c.reserved_for and all((r.name, r.uid) in uids for r in c.reserved_for)))
+            gkey = self.state.group_of(pod)
+            g = self.state.groups.get(gkey) if gkey is not None else None
+            self._nominations[key] = _Nomination(pod.uid, str(node), self._priority(pod).value, victims, claims,
+                                                 self.clock() + HOLD_TIMEOUT,
+                                                 group=gkey if isinstance(g, PodGroup) and g.gang else None)
+            log.info("event=nomination-restored pod=%s node=%s victims=%d", pod.ref, node, len(victims))
 
     def _tidy_if_leftover(self, key: ObjectKey) -> None:
         raw = self.state.raw_claim(key)
@@ -252,6 +291,8 @@ class SecondaryScheduler:
             self.queue.cluster_changed()
         elif kind in ("Node", "ResourceSlice") and event == "DELETED":
             return  # less capacity never makes a pod fit
+        elif kind == PDBS.kind:
+            return  # a budget only orders the victims of the next preemption
         else:
             self.queue.cluster_changed()  # nodes, slices, classes, templates, namespaces
         self._kick.set()
@@ -409,7 +450,7 @@ class SecondaryScheduler:
             self.metrics.attempts.labels("waiting").inc()
             self.queue.wait(pod.key)
         elif pre is not None and pre.ok:
-            self._nominate(pod, prio, pre, d.reason)
+            self._nominate([pod], prio, pre, d.reason)
         elif pod.key in self._nominations:
             # Its victims are still going: wait for them (woken by their deletion and freed claims).
             self.metrics.attempts.labels("waiting").inc()
@@ -443,11 +484,24 @@ class SecondaryScheduler:
                     self.writer.spawn(self.writer.nominate(hit[0], None))
                 self.queue.wake(key)
 
-    def _held(self, key: ObjectKey, priority: int) -> frozenset[str]:
+    def _held(self, key: ObjectKey, priority: int, group: GroupKey | None = None) -> frozenset[str]:
         """The nodes a pod of this priority may not be placed on: those nominated to pods of
-        higher or equal priority (other than itself)."""
+        higher or equal priority (other than itself and the members of its `group`)."""
         self._expire()
-        return frozenset(n.node for k, n in self._nominations.items() if k != key and n.priority >= priority)
+        return frozenset(n.node for k, n in self._nominations.items()
+                         if k != key and n.priority >= priority and (group is None or n.group != group))
+
+    def _gang_priority(self, members: Sequence[Pod]) -> PodPriority:
+        """A gang preempts at its lowest member's priority (only what is below all of it), and not
+        at all when a member's preemptionPolicy is Never: as `simulate` does."""
+        prios = [self._priority(p) for p in members]
+        if not prios:
+            return PodPriority(0, NEVER)
+        policy = NEVER if any(p.preemption_policy == NEVER for p in prios) else PREEMPT_LOWER
+        return PodPriority(min(p.value for p in prios), policy)
+
+    def _pdb_violations(self) -> PdbViolations | None:
+        return violations(self.state.pdbs.values()) if self.state.pdbs else None
 
     def _victims_pending(self, key: ObjectKey) -> bool:
         n = self._nominations.get(key)
@@ -469,6 +523,11 @@ class SecondaryScheduler:
             log.info("event=nomination-released pod=%s/%s node=%s why=%s", *key, n.node, why)
             self.queue.cluster_changed()  # the node is open again to the pods it was held from
             self._kick.set()
+            if n.group is not None and why == "deleted":
+                # A gang that lost a member cannot land as nominated: its other holds go too.
+                for k, other in list(self._nominations.items()):
+                    if other.group == n.group:
+                        self._release(k, f"gang member {key[0]}/{key[1]} deleted")
 
     def _wake_nominees(self) -> None:
         for key in list(self._nominations):
@@ -487,20 +546,41 @@ class SecondaryScheduler:
         return Outcome({pod.key: Unschedulable(f"{d.reason}; node(s) {', '.join(sorted(held))} held for a pod of higher "
                                                "or equal priority nominated there by preemption", d.warnings)})
 
-    def _preempt(self, session: Session, pod: Pod, prio: PodPriority, held: frozenset[str]) -> Preemption | None:
-        """Whom to evict so the pod fits (engine thread); None when no bound pod has a lower priority."""
+    def _running(self, session: Session) -> dict[ObjectKey, Running]:
+        """The pods preemption may choose from: bound, not terminating, not finished (engine thread)."""
         running: dict[ObjectKey, Running] = {}
         for k, r in running_pods(session, started=self._started).items():
             hit = self.state.pods.get(k)
             if hit is not None and hit[0].node_name is not None and not hit[0].deleting and not hit[0].finished:
                 running[k] = r
+        return running
+
+    def _preempt(self, session: Session, pod: Pod, prio: PodPriority, held: frozenset[str]) -> Preemption | None:
+        """Whom to evict so the pod fits (engine thread); None when no bound pod has a lower priority."""
+        running = self._running(session)
         if not any(r.priority < prio.value for r in running.values()):
             return None
         got = preempt_pod(session, pod, running, priority=prio.value, policy=prio.preemption_policy,
-                          gangs=self._gang_refs(running))
+                          gangs=self._gang_refs(running), pdb_violations=self._pdb_violations())
         node = got.nominated.get(pod.key)
         if node is not None and node in held:
             return Preemption(reason=f"preemption would nominate node {node}, held for another nominated pod")
+        return got
+
+    def _preempt_gang(self, session: Session, group: PodGroup, members: Sequence[Pod], prio: PodPriority,
+                      held: dict[ObjectKey, frozenset[str]]) -> Preemption | None:
+        """Whom to evict so the whole gang fits in one domain (engine thread); None when no bound
+        pod has a priority below the gang's."""
+        running = self._running(session)
+        own = {m.key for m in members}
+        if not any(r.priority < prio.value for k, r in running.items() if k not in own):
+            return None
+        got = preempt_gang(session, group, members, running, priority=prio.value, policy=prio.preemption_policy,
+                           gangs=self._gang_refs(running), pdb_violations=self._pdb_violations())
+        taken = sorted({node for k, node in got.nominated.items() if node in held.get(k, frozenset())})
+        if taken:
+            return Preemption(reason=f"preemption would nominate node(s) {', '.join(taken)}, held for another "
+                                     "nominated pod")
         return got
 
     def _started(self, pod: Pod) -> str:
@@ -518,9 +598,11 @@ class SecondaryScheduler:
                 out[k] = (gkey, g.min_member)
         return out
 
-    def _nominate(self, pod: Pod, prio: PodPriority, pre: Preemption, reason: str) -> None:
-        node = pre.nominated[pod.key]
-        victims: list[tuple[Pod, int | None]] = []
+    def _nominate(self, pods: Sequence[Pod], prio: PodPriority, pre: Preemption, reason: str,
+                  group: GroupKey | None = None) -> None:
+        """Nominates each pod (a single pod, or every member of a gang) to its node and evicts
+        exactly the victims `pre` names, those of them still there."""
+        victims: list[tuple[Pod, int | None, str]] = []  # (pod, its grace period, its node)
         longest = 0
         for v in pre.victims:
             hit = self.state.pods.get(v.pod)
@@ -529,18 +611,33 @@ class SecondaryScheduler:
             g = (hit[1].get("spec") or {}).get("terminationGracePeriodSeconds")
             grace = g if isinstance(g, int) and not isinstance(g, bool) and g >= 0 else None
             longest = max(longest, DEFAULT_GRACE if grace is None else grace)
-            victims.append((hit[0], grace))
-        self._nominations[pod.key] = _Nomination(pod.uid, node, prio.value, {p.key: p.uid for p, _ in victims},
-                                                 tuple(ck for v in pre.victims for ck in v.claims), self.clock() + HOLD_TIMEOUT + longest)
-        self.metrics.attempts.labels("preempting").inc()
-        log.info("event=preempting pod=%s node=%s priority=%d victims=%s", pod.ref, node, prio.value,
-                 ",".join(p.ref for p, _ in victims))
-        self.queue.wait(pod.key)
-        self._report(pod, f"{reason}; preempting {len(victims)} pod(s) of lower priority on node {node}")
-        self.writer.spawn(self._preempt_task(pod, node, victims))
+            victims.append((hit[0], grace, v.node))
+        uids = {p.key: p.uid for p, _, _ in victims}
+        claims = tuple(ck for v in pre.victims for ck in v.claims)
+        expires = self.clock() + HOLD_TIMEOUT + longest
+        nominees = [(p, pre.nominated[p.key]) for p in pods]
+        for p, node in nominees:
+            self._nominations[p.key] = _Nomination(p.uid, node, prio.value, dict(uids), claims, expires, group=group)
+            self.queue.wait(p.key)
+        self.metrics.attempts.labels("preempting").inc(len(nominees))
+        nodes = sorted({node for _, node in nominees})
+        who = pods[0].ref if group is None else f"gang {_ref(group)}"
+        log.info("event=preempting pod=%s node=%s priority=%d victims=%s", who, ",".join(nodes), prio.value,
+                 ",".join(p.ref for p, _, _ in victims))
+        where = f"node {nodes[0]}" if len(nodes) == 1 else f"nodes {', '.join(nodes)}"
+        for p, _ in nominees:
+            self._report(p, f"{reason}; preempting {len(victims)} pod(s) of lower priority on {where}"
+                         + (f" for gang {_ref(group)}" if group is not None else ""))
+        self.writer.spawn(self._preempt_task(nominees, victims))
 
-    async def _preempt_task(self, pod: Pod, node: str, victims: Sequence[tuple[Pod, int | None]]) -> None:
-        async def nominate() -> None:
+    def _covered(self, pod: Pod) -> bool:
+        """Whether a PodDisruptionBudget covers the pod: it is then evicted through the Eviction API."""
+        return bool(self.state.pdbs) and bool(covering(self.state.pdbs.values(), pod))
+
+    async def _preempt_task(self, nominees: Sequence[tuple[Pod, str]], victims: Sequence[tuple[Pod, int | None, str]]) -> None:
+        by = nominees[0][0]  # whom a victim's event names: the nominee on its node, else the first
+
+        async def nominate(pod: Pod, node: str) -> None:
             delay = REPORT_BACKOFF
             for attempt in range(REPORT_ATTEMPTS):
                 if attempt:
@@ -549,9 +646,11 @@ class SecondaryScheduler:
                 if pod.key not in self._nominations or await self.writer.nominate(pod, node):
                     return
 
-        async def evict(victim: Pod, grace: int | None) -> None:
+        async def evict(victim: Pod, grace: int | None, node: str) -> None:
+            pod = next((p for p, n in nominees if n == node), by)
             delay = REPORT_BACKOFF
             why: str | None = None
+            refused = False
             for attempt in range(VICTIM_ATTEMPTS):
                 if attempt:
                     await asyncio.sleep(delay)
@@ -559,18 +658,29 @@ class SecondaryScheduler:
                     hit = self.state.pods.get(victim.key)
                     if hit is None or hit[0].uid != victim.uid:
                         return  # gone meanwhile
-                why = await self.writer.preempt(victim, grace, pod, node)
+                    victim = hit[0]
+                if self._covered(victim):
+                    why, refused = await self.writer.evict(victim, grace, pod, node)
+                else:
+                    why, refused = await self.writer.preempt(victim, grace, pod, node), False
                 if why is None:
                     log.info("event=preempted pod=%s node=%s by=%s", victim.ref, node, pod.ref)
                     return
+                if refused:
+                    log.info("event=eviction-refused pod=%s node=%s by=%s attempt=%d error=%r", victim.ref, node,
+                             pod.ref, attempt + 1, why)
             log.warning("event=preemption-failed pod=%s node=%s by=%s error=%r", victim.ref, node, pod.ref, why)
-            self.metrics.attempts.labels("preemption-failed").inc()
-            n = self._nominations.get(pod.key)
-            if n is not None and n.uid == pod.uid:
-                n.failed += 1
-                n.expires = min(n.expires, self.clock() + FAILED_HOLD_TIMEOUT)
+            self.metrics.attempts.labels("eviction-refused" if refused else "preemption-failed").inc()
+            for p, _ in nominees:
+                n = self._nominations.get(p.key)
+                if n is not None and n.uid == p.uid:
+                    n.failed += 1
+                    n.expires = min(n.expires, self.clock() + FAILED_HOLD_TIMEOUT)
+                    if refused:
+                        self._report(p, f"preemption: the eviction of pod {victim.ref} was refused (its "
+                                        f"PodDisruptionBudget allows no disruption now): {why}")
 
-        await asyncio.gather(nominate(), *(evict(v, g) for v, g in victims))
+        await asyncio.gather(*(nominate(p, n) for p, n in nominees), *(evict(v, g, n) for v, g, n in victims))
 
     async def _attempt_group(self, pod: Pod, gkey: GroupKey) -> None:
         """The pod with its group, under simulate's rules (see the module docstring)."""
@@ -609,28 +719,30 @@ class SecondaryScheduler:
                 await self._decide_group(gkey, group, pending)
             return
         placed = [p for p in members if self._holds_place(p)]
-        have = len(pending) + len(placed)
-        if have < group.min_member:
-            self._hold(pending, f"gang {ns}/{name}: {have} pod(s) exist, waiting for minMember {group.min_member}",
-                       gkey, "members")
+        waits = gang_waits(group, [*pending, *placed])
+        if waits is not None:
+            self._hold(pending, waits[0], gkey, waits[1])
             return
-        tasks_have = Counter(p.task for p in [*pending, *placed])
-        short = [f"task {t}: {tasks_have[t]} of {n}" for t, n in sorted(group.min_task_member.items()) if tasks_have[t] < n]
-        if short:
-            self._hold(pending, f"gang {ns}/{name}: {'; '.join(short)} pod(s) exist, waiting for minTaskMember",
-                       gkey, "tasks")
-            return
-        tasks_placed = Counter(p.task for p in placed)
-        effective = dataclasses.replace(
-            group, min_member=max(1, group.min_member - len(placed)),
-            min_task_member={t: n - tasks_placed[t] for t, n in group.min_task_member.items() if n > tasks_placed[t]})
-        await self._decide_group(gkey, effective, pending)
+        await self._decide_group(gkey, still_needed(group, placed), pending)
 
     async def _decide_group(self, gkey: GroupKey, group: PodGroup, pending: Sequence[Pod]) -> None:
-        """Places the pending members together (`schedule_gang`), next to the members already placed."""
-        held = {p.key: self._held(p.key, self._priority(p).value) for p in pending}
+        """Places the pending members together (`schedule_gang`), next to the members already placed;
+        a gang none of which holds a place preempts as a whole when it cannot be placed."""
+        held = {p.key: self._held(p.key, self._priority(p).value, gkey) for p in pending}
+        prio = self._gang_priority(pending)
+        may_preempt = (group.gang and self.preemption and prio.preemption_policy != NEVER and not self._any_placed(gkey)
+                       and not any(self._victims_pending(p.key) for p in pending))
+        pre: Preemption | None = None
 
         def decide(_: object) -> tuple[list[Pod], Outcome | None]:
+            nonlocal pre
+            fresh, out = place(_)
+            if out is not None and may_preempt and fresh and out.placed == 0 and len(fresh) == len(pending) and \
+                    not any(isinstance(d, Unschedulable) and d.waiting for d in out.decisions.values()):
+                pre = self._preempt_gang(self.state.session(), group, fresh, prio, held)
+            return fresh, out
+
+        def place(_: object) -> tuple[list[Pod], Outcome | None]:
             # The members as the state is now: an event may have landed since they were taken.
             fresh = [f for p in pending if (f := self._fresh(p.key)) is not None]
             running = sorted({node for p in self.state.members(gkey) if (node := self._place_of(p)) is not None})
@@ -664,6 +776,24 @@ class SecondaryScheduler:
             self.metrics.attempts.labels("waiting").inc(len(fresh))
             return
         self.metrics.allocator.labels("gang").observe(time.perf_counter() - t0)
+        if pre is not None and pre.ok:
+            self.metrics.gangs.labels("preempting").inc()
+            first = next(iter(out.decisions.values()))
+            self._nominate(fresh, prio, pre, _head(first.reason) if isinstance(first, Unschedulable) else "", gkey)
+            self._say_group(gkey, "unschedulable", f"gang {_ref(gkey)}: preempting {len(pre.victims)} pod(s) of lower "
+                                                   f"priority to land in {pre.where}")
+            return
+        if out.placed == 0 and any(p.key in self._nominations for p in fresh) and \
+                any(self._victims_pending(p.key) for p in fresh):
+            # Its victims are still going: wait for them (woken by their deletion and freed claims).
+            for p in fresh:
+                self.queue.wait(p.key)
+            self.metrics.attempts.labels("waiting").inc(len(fresh))
+            return
+        if pre is not None and pre.reason:
+            out = dataclasses.replace(out, decisions={k: Unschedulable(f"{d.reason}; {pre.reason}", d.warnings)
+                                                      if isinstance(d, Unschedulable) else d
+                                                      for k, d in out.decisions.items()})
         self._group_result(gkey, group, fresh, out)
 
     def _group_result(self, gkey: GroupKey, group: PodGroup, pending: Sequence[Pod], out: Outcome) -> None:

@@ -21,7 +21,7 @@ class Metrics:
         self.writes = Counter("tessera_api_writes_total", "API writes, by what and outcome (ok, conflict, error).",
                               ["what", "outcome"], registry=r)
         self.retries = Counter("tessera_api_write_retries_total", "Writes retried after a 409 Conflict.", ["what"], registry=r)
-        self.gangs = Counter("tessera_gang_outcomes_total", "Gang decisions, by outcome (placed, refused, waiting).",
+        self.gangs = Counter("tessera_gang_outcomes_total", "Gang decisions, by outcome (placed, refused, waiting, preempting).",
                              ["outcome"], registry=r)
         self.queue = Gauge("tessera_queue_depth", "Pods waiting in the secondary scheduler's queue, by state.",
                            ["state"], registry=r)

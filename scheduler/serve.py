@@ -23,7 +23,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from .app import admission_app, extender_app, health_app
-from .kube import Kube, StartupError
+from .kube import DEFAULT_BURST, DEFAULT_QPS, Kube, KubeCollector, StartupError
 from .service import Options, Service
 from .tls import ServingTLS, TLSFileError
 from .ui import LiveSource, add_ui
@@ -99,7 +99,8 @@ def _free(host: str, port: int) -> None:
 
 
 async def run(options: Options, kubeconfig: str | None, host: str, port: int, metrics_port: int,
-              tls: ServingTLS | None = None, ui: bool = True, admission_port: int = 0) -> int:
+              tls: ServingTLS | None = None, ui: bool = True, admission_port: int = 0,
+              qps: float = DEFAULT_QPS, burst: int = DEFAULT_BURST) -> int:
     """Serves until SIGTERM; the extender port over HTTPS with `tls`, else plain HTTP; with `ui`,
     also the web UI (/ui/) and its API (/api/v1/) on that port. With `admission_port`, the gang
     admission webhook also on that port, over the same certificate without client certificates
@@ -112,13 +113,14 @@ async def run(options: Options, kubeconfig: str | None, host: str, port: int, me
             options = dataclasses.replace(options, forward_ssl=tls.peer_context())
         except TLSFileError as e:  # the files changed since they were checked
             raise StartupError(str(e)) from None
-    kube = await Kube.connect(kubeconfig)
+    kube = await Kube.connect(kubeconfig, qps=qps, burst=burst)
     try:
         await kube.check()
     except StartupError:
         await kube.close()
         raise
     service = Service(kube, options)
+    service.metrics.registry.register(KubeCollector(kube))  # the client's requests, waits and retries
     await service.start()
     mount = functools.partial(add_ui, source=LiveSource(service.state, options.scheduler_name, service.ready,
                                                         service.unsynced)) if ui else None

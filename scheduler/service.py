@@ -15,6 +15,7 @@ from allocator.podspec import SpreadConstraint
 from topology import TopologyConfig
 
 from .admission import Admission
+from .enqueue import Enqueuer
 from .extender import Extender, Forwarder, forward_timeout
 from .gangplan import PLAN_TIMEOUT, GangPlanner
 from .informer import Reflector
@@ -60,6 +61,7 @@ class Options:
     # whose group members Tessera gates (/mutate) and plans. Empty: neither (secondary scheduler only).
     gang_scheduler_names: tuple[str, ...] = ()
     plan_timeout: float = PLAN_TIMEOUT
+    volcano_enqueue: bool = True  # admit memberless Volcano PodGroups (Inqueue) whose minResources fit (scheduler/enqueue.py)
 
 
 class Service:
@@ -73,6 +75,7 @@ class Service:
                              options.binding_timeout, options.binding_poll, volume_bind_timeout=options.volume_bind_timeout)
         self.scheduler = SecondaryScheduler(self.state, self.writer, self.metrics, options.scheduler_name)
         self.writer.may_wait = self.scheduler.leading.is_set
+        self.enqueuer = Enqueuer(self.state, self.writer, self.scheduler.leading.is_set) if options.volcano_enqueue else None
         self.planner: GangPlanner | None = None
         self.admission: Admission | None = None
         if options.gang_scheduler_names:
@@ -121,6 +124,8 @@ class Service:
         self.scheduler.leading.set()
         if self.planner is not None:
             self.planner.leading.set()
+        if self.enqueuer is not None:
+            self.enqueuer.sync()
 
     def _step_down(self) -> None:
         self.scheduler.leading.clear()

@@ -29,14 +29,14 @@ preemptor is placed on the node it was nominated to. Evicted workload pods are n
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from allocator.cel import Backend
 from allocator.errors import SpecError
-from allocator.gang import schedule_gang, schedule_pod
+from allocator.gang import gang_waits, schedule_gang, schedule_pod
 from allocator.model import (
     COSCHEDULING_API,
     POD_GROUP_LABEL,
@@ -69,9 +69,19 @@ from allocator.parse import (
     parse_workload,
     resolve_pod_group,
 )
+from allocator.pdb import DisruptionBudget, covering, parse_pdb, violations, with_status
 from allocator.placement import Cluster, Commit, Decision, Placed, Policy, Session, Unschedulable
 from allocator.podspec import SpreadConstraint
-from allocator.preemption import GangRef, Preemption, Running, Victim, preempt_gang, preempt_pod, running_pods
+from allocator.preemption import (
+    GangRef,
+    PdbViolations,
+    Preemption,
+    Running,
+    Victim,
+    preempt_gang,
+    preempt_pod,
+    running_pods,
+)
 from allocator.priority import (
     NEVER,
     PREEMPT_LOWER,
@@ -97,7 +107,8 @@ from .loader import Doc
 
 T = TypeVar("T")
 CLUSTER_KINDS = ("Node", "Namespace", "DeviceClass", "ResourceSlice", "StorageClass", "PersistentVolume", "PriorityClass")
-NAMESPACED = ("ResourceClaim", "ResourceClaimTemplate", "PodGroup", "Workload", "Pod", "PersistentVolumeClaim")
+NAMESPACED = ("ResourceClaim", "ResourceClaimTemplate", "PodGroup", "Workload", "Pod", "PersistentVolumeClaim",
+              "PodDisruptionBudget")
 _MARKER = {  # how a pod names a PodGroup of each API, for reasons
     COSCHEDULING_API: f"label {POD_GROUP_LABEL}",
     WORKLOAD_API: SCHEDULING_GROUP_FIELD,
@@ -213,6 +224,7 @@ class _Scene:
     bound_where: dict[ObjectKey, str] = field(default_factory=dict)  # where each was read, for warnings
     started: dict[ObjectKey, str] = field(default_factory=dict)  # their status.startTime
     priority_classes: list[PriorityClass] = field(default_factory=list)
+    pdbs: list[DisruptionBudget] = field(default_factory=list)  # policy/v1, for the victims' order
     invalid_classes: dict[str, str] = field(default_factory=dict)  # name -> why it was ignored
     groups: dict[GroupKey, PodGroup | str] = field(default_factory=dict)  # str: why it is invalid
     workloads: dict[ObjectKey, Workload | str] = field(default_factory=dict)  # str: why it is invalid
@@ -330,6 +342,9 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
             scene.add_workload(doc)
         elif k == "PersistentVolumeClaim":
             scene.add_pvc(doc)
+        elif k == "PodDisruptionBudget":
+            if (b := scene.parse(doc, parse_pdb)) is not None:
+                scene.pdbs.append(b)
         elif k == "Pod":
             bp = _pod(doc)
             if bp.node_name is None:
@@ -451,6 +466,18 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
             return None
         return running
 
+    spent: Counter[ObjectKey] = Counter()  # disruptions the run's evictions took from budgets with a status
+
+    def pdb_violations() -> PdbViolations | None:
+        """The budgets as they stand now: a status given in the file, less what this run evicted;
+        else the one the PDB controller would write for the pods running now."""
+        if not scene.pdbs:
+            return None
+        running = [p for p, _ in session.pods.entries.values()]
+        budgets = [replace(b, disruptions_allowed=max(0, b.disruptions_allowed - spent[b.key]))
+                   if b.disruptions_allowed is not None else b for b in scene.pdbs]
+        return violations(with_status(budgets, running))
+
     def gang_name(gkey: object) -> tuple[str, int]:
         g = scene.groups.get(gkey) if isinstance(gkey, tuple) else None
         if isinstance(g, PodGroup):
@@ -480,6 +507,7 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
             lander.setdefault(r.nominated[m.key], m)
         for v in r.victims:
             victim = running[v.pod].pod
+            spent.update(b.key for b in covering(scene.pdbs, victim))
             used = [pc.key for pc in session.resolve(victim) if pc.key is not None]
             session.release(victim)
             touched.update((k, None) for k in used if k in session.claims)
@@ -510,7 +538,7 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
         if running is None or isinstance(session.prepare(p), Unschedulable):
             return d
         r = preempt_pod(session, p, running, priority=p.priority, policy=policy_of.get(p.key, PREEMPT_LOWER),
-                        gangs=gang_refs())
+                        gangs=gang_refs(), pdb_violations=pdb_violations())
         got = evict_for([p], r, running, p.priority, None) if r.ok else r.reason or "preemption cannot help"
         if isinstance(got, str):
             return Unschedulable(f"{d.reason}; {got}", d.warnings)
@@ -524,15 +552,15 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
                 decided[m.key] = preempt_one(m, decided[m.key])
             return
         ready = [m for m in ms if not isinstance(session.prepare(m), Unschedulable)]
-        if placed or not ready or len(ready) < g.min_member or \
-                any(sum(1 for m in ready if m.task == t) < n for t, n in g.min_task_member.items()):
+        if placed or not ready or gang_waits(g, ready) is not None:
             return
         priority = min(m.priority for m in ready)  # the gang preempts only what is below all of it
         running = running_below(ready, priority)
         if running is None:
             return
         policy = NEVER if any(policy_of.get(m.key) == NEVER for m in ready) else PREEMPT_LOWER
-        r = preempt_gang(session, g, ready, running, priority=priority, policy=policy, gangs=gang_refs())
+        r = preempt_gang(session, g, ready, running, priority=priority, policy=policy, gangs=gang_refs(),
+                         pdb_violations=pdb_violations())
         got = evict_for(ready, r, running, priority, g) if r.ok else r.reason or "preemption cannot help"
         if isinstance(got, str):
             for m in ready:

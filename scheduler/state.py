@@ -54,7 +54,9 @@ from allocator.parse import (
     parse_pod_or_error,
     parse_resource_slice,
     parse_workload,
+    resolve_pod_group,
 )
+from allocator.pdb import DisruptionBudget, parse_pdb
 from allocator.pipeline import resource_fit
 from allocator.placement import Cluster, Commit, Placed, Policy, Session
 from allocator.pods import PodIndex
@@ -113,6 +115,7 @@ class ClusterState:
         self.group_pods: dict[GroupKey, set[ObjectKey]] = defaultdict(set)  # group key -> the pods naming it
         self.pod_by_uid: dict[str, ObjectKey] = {}
         self.priority_classes: dict[str, PriorityClass] = {}  # scheduling.k8s.io/v1, for preemption
+        self.pdbs: dict[ObjectKey, DisruptionBudget] = {}  # policy/v1, for preemption
         self.pod_index = PodIndex()
         self.volume_index = VolumeIndex()
         self._session: Session | None = None
@@ -140,6 +143,8 @@ class ClusterState:
                                     pods=self.pod_index, volumes=self.volume_index, default_spread=self.default_spread)
             self._stale = False
             self.rebuilds += 1
+            for key in self.groups:
+                self._sync_session_group(key)
         return self._session
 
     def _claim_keys(self) -> list[ObjectKey]:
@@ -261,6 +266,17 @@ class ClusterState:
             log.warning("event=invalid kind=PriorityClass name=%s error=%r", name, str(e))
             self.priority_classes.pop(name, None)
 
+    def _on_poddisruptionbudget(self, event: str, obj: Obj, old: Obj | None) -> None:
+        key = _key(obj)
+        if event == "DELETED":
+            self.pdbs.pop(key, None)
+            return
+        try:
+            self.pdbs[key] = parse_pdb(obj)
+        except SpecError as e:
+            log.warning("event=invalid kind=PodDisruptionBudget name=%s/%s error=%r", *key, str(e))
+            self.pdbs.pop(key, None)
+
     def _on_resourceclaimtemplate(self, event: str, obj: Obj, old: Obj | None) -> None:
         key = _key(obj)
         if event == "DELETED":
@@ -284,6 +300,7 @@ class ClusterState:
         if event == "DELETED":
             self.groups.pop(key, None)
             self.raw_groups.pop(key, None)
+            self._sync_session_group(key)
             return
         self.raw_groups[key] = obj
         try:
@@ -291,17 +308,47 @@ class ClusterState:
         except SpecError as e:
             log.warning("event=invalid kind=PodGroup api=%s name=%s/%s error=%r", api, key[1], key[2], str(e))
             self.groups[key] = str(e)
+        self._sync_session_group(key)
+
+    def _sync_session_group(self, key: GroupKey) -> None:
+        """The session knows the PodGroups whose spec.resourceClaims (their own, or their Workload
+        template's) members share (KEP-5729): a member's identical entry resolves to the group's
+        claim, reserved for the PodGroup. The claims themselves come from the informer (the
+        ResourceClaim controller makes them from templates and records them in the PodGroup's
+        status.resourceClaimStatuses)."""
+        session = self._session
+        if session is None:
+            return
+        g = self.groups.get(key)
+        if isinstance(g, PodGroup) and g.needs_template and g.template_ref is not None:
+            w = self.workloads.get((key[1], g.template_ref.workload_name))
+            try:
+                g = resolve_pod_group(g, w) if isinstance(w, Workload) else None
+            except SpecError:
+                g = None
+        if isinstance(g, PodGroup) and g.resource_claims:
+            session.add_group(g)
+        else:
+            session.groups.pop(key, None)
 
     def _on_workload_object(self, event: str, obj: Obj) -> None:
         key = _key(obj)
         if event == "DELETED":
             self.workloads.pop(key, None)
+            self._sync_workload_groups(key)
             return
         try:
             self.workloads[key] = parse_workload(obj)
         except SpecError as e:
             log.warning("event=invalid kind=Workload name=%s/%s error=%r", *key, str(e))
             self.workloads[key] = str(e)
+        self._sync_workload_groups(key)
+
+    def _sync_workload_groups(self, workload: ObjectKey) -> None:
+        for gkey, g in self.groups.items():
+            if isinstance(g, PodGroup) and g.template_ref is not None and gkey[1] == workload[0] \
+                    and g.template_ref.workload_name == workload[1]:
+                self._sync_session_group(gkey)
 
     def group_exists(self, gkey: GroupKey) -> bool:
         """Whether that PodGroup object exists (valid or not): a pod joins the first that does."""

@@ -194,6 +194,7 @@ def volcano_group_status(status: Obj, report: GroupReport, now: str, transition_
 class _Written:
     key: ObjectKey
     allocated: bool  # this decision set the allocation (else it only added a reservation)
+    ref: ConsumerRef | None = None  # whom the write reserved the claim for: the pod, or its PodGroup (KEP-5729)
     added_finalizer: bool = False
     wrote_allocation: Obj | None = None  # the allocation as the API server stored our write
 
@@ -216,6 +217,7 @@ class Writer:
     _locks: dict[ObjectKey, asyncio.Lock] = field(default_factory=dict)
     _latest: dict[ObjectKey, Obj] = field(default_factory=dict)  # claims as our last write returned them
     _latest_groups: dict[GroupKey, Obj] = field(default_factory=dict)  # PodGroups as our last write returned them
+    _group_locks: dict[GroupKey, asyncio.Lock] = field(default_factory=dict)  # one status write per PodGroup at a time
 
     # --- placing ---------------------------------------------------------------------------
 
@@ -278,7 +280,8 @@ class Writer:
                     raise res
                 await self.state.engine.quiet()
                 self.state.forget(pod, commit)
-                await self._undo(done[pod.key], refs[pod.key])
+                # Its PodGroup's claims stay: other members may be bound on them already.
+                await self._undo(done[pod.key], refs[pod.key], keep_group_claims=True)
                 self.metrics.writes.labels("binding", "error").inc()
                 out[pod.key] = f"binding pod {pod.ref} to node {decision.node}: {res.message}"
                 continue
@@ -560,11 +563,13 @@ class Writer:
             desired = session.claims.get(key)
             if desired is None:
                 raise DecisionLost(f"claim {key[0]}/{key[1]} is gone")
-            w = _Written(key, key in decision.allocations)
+            # A PodGroup's claim is reserved for the PodGroup, not for each member (KEP-5729).
+            claim_ref = next((r for r in desired.reserved_for if r.resource == "podgroups"), ref)
+            w = _Written(key, key in decision.allocations, claim_ref)
             done.append(w)
             lock = self._locks.setdefault(key, asyncio.Lock())
             async with lock:
-                rv = await self._write_claim(key, desired, ref, w)
+                rv = await self._write_claim(key, desired, claim_ref, w)
             if not lock.locked() and self._locks.get(key) is lock:
                 del self._locks[key]
             await self.state.engine.quiet()
@@ -670,17 +675,20 @@ class Writer:
         meta = raw.get("metadata") or {}
         return meta.get("uid") == pod.uid and (raw.get("spec") or {}).get("nodeName") == node
 
-    async def _undo(self, done: list[_Written], ref: ConsumerRef) -> None:
+    async def _undo(self, done: list[_Written], ref: ConsumerRef, keep_group_claims: bool = False) -> None:
         """Newest first: take back this pod's reservation, and the allocation and finalizer when
         no consumer is left and the allocation is this decision's or another Tessera's (an
         allocation someone else made stays, as do other pods' reservations). Retried until done
         or the claim is gone; a replica that stops leading leaves the rest to the next leader's
         tidying (`Writer.tidy`)."""
         for w in reversed(done):
+            consumer = w.ref or ref
+            if keep_group_claims and consumer.resource == "podgroups":
+                continue
             delay = UNDO_BACKOFF
             for _ in range(UNDO_ATTEMPTS):
                 try:
-                    await self._take_back_claim(w, ref)
+                    await self._take_back_claim(w, consumer)
                     break
                 except KubeError as e:
                     if e.not_found:
@@ -799,6 +807,20 @@ class Writer:
         docstring); whether it is said (also when there was nothing to change, or the PodGroup is
         gone). Compare-and-swap on the resourceVersion of the newest copy at hand (the informer's,
         or what our last write returned); a 409 re-reads the PodGroup and applies it again."""
+        if gkey[0] not in (WORKLOAD_API, VOLCANO_API):
+            return True
+        # Several reporters (the secondary scheduler, the gang planner, Volcano's enqueue) may
+        # speak about one PodGroup: one write at a time, each on the newest copy, never a 409
+        # between two of our own writes.
+        lock = self._group_locks.setdefault(gkey, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._group_status(gkey, report)
+        finally:
+            if not lock.locked() and self._group_locks.get(gkey) is lock:
+                del self._group_locks[gkey]
+
+    async def _group_status(self, gkey: GroupKey, report: GroupReport) -> bool:
         api, ns, name = gkey
         if api == WORKLOAD_API:
             path = WORKLOAD_POD_GROUPS.path(ns, name, "status")
@@ -928,20 +950,9 @@ class Writer:
         precondition, so a new pod of the same name is never hit). None once done (or the pod is
         gone), else what failed."""
         if not victim.deleting:
-            cond = {"type": DISRUPTION_TARGET, "status": "True", "reason": PREEMPTION_BY_SCHEDULER,
-                    "message": f"{self.scheduler_name}: preempting to accommodate a higher priority pod",
-                    "lastProbeTime": None, "lastTransitionTime": rfc3339()}
-            try:
-                await self.kube.patch(PODS.path(victim.namespace, victim.name, "status"),
-                                      {"metadata": {"uid": victim.uid}, "status": {"conditions": [cond]}}, strategic=True)
-                self.metrics.writes.labels("pod-disruption-target", "ok").inc()
-            except KubeError as e:
-                if e.not_found:
-                    return None
-                self.metrics.writes.labels("pod-disruption-target", "error").inc()
-                return f"DisruptionTarget condition: {e.message}"
-            await self.event(victim, "Normal", "Preempted", "Preempting",
-                             f"Preempted by pod {preemptor.uid} on node {node}", related=preemptor)
+            failed = await self._mark_preempted(victim, preemptor, node, event_if_failed=False)
+            if failed is not None:
+                return None if failed.not_found else f"DisruptionTarget condition: {failed.message}"
         body: Obj = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": victim.uid}}
         if grace is not None:
             body["gracePeriodSeconds"] = grace
@@ -954,6 +965,52 @@ class Writer:
                 return None  # gone already (or replaced by another pod of that name)
             self.metrics.writes.labels("pod-delete", "error").inc()
             return f"delete: {e.message}"
+
+    async def evict(self, victim: Pod, grace: int | None, preemptor: Pod, node: str) -> tuple[str | None, bool]:
+        """`preempt` for a victim a PodDisruptionBudget covers: the Eviction API (POST
+        pods/<name>/eviction, a policy/v1 Eviction whose deleteOptions carry the uid precondition
+        and grace period) instead of DELETE, so that the API server checks the budget; once it
+        allowed the eviction, the same `DisruptionTarget` condition (on the terminating pod) and
+        `Preempted` event, so that a refused eviction leaves the pod untouched. (None, False) once
+        done (or the pod is gone); else what failed, and whether it was the budget refusing (429)."""
+        options: Obj = {"preconditions": {"uid": victim.uid}}
+        if grace is not None:
+            options["gracePeriodSeconds"] = grace
+        body: Obj = {"apiVersion": "policy/v1", "kind": "Eviction",
+                     "metadata": {"name": victim.name, "namespace": victim.namespace}, "deleteOptions": options}
+        try:
+            await self.kube.create(PODS.path(victim.namespace, victim.name, "eviction"), body)
+            self.metrics.writes.labels("pod-eviction", "ok").inc()
+        except KubeError as e:
+            if e.not_found or (e.conflict and "UID" in e.message):
+                return None, False
+            self.metrics.writes.labels("pod-eviction", "refused" if e.status == 429 else "error").inc()
+            return f"eviction: {e.message}", e.status == 429
+        if not victim.deleting:
+            # Evicted all the same: gone already, or only the condition is lost.
+            await self._mark_preempted(victim, preemptor, node, event_if_failed=True)
+        return None, False
+
+    async def _mark_preempted(self, victim: Pod, preemptor: Pod, node: str, event_if_failed: bool) -> KubeError | None:
+        """The `DisruptionTarget` condition (reason `PreemptionByScheduler`) on the victim's
+        status, then a `Preempted` event, as kube-scheduler's preemption writes them; the
+        condition's error (counted), after which the event is sent only `event_if_failed`."""
+        cond = {"type": DISRUPTION_TARGET, "status": "True", "reason": PREEMPTION_BY_SCHEDULER,
+                "message": f"{self.scheduler_name}: preempting to accommodate a higher priority pod",
+                "lastProbeTime": None, "lastTransitionTime": rfc3339()}
+        failed = None
+        try:
+            await self.kube.patch(PODS.path(victim.namespace, victim.name, "status"),
+                                  {"metadata": {"uid": victim.uid}, "status": {"conditions": [cond]}}, strategic=True)
+            self.metrics.writes.labels("pod-disruption-target", "ok").inc()
+        except KubeError as e:
+            self.metrics.writes.labels("pod-disruption-target", "error").inc()
+            log.debug("event=disruption-target-failed pod=%s error=%r", victim.ref, e.message)
+            failed = e
+        if failed is None or event_if_failed:
+            await self.event(victim, "Normal", "Preempted", "Preempting",
+                             f"Preempted by pod {preemptor.uid} on node {node}", related=preemptor)
+        return failed
 
     async def event(self, pod: Pod, type_: str, reason: str, action: str, note: str, related: Pod | None = None) -> None:
         body: Obj = {

@@ -14,6 +14,14 @@ It serves what Tessera uses, with the semantics that matter:
   `hidden=` takes a plural (every group's) or `plural.group` (that one only), as a cluster
   without that CRD or API;
 - `pods/{name}/binding`, which refuses pods already bound;
+- `policy/v1` PodDisruptionBudgets (status subresource; their status is the test's to write, as
+  the PDB controller's) and the `pods/{name}/eviction` subresource (a policy/v1 Eviction): with
+  the uid precondition and grace period of its `deleteOptions`, it deletes the pod as DELETE
+  does, unless a budget covering the pod (same namespace, a non-empty selector matching its
+  labels) has `status.disruptionsAllowed` 0 (429 TooManyRequests, `Retry-After:
+  eviction_retry_after`, the cause DisruptionBudget), or more than one does (500, as upstream);
+  an eviction it allows decrements the budget's disruptionsAllowed and adds the pod to its
+  `disruptedPods`. A pod already terminating is deleted whatever its budget says;
 - `events.k8s.io/v1` events and `coordination.k8s.io/v1` leases like any other resource;
 - fault hooks: fail the next N matching requests, add latency, drop every open watch, compact
   the history;
@@ -100,6 +108,7 @@ RESOURCES = [
     # Volcano's CRD declares no status subresource (`subresources: {}`): status is written with the object.
     Resource("scheduling.volcano.sh", "v1beta1", "podgroups", "PodGroup", True, status=False, qualified=True),
     Resource("events.k8s.io", "v1", "events", "Event", True, status=False),
+    Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True, status=False),
     Resource("", "v1", "persistentvolumes", "PersistentVolume", False),
     Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True),
@@ -335,6 +344,7 @@ class FakeApiServer:
         self.hold_volumes = hold_volumes  # the volume controller does nothing until release_volumes()
         self._volume_sync_due = False
         self.requests: list[tuple[str, str]] = []  # (method, path with query)
+        self.eviction_retry_after = 0  # seconds a refused eviction asks to wait (a real server says 10)
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -496,6 +506,8 @@ class FakeApiServer:
         stored = self._store(r, key, obj, "ADDED")
         if r.plural == "pods" and self.claim_controller:
             asyncio.get_running_loop().call_soon(self._generate_claims, key)
+        if r.store == "podgroups.scheduling.k8s.io" and self.claim_controller:
+            asyncio.get_running_loop().call_soon(self._generate_group_claims, key)
         return stored
 
     async def admit(self, ns: str, pod: Obj) -> Obj | web.Response:
@@ -593,15 +605,54 @@ class FakeApiServer:
                 if defaults:
                     spec["storageClassName"] = defaults[0]
 
+    def _group_entries(self, pod: Obj) -> list[Obj]:
+        """The spec.resourceClaims of the scheduling.k8s.io/v1alpha2 PodGroup the pod names."""
+        name = (pod["spec"].get("schedulingGroup") or {}).get("podGroupName")
+        group = self.objects.get(("podgroups.scheduling.k8s.io", pod["metadata"]["namespace"], name)) if name else None
+        return list(((group or {}).get("spec") or {}).get("resourceClaims") or [])
+
+    def _generate_group_claims(self, key: tuple[str, str, str]) -> None:
+        """The ResourceClaim controller for a PodGroup (KEP-5729): one claim per template entry of
+        its spec.resourceClaims, owned by the PodGroup and annotated with the entry's name, then the
+        PodGroup's status.resourceClaimStatuses."""
+        group = self.objects.get(key)
+        if group is None:
+            return
+        statuses = []
+        for rc in (group.get("spec") or {}).get("resourceClaims") or []:
+            tname = rc.get("resourceClaimTemplateName")
+            template = self.objects.get(("resourceclaimtemplates", key[1], tname)) if tname else None
+            if template is None:
+                continue
+            claim = {
+                "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+                "metadata": {"generateName": f"{group['metadata']['name']}-{rc['name']}-", "namespace": key[1],
+                             "annotations": {"resource.kubernetes.io/podgroup-claim-name": rc["name"]},
+                             "ownerReferences": [{"apiVersion": "scheduling.k8s.io/v1alpha2", "kind": "PodGroup",
+                                                  "name": group["metadata"]["name"], "uid": group["metadata"]["uid"],
+                                                  "controller": True, "blockOwnerDeletion": True}]},
+                "spec": copy.deepcopy(template["spec"]["spec"]),
+            }
+            created = self._create(BY_KIND["ResourceClaim"], key[1], claim)
+            assert not isinstance(created, web.Response)
+            statuses.append({"name": rc["name"], "resourceClaimName": created["metadata"]["name"]})
+        if statuses:
+            group = copy.deepcopy(self.objects[key])
+            group.setdefault("status", {})["resourceClaimStatuses"] = statuses
+            self._store(BY_API_KIND[("scheduling.k8s.io/v1alpha2", "PodGroup")], key, group, "MODIFIED")
+
     def _generate_claims(self, pod_key: tuple[str, str, str]) -> None:
-        """The ResourceClaim controller: one claim per template reference, then pod status."""
+        """The ResourceClaim controller: one claim per template reference, then pod status. An
+        entry identical to one of its PodGroup's spec.resourceClaims is the group's (KEP-5729):
+        no claim of the pod's own."""
         pod = self.objects.get(pod_key)
         if pod is None:
             return
         statuses = []
+        shared = self._group_entries(pod)
         for rc in pod["spec"].get("resourceClaims") or []:
             tname = rc.get("resourceClaimTemplateName")
-            if not tname:
+            if not tname or rc in shared:
                 continue
             template = self.objects.get(("resourceclaimtemplates", pod_key[1], tname))
             if template is None:
@@ -814,6 +865,8 @@ class FakeApiServer:
             return status(404, "NotFound", f"the server could not find the requested resource ({request.path})")
         if m == "POST" and r.plural == "pods" and sub == "binding":
             return self._bind(key, await self._body(request))
+        if m == "POST" and r.plural == "pods" and sub == "eviction":
+            return self._evict(r, key, await self._body(request))
         obj = self.objects.get(key)
         if obj is None:
             return status(404, "NotFound", f'{r.plural} "{name}" not found')
@@ -973,6 +1026,51 @@ class FakeApiServer:
         self._emit(r, key, "DELETED", obj)
         return web.Response(body=orjson.dumps({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
                             content_type="application/json")
+
+    def _evict(self, r: Resource, key: tuple[str, str, str], body: Obj) -> web.Response:
+        """POST pods/{name}/eviction (see the module docstring)."""
+        if body.get("kind") != "Eviction" or body.get("apiVersion") not in ("policy/v1", "policy/v1beta1"):
+            return status(400, "BadRequest", f"expected a policy/v1 Eviction, got {body.get('apiVersion')}/{body.get('kind')}")
+        pod = self.objects.get(key)
+        if pod is None:
+            return status(404, "NotFound", f'pods "{key[2]}" not found')
+        options = body.get("deleteOptions") or {}
+        want_uid = (options.get("preconditions") or {}).get("uid")
+        if want_uid and want_uid != pod["metadata"].get("uid"):
+            return status(409, "Conflict", f"Precondition failed: UID in precondition: {want_uid}, "
+                                          f"UID in object meta: {pod['metadata'].get('uid')}")
+        if not pod["metadata"].get("deletionTimestamp"):
+            pdb_r = BY_KIND["PodDisruptionBudget"]
+            labels = pod["metadata"].get("labels") or {}
+            budgets = [(k, b) for k, b in sorted(self.objects.items()) if k[0] == pdb_r.store and k[1] == key[1]
+                       and ((b.get("spec") or {}).get("selector") or {}) and labels
+                       and _selects((b.get("spec") or {}).get("selector"), labels)]
+            if len(budgets) > 1:
+                return status(500, "InternalError", "This pod has more than one PodDisruptionBudget, which the eviction "
+                                                    "subresource does not support.")
+            if budgets:
+                bkey, budget = budgets[0]
+                st = budget.get("status") or {}
+                allowed = int(st.get("disruptionsAllowed") or 0)
+                if allowed <= 0:
+                    body_ = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "code": 429,
+                             "reason": "TooManyRequests",
+                             "message": "Cannot evict pod as it would violate the pod's disruption budget.",
+                             "details": {"causes": [{"reason": "DisruptionBudget",
+                                                     "message": f"The disruption budget {bkey[2]} needs "
+                                                                f"{st.get('desiredHealthy', 0)} healthy pods and has "
+                                                                f"{st.get('currentHealthy', 0)} currently"}],
+                                         "retryAfterSeconds": self.eviction_retry_after}}
+                    return web.Response(status=429, body=orjson.dumps(body_), content_type="application/json",
+                                        headers={"Retry-After": str(self.eviction_retry_after)})
+                new = copy.deepcopy(budget)
+                new_st = new.setdefault("status", {})
+                new_st["disruptionsAllowed"] = allowed - 1
+                new_st.setdefault("disruptedPods", {})[key[2]] = now()
+                self._store(pdb_r, bkey, new, "MODIFIED")
+        self._delete(r, key, pod, {k: v for k, v in options.items() if k != "preconditions"})
+        return web.Response(status=201, body=orjson.dumps({"kind": "Status", "apiVersion": "v1", "status": "Success",
+                                                          "code": 201}), content_type="application/json")
 
     def _bind(self, key: tuple[str, str, str], body: Obj) -> web.Response:
         pod = self.objects.get(key)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from typing import Any
 
 import aiohttp
@@ -56,6 +57,7 @@ class FakeKubeScheduler:
         self.backoff = backoff
         self.errors: list[str] = []  # every failed attempt's reason (filter refusals and bind errors)
         self.filtered: dict[str, list[str]] = {}  # pod -> the nodes the extender last passed
+        self.ssl: ssl.SSLContext | None = None  # tlsConfig: the CA to trust and the client certificate to present
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -82,7 +84,7 @@ class FakeKubeScheduler:
                 await asyncio.sleep(self.backoff if pods else 0.05)
 
     async def _post(self, http: aiohttp.ClientSession, verb: str, body: Obj) -> Any:
-        async with http.post(f"{self.url}/{verb}", data=orjson.dumps(body)) as resp:
+        async with http.post(f"{self.url}/{verb}", data=orjson.dumps(body), ssl=self.ssl if self.ssl is not None else True) as resp:
             out = orjson.loads(await resp.read())
             if resp.status != 200:
                 raise RuntimeError(f"{verb} answered HTTP {resp.status}: {out}")

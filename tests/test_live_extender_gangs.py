@@ -30,7 +30,7 @@ from scheduler.service import Options, Service
 from tests.apiserver import FakeApiServer
 from tests.builders import GPU, dclass, exact, gpus, join_group, node, pod, rslice, template
 from tests.kubescheduler import FakeKubeScheduler
-from tests.live import bound, devices_of, eventually
+from tests.live import bound, devices_of, eventually, live
 
 Obj = dict[str, Any]
 pytestmark = pytest.mark.asyncio
@@ -141,6 +141,13 @@ def annotations_of(api: FakeApiServer, name: str) -> dict[str, str]:
     return dict(((api.get("Pod", name, "default") or {}).get("metadata") or {}).get("annotations") or {})
 
 
+async def no_plans_left(svc: Service) -> None:
+    """Every plan resolved (the planner sees a binding once its informer has: wait for that)."""
+    planner = svc.planner
+    assert planner is not None
+    await eventually(lambda: not planner.plans, CAP, what="every plan to be resolved")
+
+
 def clique_of(node_name: str | None) -> str | None:
     return None if node_name is None else node_name[0]
 
@@ -246,7 +253,7 @@ async def test_a_gang_waits_gated_for_min_member_then_lands_whole_in_one_domain(
             assert ks.filtered[f"default/w{i}"] == [n]  # the only node the extender let through
         devices = [d for i in range(3) for d in claim_devices(api, f"w{i}")]
         assert len(devices) == len(set(devices)) == 12
-        assert svc.planner is not None and not svc.planner.plans
+        await no_plans_left(svc)
 
 
 async def test_a_gang_that_does_not_fit_stays_gated_and_says_why() -> None:
@@ -262,7 +269,7 @@ async def test_a_gang_that_does_not_fit_stays_gated_and_says_why() -> None:
                          what="the PodGroup to say it is unschedulable")
         assert all(gates(api, f"b{i}") == [GANG_GATE] for i in range(3))
         assert all(bound(api, f"b{i}") is None for i in range(3))
-        assert svc.planner is not None and not svc.planner.plans
+        await no_plans_left(svc)
 
 
 async def test_a_member_deleted_after_planning_is_replaced_next_to_the_others() -> None:
@@ -319,7 +326,7 @@ async def test_a_restart_between_release_and_binding_plans_again_on_the_same_nod
             assert [bound(api, f"w{i}") for i in range(3)] == planned
             devices = [d for i in range(3) for d in claim_devices(api, f"w{i}")]
             assert len(devices) == len(set(devices)) == 12
-            assert svc.planner is not None and not svc.planner.plans
+            await no_plans_left(svc)
     finally:
         await api.stop()
 
@@ -341,3 +348,77 @@ async def test_two_gangs_racing_for_one_domain_one_lands_and_the_other_waits_gat
         for i in range(2):
             api.delete("Pod", f"{won}{i}", "default")
         await eventually(lambda: bound(api, f"{lost}0") and bound(api, f"{lost}1"), CAP, what="the other gang to land")
+
+
+# --- group ResourceClaims (KEP-5729), in both modes ------------------------------------------------
+
+def shared_claim_objects() -> list[Obj]:
+    return [*cluster("ab"), template("one", exact("g", count=1)), template("two", exact("g", count=2)),
+            {"apiVersion": WORKLOAD_API, "kind": "PodGroup", "metadata": {"name": "team", "namespace": "default"},
+             "spec": {"schedulingPolicy": {"gang": {"minCount": 3}},
+                      "resourceClaims": [{"name": "shared", "resourceClaimTemplateName": "one"}]}}]
+
+
+def sharing_member(name: str, scheduler: str) -> Obj:
+    p = join_group(pod(name, schedulerName=scheduler), WORKLOAD_API, "team")
+    p["spec"]["resourceClaims"] = [{"name": "shared", "resourceClaimTemplateName": "one"},
+                                   {"name": "own", "resourceClaimTemplateName": "two"}]
+    del p["metadata"]["uid"]
+    return p
+
+
+def check_shared(api: FakeApiServer, names: list[str]) -> None:
+    """One claim for the PodGroup, allocated once on the members' node and reserved for the
+    PodGroup alone; each member's own claim reserved for it; no device twice."""
+    group = api.get("PodGroup", "team", "default", WORKLOAD_API) or {}
+    statuses = (group.get("status") or {}).get("resourceClaimStatuses") or []
+    assert [s["name"] for s in statuses] == ["shared"]
+    shared = api.get("ResourceClaim", statuses[0]["resourceClaimName"], "default") or {}
+    assert shared["metadata"]["annotations"]["resource.kubernetes.io/podgroup-claim-name"] == "shared"
+    assert shared["status"]["reservedFor"] == [{"apiGroup": "scheduling.k8s.io", "resource": "podgroups", "name": "team",
+                                                "uid": group["metadata"]["uid"]}]
+    nodes = {bound(api, n) for n in names}
+    assert len(nodes) == 1, f"members of a node-local group claim on several nodes: {nodes}"
+    assert {pool for _, pool, _ in devices_of(shared)} == nodes
+    devices = list(devices_of(shared))
+    for n in names:
+        p = api.get("Pod", n, "default") or {}
+        own = [s for s in (p.get("status") or {}).get("resourceClaimStatuses") or [] if s["name"] == "own"]
+        assert len(own) == 1 and not any(s["name"] == "shared" for s in p["status"]["resourceClaimStatuses"])
+        c = api.get("ResourceClaim", own[0]["resourceClaimName"], "default") or {}
+        assert [r["uid"] for r in c["status"]["reservedFor"]] == [p["metadata"]["uid"]]
+        devices += devices_of(c)
+    assert len(devices) == len(set(devices)) == 1 + 2 * len(names)
+
+
+@pytest.mark.parametrize("mode", ["extender", "secondary"])
+async def test_a_group_claim_is_allocated_once_for_the_podgroup(mode: str) -> None:
+    service = extender_mode(shared_claim_objects()) if mode == "extender" else live(shared_claim_objects(), release_claims=True)
+    async with service as running:
+        api = running[0]
+        for i in range(3):
+            await create(api, sharing_member(f"s{i}", "default-scheduler" if mode == "extender" else "tessera"))
+        names = [f"s{i}" for i in range(3)]
+        await eventually(lambda: all(bound(api, n) for n in names), CAP, what="the members to be bound")
+        check_shared(api, names)
+
+
+async def test_members_gated_before_their_group_exists_are_released_one_by_one_for_a_basic_group() -> None:
+    async with extender_mode(cluster("ab")) as (api, _svc, ks, _url):
+        for i in range(2):
+            await create(api, member(f"b{i}", WORKLOAD_API, "loose"))
+        # No PodGroup yet: gated (a Job's controller may create the group after its pods), waiting for it.
+        await eventually(lambda: all(any("waiting for PodGroup default/loose" in e for e in events_for(api, f"b{i}"))
+                                     for i in range(2)), CAP, what="the members to say what they wait for")
+        assert gates(api, "b0") == [GANG_GATE] and not ks.filtered
+        api.create({"apiVersion": WORKLOAD_API, "kind": "PodGroup", "metadata": {"name": "loose", "namespace": "default"},
+                    "spec": {"schedulingPolicy": {"basic": {}}}})
+        # A basic group is no gang: the gates go, nothing is pinned, kube-scheduler places each member.
+        await eventually(lambda: bound(api, "b0") and bound(api, "b1"), CAP, what="the members to be bound")
+        for i in range(2):
+            p = api.get("Pod", f"b{i}", "default") or {}
+            assert "affinity" not in p["spec"] and PLANNED_NODE not in annotations_of(api, f"b{i}")
+        # A member created now, its group known to be basic, is not gated at all.
+        await create(api, member("b2", WORKLOAD_API, "loose"))
+        assert gates(api, "b2") == []
+        await eventually(lambda: bound(api, "b2"), CAP, what="the late member to be bound")

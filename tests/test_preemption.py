@@ -24,6 +24,8 @@ from hypothesis import strategies as st
 
 import allocator as alloc
 from allocator.model import ObjectKey, Pod, PodGroup
+from allocator.pdb import DisruptionBudget, covering, disruptions_allowed, parse_pdb, with_status
+from allocator.pdb import violations as pdb_violations
 from allocator.preemption import (
     NO_VICTIMS,
     NOT_HELPFUL,
@@ -105,7 +107,7 @@ class Cluster:
 
 
 def build(nodes: Sequence[tuple[str, int, Mapping[str, str] | None]], held: Mapping[str, Held], specs: Sequence[Spec],
-          extra: Sequence[Obj] = ()) -> Cluster:
+          extra: Sequence[Obj] = (), pod_labels: Mapping[str, Mapping[str, str]] | None = None) -> Cluster:
     objs: list[Obj] = [GPU_CLASS, *extra]
     for name, n, labels in nodes:
         objs.extend(gpu_node(name, n, labels))
@@ -113,8 +115,11 @@ def build(nodes: Sequence[tuple[str, int, Mapping[str, str] | None]], held: Mapp
     w = World.of(*objs)
     running = {}
     for s in specs:
-        p = alloc.parse_pod(pod(s.name, {"g": s.claim} if s.claim else None, nodeName=s.node, priority=s.priority,
-                                containers=containers(s.cpu)))
+        raw = pod(s.name, {"g": s.claim} if s.claim else None, nodeName=s.node, priority=s.priority,
+                  containers=containers(s.cpu))
+        if pod_labels and s.name in pod_labels:
+            raw["metadata"]["labels"] = dict(pod_labels[s.name])
+        p = alloc.parse_pod(raw)
         w.session.hold(p, s.node)
         running[p.key] = Running(p, s.node, s.priority, s.started)
     return Cluster(w, running)
@@ -266,13 +271,15 @@ def instances(draw: st.DrawFn) -> Instance:
 @settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(instances())
 def test_preemption_matches_the_upstream_reference(inst: Instance) -> None:
-    c = build([(n, g, None) for n, g in inst.gpus.items()], inst.held, inst.specs)
+    # The protected pods carry app=db, which a PodDisruptionBudget allowing `inst.allowed` selects.
+    c = build([(n, g, None) for n, g in inst.gpus.items()], inst.held, inst.specs,
+              pod_labels={n: {"app": "db"} for n in inst.protected})
     s = c.session
     pre = preemptor(c.world, "pre", inst.need_gpus, inst.priority, inst.need_cpu)
     by_name = {k[1]: r for k, r in c.running.items()}
-
-    def pdb(pods: Sequence[Pod]) -> int:
-        return inst.pdb([p.name for p in pods])
+    pdb = pdb_violations([parse_pdb(budget("db", {"matchLabels": {"app": "db"}}, inst.allowed))])
+    assert all(pdb([by_name[n].pod for n in names]) == inst.pdb(names)
+               for names in itertools.permutations(sorted(inst.protected)[:2] + [sp.name for sp in inst.specs[:1]]))
 
     before = snapshot(s)
     r = preempt_pod(s, pre, c.running, pdb_violations=pdb)
@@ -645,3 +652,132 @@ def test_effective_priority_resolves_as_admission() -> None:
         "preemptionPolicy is Never (the API server refuses such a pod)")
     # A parsed Pod carries its resolved priority only.
     assert effective_priority(alloc.parse_pod(spec_pod(priority=42)), defaults) == PodPriority(42, "PreemptLowerPriority", "")
+
+
+# --- PodDisruptionBudgets ------------------------------------------------------------------------------
+
+def budget(name: str, selector: Obj | None, allowed: int | None = None, namespace: str = "default",
+           disrupted: Sequence[str] = (), **spec: Any) -> Obj:
+    sp: Obj = dict(spec)
+    if selector is not None:
+        sp["selector"] = selector
+    obj: Obj = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": {"name": name, "namespace": namespace}, "spec": sp}
+    if allowed is not None or disrupted:
+        obj["status"] = {"disruptionsAllowed": allowed or 0, "disruptedPods": {d: "2025-01-01T00:00:00Z" for d in disrupted}}
+    return obj
+
+
+def upstream_filter(pods: Sequence[Obj], pdbs: Sequence[Obj]) -> tuple[list[str], list[str]]:
+    """kube-scheduler's filterPodsWithPDBViolation, transcribed on the JSON objects."""
+    allowed = [int((b.get("status") or {}).get("disruptionsAllowed") or 0) for b in pdbs]
+    violating: list[str] = []
+    other: list[str] = []
+    for p in pods:
+        labels = p["metadata"].get("labels") or {}
+        hit = False
+        if labels:
+            for i, b in enumerate(pdbs):
+                if b["metadata"]["namespace"] != p["metadata"]["namespace"]:
+                    continue
+                sel = (b.get("spec") or {}).get("selector") or {}
+                want = sel.get("matchLabels") or {}
+                if not want or any(labels.get(k) != v for k, v in want.items()):  # nil or empty: matches nothing
+                    continue
+                if p["metadata"]["name"] in ((b.get("status") or {}).get("disruptedPods") or {}):
+                    continue
+                allowed[i] -= 1
+                if allowed[i] < 0:
+                    hit = True
+        (violating if hit else other).append(p["metadata"]["name"])
+    return violating, other
+
+
+@st.composite
+def pods_and_budgets(draw: st.DrawFn) -> tuple[list[Obj], list[Obj]]:
+    label_sets = st.dictionaries(st.sampled_from(["app", "tier"]), st.sampled_from(["x", "y"]), max_size=2)
+    pods_ = []
+    for i in range(draw(st.integers(0, 6))):
+        raw = pod(f"p{i}", namespace=draw(st.sampled_from(["default", "other"])), nodeName="n0")
+        raw["metadata"]["labels"] = draw(label_sets)
+        pods_.append(raw)
+    names = [p["metadata"]["name"] for p in pods_] or ["p0"]
+    budgets = [budget(f"b{j}", {"matchLabels": draw(label_sets)}, draw(st.integers(0, 2)),
+                      namespace=draw(st.sampled_from(["default", "other"])),
+                      disrupted=draw(st.lists(st.sampled_from(names), max_size=2, unique=True)))
+               for j in range(draw(st.integers(0, 3)))]
+    return pods_, budgets
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(pods_and_budgets())
+def test_pdb_violations_count_as_upstreams_filter(case: tuple[list[Obj], list[Obj]]) -> None:
+    """For every prefix of the pods (evicted in that order), the count is the number of pods
+    upstream's filterPodsWithPDBViolation calls violating; and so `_pdb_first`'s split agrees."""
+    raw_pods, raw_budgets = case
+    count = pdb_violations([parse_pdb(b) for b in raw_budgets])
+    parsed = [alloc.parse_pod(p) for p in raw_pods]
+    violating, _ = upstream_filter(raw_pods, raw_budgets)
+    assert count(parsed) == len(violating)
+    for k in range(len(parsed)):
+        before, now = count(parsed[:k]), count(parsed[:k + 1])
+        assert (now > before) == (parsed[k].name in upstream_filter(raw_pods[:k + 1], raw_budgets)[0])
+
+
+def test_parse_pdb_as_the_api_server_validates() -> None:
+    b = parse_pdb(budget("db", {"matchLabels": {"app": "db"}}, 2, minAvailable="50%", disrupted=["x"]))
+    assert (b.ref, b.min_available, b.max_unavailable, b.disruptions_allowed, b.disrupted_pods) == \
+        ("default/db", "50%", None, 2, frozenset({"x"}))
+    assert parse_pdb(budget("all", {})).selector is None, "an empty selector covers nothing"
+    assert parse_pdb(budget("none", None)).selector is None
+    cases: list[tuple[Obj, str]] = [
+        ({"minAvailable": 1, "maxUnavailable": 1}, "PodDisruptionBudget default/b: spec: minAvailable and maxUnavailable "
+                                                   "cannot be both set"),
+        ({"minAvailable": "101%"}, "PodDisruptionBudget default/b: spec.minAvailable: must not be greater than 100%, got '101%'"),
+        ({"maxUnavailable": -1}, "PodDisruptionBudget default/b: spec.maxUnavailable: must be greater than or equal to 0, got -1"),
+        ({"maxUnavailable": "1.5"}, "spec.maxUnavailable: must be an integer or a percentage"),
+        ({"minAvailable": True}, "spec.minAvailable: must be an integer or a percentage such as \"50%\", got a boolean"),
+        ({"unhealthyPodEvictionPolicy": "Sometimes"}, "spec.unhealthyPodEvictionPolicy: must be one of IfHealthyBudget, "
+                                                      "AlwaysAllow"),
+    ]
+    for spec, message in cases:
+        with pytest.raises(alloc.SpecError) as e:
+            parse_pdb(budget("b", None, **spec))
+        assert message in str(e.value), str(e.value)
+    with pytest.raises(alloc.SpecError, match=r"spec\.selector\.matchExpressions\[0\]\.operator: unknown operator"):
+        parse_pdb(budget("b", {"matchExpressions": [{"key": "a", "operator": "Gt"}]}))
+    with pytest.raises(alloc.SpecError, match=r"status\.disruptionsAllowed: must be greater than or equal to 0, got -1"):
+        parse_pdb({**budget("b", None), "status": {"disruptionsAllowed": -1}})
+    with pytest.raises(alloc.SpecError, match="apiVersion: must be policy/v1"):
+        parse_pdb({**budget("b", None), "apiVersion": "policy/v1beta1"})
+
+
+def test_disruptions_allowed_is_the_pdb_controllers_arithmetic() -> None:
+    def of(**spec: Any) -> DisruptionBudget:
+        return parse_pdb(budget("b", {"matchLabels": {"app": "db"}}, **spec))
+
+    assert disruptions_allowed(of(minAvailable=2), healthy=3) == 1
+    assert disruptions_allowed(of(minAvailable="50%"), healthy=3) == 1  # ceil(1.5) = 2 must stay
+    assert disruptions_allowed(of(maxUnavailable=1), healthy=3) == 1
+    assert disruptions_allowed(of(maxUnavailable="50%"), healthy=3) == 2  # ceil(1.5) = 2 may go
+    assert disruptions_allowed(of(maxUnavailable=1), healthy=2, expected=3) == 0  # one is already missing
+    assert disruptions_allowed(of(), healthy=1) == 0
+    db = [alloc.parse_pod(dict(pod(f"d{i}", nodeName="n0"), metadata={"name": f"d{i}", "namespace": "default",
+                                                                    "uid": f"u{i}", "labels": {"app": "db"}}))
+          for i in range(3)]
+    got = with_status([of(minAvailable=2), parse_pdb(budget("set", {"matchLabels": {"app": "db"}}, 0))], db)
+    assert [b.disruptions_allowed for b in got] == [1, 0], "a status given stays"
+    assert covering(got, db[0]) == got and covering(got, alloc.parse_pod(pod("other", nodeName="n0"))) == []
+
+
+def test_a_node_whose_victims_violate_no_budget_wins_through_real_budgets() -> None:
+    """The same choice as test_fewest_pdb_violations_first, with a PodDisruptionBudget object."""
+    c = build([("n0", 4, None), ("n1", 4, None)],
+              {"ca": Held("n0", [0, 1, 2, 3], ["a"]), "cb": Held("n1", [0, 1, 2, 3], ["b"])},
+              [Spec("a", "n0", 1, claim="ca"), Spec("b", "n1", 2, claim="cb")], pod_labels={"a": {"app": "db"}})
+    pdb = pdb_violations([parse_pdb(budget("db", {"matchLabels": {"app": "db"}}, 0))])
+    r = preempt_pod(c.session, preemptor(c.world, "pre", 4, 100), c.running, pdb_violations=pdb)
+    assert keys(r) == {"b"} and r.pdb_violations == 0
+    pdb = pdb_violations([parse_pdb(budget("db", {"matchLabels": {"app": "db"}}, 1))])
+    r = preempt_pod(c.session, preemptor(c.world, "pre2", 4, 100), c.running, pdb_violations=pdb)
+    assert keys(r) == {"a"} and r.pdb_violations == 0, "the budget allows one: back to the lowest priority"

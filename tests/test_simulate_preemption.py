@@ -402,3 +402,49 @@ def test_the_run_is_deterministic(tmp_path: pathlib.Path, capsys: pytest.Capture
     assert any("victims" in p for p in first["pods"])
     assert run_json(capsys, cluster, workload) == first
     assert invariant_violations(simulated(cluster, workload)) == []
+
+
+# --- PodDisruptionBudgets -------------------------------------------------------------------------------
+
+def budget(name: str, app: str, **spec: Any) -> Obj:
+    status = spec.pop("status", None)
+    obj: Obj = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": name, "namespace": "default"},
+                "spec": {"selector": {"matchLabels": {"app": app}}, **spec}}
+    if status is not None:
+        obj["status"] = status
+    return obj
+
+
+@pytest.mark.parametrize(("budgets", "victim"), [
+    ([], "a"),  # no budget: the lowest priority goes
+    ([budget("db", "db", minAvailable=1, status={"disruptionsAllowed": 0})], "b"),  # as the PDB controller says
+    ([budget("db", "db", minAvailable=1)], "b"),  # no status: the controller's arithmetic, 1 healthy, 1 wanted
+    ([budget("db", "db", maxUnavailable=1)], "a"),  # one may go: no violation
+    ([budget("db", "db", minAvailable="100%", status={"disruptionsAllowed": 1})], "a"),  # the status given wins
+], ids=["none", "status-0", "min-available", "max-unavailable", "status-1"])
+def test_victims_prefer_fewer_pdb_violations(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str],
+                                             budgets: list[Obj], victim: str) -> None:
+    a = bound("a", "n0", "a-gpus", priorityClassName="low")
+    a["metadata"]["labels"] = {"app": "db"}
+    cluster = write(tmp_path, "c.yaml", [
+        GPU_CLASS, *CLASSES, pclass("low-plus", LOW + 1), *gpu_node("n0"), *gpu_node("n1"),
+        held("a-gpus", "n0", [0, 1, 2, 3], ["a"]), held("b-gpus", "n1", [0, 1, 2, 3], ["b"]),
+        a, bound("b", "n1", "b-gpus", priorityClassName="low-plus"), *budgets,
+    ])
+    workload = write(tmp_path, "w.yaml", [*TEMPLATES, gpu_pod("urgent", "four", priorityClassName="high")])
+    out = run_json(capsys, cluster, workload)
+    assert [v["name"] for v in out["pods"][0]["victims"]] == [victim]
+    assert out["pods"][0]["node"] == ("n0" if victim == "a" else "n1")
+
+
+def test_a_pdb_in_the_cluster_file_is_validated_strictly(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = write(tmp_path, "c.yaml", [GPU_CLASS, *gpu_node("n0"), budget("db", "db", minAvailable=1, maxUnavailable=1)])
+    workload = write(tmp_path, "w.yaml", [*TEMPLATES, gpu_pod("p", "one")])
+    code = main(["simulate", "--cluster", str(cluster), "--workload", str(workload)])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "PodDisruptionBudget default/db: spec: minAvailable and maxUnavailable cannot be both set" in err, err
+    code = main(["simulate", "--cluster", str(cluster), "--workload", str(workload), "--validate", "warn"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "PodDisruptionBudget default/db: spec: minAvailable and maxUnavailable cannot be both set; ignored" in out
