@@ -102,7 +102,7 @@ class Admission:
         # A pod made from generateName has no name yet, and the namespace may be only on the request.
         meta.setdefault("namespace", request.get("namespace") or "default")
         if not meta.get("name"):
-            meta["name"] = str(meta.get("generateName") or "pod") + "(generated)"
+            meta["name"] = str(meta.get("generateName") or "pod-") + "generated"
         pod = parse_pod({**obj, "metadata": meta})
         if pod.scheduler_name not in self.scheduler_names or pod.group is None or GANG_GATE in pod.gates:
             return [], pod.ref

@@ -189,6 +189,11 @@ async def test_the_webhook_gates_gang_members_of_the_profile_and_nothing_else() 
             assert status == 200 and out["response"]["allowed"] is True and out["response"]["uid"] == "u-1"
             assert patched(member("m", api_name, "g1"), out) == [
                 {"op": "add", "path": "/spec/schedulingGates", "value": [{"name": GANG_GATE}]}]
+        # A controller's pod has no name yet (generateName), and its namespace only on the request.
+        generated = member("m", VOLCANO_API, "g1")
+        generated["metadata"] = {"generateName": "job-worker-", "annotations": {"scheduling.k8s.io/group-name": "g1"}}
+        _, out = await review(url, generated)
+        assert patched(generated, out) == [{"op": "add", "path": "/spec/schedulingGates", "value": [{"name": GANG_GATE}]}]
         # A pod with a gate of its own keeps it; ours is added after it.
         with_gate = member("m", COSCHEDULING_API, "g1")
         with_gate["spec"]["schedulingGates"] = [{"name": "example.com/quota"}]
