@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import math
 import pathlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -156,11 +157,11 @@ def events_for(api: FakeApiServer, name: str) -> list[str]:
     return [str(e.get("note")) for e in api.all("Event") if (e.get("regarding") or {}).get("name") == name]
 
 
-def claim_devices(api: FakeApiServer, pod_name: str) -> list[tuple[str, str, str]]:
-    p = api.get("Pod", pod_name, "default") or {}
+def claim_devices(api: FakeApiServer, pod_name: str, namespace: str = "default") -> list[tuple[str, str, str]]:
+    p = api.get("Pod", pod_name, namespace) or {}
     out = []
     for s in (p.get("status") or {}).get("resourceClaimStatuses") or []:
-        c = api.get("ResourceClaim", s["resourceClaimName"], "default")
+        c = api.get("ResourceClaim", s["resourceClaimName"], namespace)
         if c is not None:
             out += devices_of(c)
     return out
@@ -427,3 +428,70 @@ async def test_members_gated_before_their_group_exists_are_released_one_by_one_f
         await create(api, member("b2", WORKLOAD_API, "loose"))
         assert gates(api, "b2") == []
         await eventually(lambda: bound(api, "b2"), CAP, what="the late member to be bound")
+
+
+# --- the topology example through kube-scheduler ------------------------------------------------------
+
+EXAMPLE = pathlib.Path(__file__).parent.parent / "examples" / "topology"
+
+
+async def test_the_topology_example_through_kube_scheduler_places_what_simulate_places() -> None:
+    """NVLink-domain gangs, a gang too wide for any domain and TPU slices of a 4x4x4 torus: in
+    extender mode the same pods land as simulate places them, each gang inside one domain (one
+    clique; one torus box of its shape), and the refused gang stays gated, none of it bound."""
+    from scheduler.loader import load_inputs
+    from scheduler.simulate import simulate
+
+    result = simulate(*_inputs(load_inputs(EXAMPLE / "cluster.yaml", EXAMPLE / "workload.yaml", "strict")))
+    placed = {o.pod.ref for o in result.pods if o.node is not None}
+    cluster = list(yaml.safe_load_all((EXAMPLE / "cluster.yaml").read_text()))
+    workload = [o for o in yaml.safe_load_all((EXAMPLE / "workload.yaml").read_text()) if o]
+    async with extender_mode([o for o in cluster if o]) as (api, _svc, ks, _url):
+        for o in workload:
+            if o["kind"] != "Pod":
+                api.create(o)
+        pods = [o for o in workload if o["kind"] == "Pod"]
+        for p in pods:
+            p["spec"]["schedulerName"] = "default-scheduler"
+            p["metadata"].pop("uid", None)
+            await create(api, p)
+        refs = [f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in pods]
+
+        def bound_now() -> set[str]:
+            return {r for r in refs if bound(api, r.split("/")[1], r.split("/")[0])}
+
+        await eventually(lambda: bound_now() == placed, CAP, what=f"the pods simulate places ({sorted(placed)})")
+        refused = [r for r in refs if r not in placed]
+        for r in refused:
+            ns, name = r.split("/")
+            pod_obj = api.get("Pod", name, ns) or {}
+            assert [g["name"] for g in pod_obj["spec"].get("schedulingGates") or []] == [GANG_GATE], r
+        devices = [d for r in sorted(placed) for d in claim_devices(api, r.split("/")[1], r.split("/")[0])]
+        assert len(devices) == len(set(devices)), "a device was given twice"
+        # Each gang whole, inside one domain of the level simulate found for it (the domain itself
+        # may differ: the order pods arrive in is not simulate's); a torus gang on chips enough
+        # for its box, none shared.
+        for group, count, where in result.groups:
+            members = [p for p in pods if (p["metadata"].get("labels") or {}).get("scheduling.x-k8s.io/pod-group") == group.name]
+            names = [p["metadata"]["name"] for p in members]
+            nodes = [bound(api, n, group.namespace) for n in names]
+            assert sum(n is not None for n in nodes) == count, (group.ref, nodes)
+            if where is None or count == 0:
+                continue
+            if where.startswith("torus"):
+                shape = where.split(" box ")[1].split(" ")[0]
+                chips = [d for n in names for d in claim_devices(api, n, group.namespace)]
+                assert len(set(chips)) == math.prod(int(x) for x in shape.split("x")), (group.ref, chips)
+                continue
+            level = where.split("=")[0]
+            key = next(k for k in _labels(api, nodes[0]) if k.endswith("/" + level) or k == level)
+            assert len({_labels(api, n)[key] for n in nodes}) == 1, (group.ref, nodes)
+        assert not ks.errors or all("planned on node" not in e for e in ks.errors)
+
+
+def _labels(api: FakeApiServer, node_name: str | None) -> dict[str, str]:
+    return dict(((api.get("Node", node_name or "") or {}).get("metadata") or {}).get("labels") or {})
+
+
+def _inputs(inputs: Any) -> tuple[Any, Any]:
+    return inputs.cluster, inputs.workload
