@@ -30,6 +30,14 @@ off, then reprieves), with two steps first: victims on nodes of the domain where
 not land go back at once, and a large domain (or the whole cluster) is opened node by node in
 doubling steps, nodes with the least important pods first, until the gang fits.
 
+A gang some of whose members already hold a place (`placed`, pod -> node) preempts for the rest:
+`group` is then the gang as its pending `members` must satisfy it (`allocator.gang.still_needed`:
+minMember less the members placed), and every dry run is `schedule_gang` with those members'
+nodes as `running`, so the rest joins their topology domain as placement would have it. Under a
+required topology the domains examined are those inside the running members' domain of that
+level (that domain last); otherwise the rest may land anywhere, as `schedule_gang` allows (the
+running members' domains first, then the whole cluster). The members placed are never victims.
+
 Running gangs: evicting a member of a running gang takes its whole gang (every running member,
 on any node) unless the gang keeps at least minMember running without it. A gang with a member
 of priority at or above the preemptor's is never taken whole: at most its spare members (running
@@ -58,7 +66,7 @@ from dataclasses import dataclass, field
 
 from topology.hierarchy import ROOT, Domain, describe
 
-from .gang import schedule_gang
+from .gang import group_topology, resolve_topology, schedule_gang
 from .model import Allocation, DeviceKey, ObjectKey, Pod, PodGroup
 from .placement import Placed, Prepared, Session, Unschedulable
 from .priority import NEVER, PREEMPT_LOWER, PreemptionPolicy
@@ -204,12 +212,14 @@ class _Evictions:
 
 class _Engine:
     def __init__(self, session: Session, preemptors: Sequence[Pod], priority: int, running: Mapping[ObjectKey, Running],
-                 gangs: Mapping[ObjectKey, GangRef] | None, pdb: PdbViolations | None, max_dry_runs: int) -> None:
+                 gangs: Mapping[ObjectKey, GangRef] | None, pdb: PdbViolations | None, max_dry_runs: int,
+                 spared: Iterable[ObjectKey] = ()) -> None:
         self.session = session
         self.priority = priority
         self.preemptors = {p.key for p in preemptors}
         known = session.cluster.node_by_name
-        self.running = {k: r for k, r in running.items() if k not in self.preemptors and r.node in known}
+        never = self.preemptors | set(spared)  # the preemptors, and the members of their gang already placed
+        self.running = {k: r for k, r in running.items() if k not in never and r.node in known}
         self.by_node: dict[str, list[Running]] = {}
         for r in sorted(self.running.values(), key=_importance):
             self.by_node.setdefault(r.node, []).append(r)
@@ -501,26 +511,40 @@ def _pod_fits(session: Session, pod: Pod, node: str) -> Fits:
 def preempt_gang(session: Session, group: PodGroup, members: Sequence[Pod], running: Mapping[ObjectKey, Running], *,
                  priority: int | None = None, policy: PreemptionPolicy = PREEMPT_LOWER,
                  gangs: Mapping[ObjectKey, GangRef] | None = None, pdb_violations: PdbViolations | None = None,
-                 max_domains: int = MAX_DOMAINS, max_nodes: int = MAX_NODES, max_dry_runs: int = MAX_DRY_RUNS) -> Preemption:
+                 placed: Mapping[ObjectKey, str] | None = None, max_domains: int = MAX_DOMAINS, max_nodes: int = MAX_NODES,
+                 max_dry_runs: int = MAX_DRY_RUNS) -> Preemption:
     """Where the whole gang should go and whom to evict first (see the module docstring).
 
     `priority`: the gang's (default the lowest of its members'); victims are pods of strictly
-    lower priority. Every fit check is a `schedule_gang` dry run, rolled back; nothing stays
-    committed. The other arguments are `preempt_pod`'s."""
+    lower priority. `placed`: the gang's members holding a place already (pod -> node; `members`
+    are then the rest, and `group` is `still_needed(group, those placed)`): the rest joins their
+    domain as `schedule_gang`'s `running` nodes do, and they are never victims. Every fit check
+    is a `schedule_gang` dry run, rolled back; nothing stays committed. The other arguments are
+    `preempt_pod`'s."""
     name = f"gang {group.namespace}/{group.name}"
     if policy == NEVER:
         return Preemption(reason=f"{name} is not eligible to preempt: its preemptionPolicy is Never")
     if not members:
         return Preemption(reason=f"{name} has no pods to place")
+    placed = dict(placed or {})
+    both = sorted(f"{k[0]}/{k[1]}" for k in placed.keys() & {m.key for m in members})
+    if both:
+        raise ValueError(f"{name}: pod(s) {', '.join(both)} both placed and still to place")
+    on = frozenset(placed.values())
     p = min(m.priority for m in members) if priority is None else priority
     preps = [session.prepare(m) for m in members]
     bad = next((d for d in preps if isinstance(d, Unschedulable)), None)
     if bad is not None:
         return Preemption(reason=f"preemption cannot help {name}: {bad.reason}")
-    eng = _Engine(session, members, p, running, gangs, pdb_violations, max_dry_runs)
-    if _gang_fits(eng, group, members, None)() is not None:
+    eng = _Engine(session, members, p, running, gangs, pdb_violations, max_dry_runs, spared=placed)
+    if _gang_fits(eng, group, members, None, on)() is not None:
         return Preemption(reason=f"{name} fits without preemption")
     h = session.cluster.topology.hierarchy
+    home = _home(session, group, on)
+    rest = f"the {len(members)} pod(s) it still needs" if placed else f"all {len(members)} pods"
+    if home is not None and not home[1]:
+        return Preemption(reason=f"preemption cannot help {name}: its {len(placed)} placed pod(s) on "
+                                 f"{', '.join(sorted(on))} are in no one domain of its required topology level")
     allowed = frozenset().union(*(session.allowed_nodes(m) for m in members))
     ready = [d for d in preps if isinstance(d, Prepared)]
     needs = _device_needs(ready)
@@ -530,6 +554,11 @@ def preempt_gang(session: Session, group: PodGroup, members: Sequence[Pod], runn
     tried: list[str] = []
     for level in [*reversed(h.used_levels), None]:
         doms: Mapping[Domain, frozenset[str]] = {ROOT: everything} if level is None else h.domains(level)
+        if home is not None:
+            # Inside the running members' domain only; that domain itself at the widest step.
+            doms = {d: nodes for d, nodes in doms.items() if nodes <= home[1] and nodes != home[1]}
+            if level is None:
+                doms = {home[0]: home[1]}
         ranked = []
         for d, nodes in doms.items():
             low = [r for n in nodes for r in eng.lower(n)]
@@ -537,7 +566,7 @@ def preempt_gang(session: Session, group: PodGroup, members: Sequence[Pod], runn
                 continue
             ranked.append(((max(r.priority for r in low), len(low), describe(d)), d, nodes))
         ranked.sort(key=lambda t: t[0])
-        what = "the cluster" if level is None else f"domains of {level}"
+        what = ("the cluster" if home is None else describe(home[0])) if level is None else f"domains of {level}"
         if len(ranked) > max_domains:
             notes.append(f"examined {max_domains} of {len(ranked)} {what} that could hold the gang (at most {max_domains})")
         cands: list[_Candidate] = []
@@ -549,21 +578,21 @@ def preempt_gang(session: Session, group: PodGroup, members: Sequence[Pod], runn
             if len(order) > max_nodes:
                 notes.append(f"{describe(d)}: examined the pods of {max_nodes} of its {len(order)} nodes (at most {max_nodes})")
                 order = order[:max_nodes]
-            fits = _gang_fits(eng, group, members, None if level is None else nodes, counts)
+            fits = _gang_fits(eng, group, members, None if level is None and home is None else nodes, on, counts)
             label = describe(d)
             got = _grow(eng, label, order, nodes, fits) if len(order) > EVICT_WHOLE_UP_TO else eng.select(label, order, nodes, fits)
             if isinstance(got, _Candidate):
-                if level is None:
+                if level is None and home is None:
                     got.label = describe(h.smallest_domain(got.landing.values()))
                 cands.append(got)
         if ranked:
-            tried.append("the cluster" if level is None else f"{min(len(ranked), max_domains)} domain(s) of {level}")
+            tried.append(what if level is None else f"{min(len(ranked), max_domains)} domain(s) of {level}")
         if not cands:
             continue
         tied = eng.pick(cands)
         chosen = tied[0]
         if len(tied) > 1:
-            landing = eng.with_victims_of(tied, _gang_fits(eng, group, members, None))
+            landing = eng.with_victims_of(tied, _gang_fits(eng, group, members, None, on))
             if landing is not None:
                 chosen = next((c for c in tied if set(landing.values()) <= c.nodes), chosen)
         return eng.result(chosen, notes)
@@ -571,8 +600,33 @@ def preempt_gang(session: Session, group: PodGroup, members: Sequence[Pod], runn
         notes.append(f"dry-run cap of {eng.max_dry_runs} reached")
     looked = f" (examined {', '.join(tried)})" if tried else \
         " (no domain could hold it even with all of its lower-priority pods gone)"
-    return Preemption(reason=f"preemption cannot help {name}: evicting pods of priority below {p} does not let all "
-                             f"{len(members)} pods fit in any one domain or across the cluster{looked}", notes=tuple(notes))
+    where = "in any one domain or across the cluster" if home is None else \
+        f"in {describe(home[0])}, where its {len(placed)} placed pod(s) run"
+    return Preemption(reason=f"preemption cannot help {name}: evicting pods of priority below {p} does not let {rest} "
+                             f"fit {where}{looked}", notes=tuple(notes))
+
+
+def _home(session: Session, group: PodGroup, on: frozenset[str]) -> tuple[Domain, frozenset[str]] | None:
+    """Where the rest of a gang with members placed on `on` must land: under a required topology,
+    the domain of that level holding all of them (its nodes empty when no domain does); None when
+    nothing is placed or the gang may land anywhere. A topology `schedule_gang` refuses outright
+    is left to its dry runs."""
+    topo = group_topology(group)
+    if not on or topo is None or not topo.required:
+        return None
+    h = session.cluster.topology.hierarchy
+    level, problem = resolve_topology(topo, h)
+    if problem is not None or level is None:
+        return None
+    if level in h.levels or not topo.any_label:
+        doms = h.domains(level)
+    else:  # any node label (v1alpha2): one domain per value
+        values = {session.cluster.node_by_name[n].labels.get(level) for n in on}
+        value = next(iter(values)) if len(values) == 1 else None
+        doms = {} if value is None else {((level, value),): frozenset(
+            n for n, nd in session.cluster.node_by_name.items() if nd.labels.get(level) == value)}
+    hit = next(((d, nodes) for d, nodes in sorted(doms.items()) if on <= nodes), None)
+    return hit if hit is not None else (ROOT, frozenset())
 
 
 class _Counts:
@@ -619,14 +673,15 @@ class _Counts:
 
 
 def _gang_fits(eng: _Engine, group: PodGroup, members: Sequence[Pod], within: frozenset[str] | None,
-               counts: _Counts | None = None) -> Fits:
-    """A dry run of `schedule_gang`: where every member would go (inside `within`), rolled back."""
+               running: frozenset[str] = frozenset(), counts: _Counts | None = None) -> Fits:
+    """A dry run of `schedule_gang` (next to the members running on `running`): where every
+    member would go (inside `within`), rolled back."""
 
     def fits() -> Landing | None:
         if counts is not None and not counts.allow(within):
             return None
         eng.dry_runs += 1
-        out = schedule_gang(eng.session, group, members)
+        out = schedule_gang(eng.session, group, members, running=running)
         try:
             landing = {k: d.node for k, d in out.decisions.items() if isinstance(d, Placed)}
         finally:

@@ -16,8 +16,11 @@ a pod Tessera cannot place gets a normal answer saying why, per node.
   any failure answers `Error` with nothing left half-written. Only the leader binds; a replica
   that does not lead forwards the call to the one that does (below).
 - preempt: for a pod with claims, keeps the candidate nodes where, with the victims gone (their
-  devices, resources, ports and affinity terms), the pod fits, and drops the others; otherwise
-  echoes the candidates (kube-scheduler chose them by the same rules Tessera filters with).
+  devices, resources, ports and affinity terms), the pod fits, and drops the others; of each
+  node's victims only those the pod needs gone (`victims_on`: the PodDisruptionBudgets of
+  Tessera's cache order the reprieve), with `NumPDBViolations` Tessera's own count for them;
+  otherwise echoes the candidates (kube-scheduler chose them by the same rules Tessera filters
+  with), and so for a node whose victims it does not know.
 
 Replicas. Behind one Service, kube-scheduler's calls reach every replica. filter, prioritize and
 preempt are answered by whichever replica gets them, from its own cache. bind must be the
@@ -69,6 +72,7 @@ import orjson
 from allocator.errors import SpecError
 from allocator.model import ObjectKey, Pod
 from allocator.parse import parse_pod, parse_pod_or_error
+from allocator.pdb import violations
 from allocator.placement import Commit, Placed, Session, Unschedulable
 from allocator.preemption import Running, victims_on
 
@@ -550,11 +554,14 @@ class Extender:
 
     def _useful(self, session: Session, pod: Pod,
                 candidates: dict[str, tuple[list[str], int]]) -> dict[str, tuple[list[str], int]]:
+        # The budgets as Tessera's cache has them: they order the reprieve, and the violations
+        # answered per node are Tessera's own count for the victims it keeps.
+        pdb = violations(self.state.pdbs.values()) if self.state.pdbs else None
         out = {}
-        for node, (uids, pdb) in candidates.items():
+        for node, (uids, theirs) in candidates.items():
             victims = [self.state.pods[k][0] for u in uids if (k := self.state.pod_by_uid.get(u)) in self.state.pods]
             if len(victims) != len(uids):
-                out[node] = (uids, pdb)  # victims Tessera does not know: it cannot judge, so it does not object
+                out[node] = (uids, theirs)  # victims Tessera does not know: it cannot judge, so it does not object
                 continue
             with session.freed(self._freed_claims(victims)), session.without(v.key for v in victims):
                 res = session.filter(pod, [node])
@@ -563,9 +570,11 @@ class Extender:
                 # by the same rules as Tessera's own preemption (the most important reprieved first).
                 offered = {v.key: Running(v, node, v.priority) for v in victims}
                 top = max((v.priority for v in victims), default=pod.priority)
-                fewer = victims_on(session, pod, node, offered, priority=max(pod.priority, top + 1))
+                fewer = victims_on(session, pod, node, offered, priority=max(pod.priority, top + 1), pdb_violations=pdb)
                 keep = {v.pod for v in fewer.victims} if fewer.ok else set(offered)
-                out[node] = ([v.uid for v in victims if v.key in keep], pdb)
+                kept = sorted((v for v in victims if v.key in keep), key=lambda v: (-v.priority, v.key))
+                count = fewer.pdb_violations if fewer.ok else pdb(kept) if pdb is not None else 0
+                out[node] = ([v.uid for v in victims if v.key in keep], count)
             else:
                 log.info("event=preempt-dropped pod=%s node=%s reason=%r", pod.ref, node,
                          next(iter({**res.failed, **res.unresolvable}.values()), ""))

@@ -9,8 +9,12 @@ Every request but a watch takes a token from a client-side rate limiter first, a
 client does (`clientConnection.qps` / `burst`, client-go's token bucket): `qps` tokens a second, at
 most `burst` saved up, callers served in order. A 429 Too Many Requests (API Priority and
 Fairness shedding load) is retried after the server's `Retry-After` (1 s when it gives none), as
-client-go does, up to `MAX_RETRY_AFTER` times; so is a 5xx that carries a `Retry-After`. What the
-client sent and waited is counted (`Kube.stats`) and exported by `KubeCollector`.
+client-go does, up to `MAX_RETRY_AFTER` times; so is a 5xx that carries a `Retry-After`. Not so a
+POST to the Eviction subresource (`create(..., follow_retry_after=...)`, default off there): its
+429 is a PodDisruptionBudget refusing (with `Retry-After: 10` from a real server), which one
+attempt answers, so that the caller's own retries and deadlines apply rather than ~100 s inside
+the client. What the client sent and waited is counted (`Kube.stats`) and exported by
+`KubeCollector`.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ DEFAULT_QPS = 1000.0
 DEFAULT_BURST = 2000
 MAX_RETRY_AFTER = 10  # client-go's rest client retries a Retry-After response 10 times
 MAX_RETRY_AFTER_SECONDS = 60.0  # a longer Retry-After is taken as this (the request is still retried)
+EVICTION_SUFFIX = "/eviction"  # pods/<name>/eviction: a refusal is answered once, not waited out
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -212,9 +217,11 @@ class Kube:
             await self.sleep(delay)
 
     async def _call(self, method: str, path: str, query: Mapping[str, Any] | None = None, body: Any = None,
-                    content_type: str = JSON, timeout: float | None = 30.0, watch: bool = False) -> aiohttp.ClientResponse:
+                    content_type: str = JSON, timeout: float | None = 30.0, watch: bool = False,
+                    follow_retry_after: bool = True) -> aiohttp.ClientResponse:
         """One request (after the rate limiter, unless a watch), retried while the server answers
-        429 or a 5xx with Retry-After, at most MAX_RETRY_AFTER times."""
+        429 or a 5xx with Retry-After, at most MAX_RETRY_AFTER times (unless `follow_retry_after`
+        is False: that answer is then returned at once)."""
         headers = {"Accept": JSON, "Content-Type": content_type}
         params = [(k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in (query or {}).items() if v is not None]
         verb = "WATCH" if watch else method
@@ -225,7 +232,7 @@ class Kube:
             resp: aiohttp.ClientResponse = await self.api.call_api(
                 path, method, query_params=params, header_params=headers, body=body, auth_settings=["BearerToken"],
                 _preload_content=False, _request_timeout=timeout)
-            delay = _retry_after(resp) if attempt < MAX_RETRY_AFTER else None
+            delay = _retry_after(resp) if follow_retry_after and attempt < MAX_RETRY_AFTER else None
             if delay is None:
                 return resp
             resp.release()
@@ -236,9 +243,9 @@ class Kube:
         raise AssertionError("unreachable")  # pragma: no cover - the last attempt returns
 
     async def request(self, method: str, path: str, query: Mapping[str, Any] | None = None, body: Any = None,
-                      content_type: str = JSON) -> Obj:
+                      content_type: str = JSON, follow_retry_after: bool = True) -> Obj:
         try:
-            resp = await self._call(method, path, query, body, content_type)
+            resp = await self._call(method, path, query, body, content_type, follow_retry_after=follow_retry_after)
             raw = await resp.read()
         except (TimeoutError, aiohttp.ClientError) as e:
             raise KubeError(0, f"{method} {path}: {type(e).__name__}: {e}") from None
@@ -252,8 +259,11 @@ class Kube:
     async def list(self, path: str, **query: Any) -> Obj:
         return await self.request("GET", path, query)
 
-    async def create(self, path: str, obj: Obj) -> Obj:
-        return await self.request("POST", path, body=obj)
+    async def create(self, path: str, obj: Obj, *, follow_retry_after: bool | None = None) -> Obj:
+        """POST. `follow_retry_after`: whether a 429's Retry-After is waited out inside the client
+        (see the module docstring); by default yes, but not for the Eviction subresource."""
+        follow = not path.endswith(EVICTION_SUFFIX) if follow_retry_after is None else follow_retry_after
+        return await self.request("POST", path, body=obj, follow_retry_after=follow)
 
     async def replace(self, path: str, obj: Obj) -> Obj:
         return await self.request("PUT", path, body=obj)

@@ -23,9 +23,12 @@ the API. A pod is ours while it is unbound, not gated, not terminating and not f
 - Preemption: a pod that cannot be placed, whose priority (Priority admission's,
   `allocator.priority.effective_priority`, with the watched PriorityClasses) is above some bound
   pod's `spec.priority` and whose preemptionPolicy is not Never, asks `preempt_pod` on the engine
-  thread (in the same decision) for the minimal victims; a gang none of whose members holds a
-  place asks `preempt_gang` the same way, at its lowest member's priority (none if a member's
-  policy is Never), as `simulate` does. The watched PodDisruptionBudgets (`allocator.pdb`) order
+  thread (in the same decision) for the minimal victims; a gang's pending members ask
+  `preempt_gang` the same way, at their lowest priority (none if a member's policy is Never), as
+  `simulate` does: with members placed already, for the rest only (`still_needed`), inside the
+  running members' domain under a topology constraint, never evicting those members (a gang
+  none of whose members holds a place preempts as a whole). The watched PodDisruptionBudgets
+  (`allocator.pdb`) order
   the candidates (`pdb_violations`). If it helps, the pod (each member) is *nominated*: its
   `status.nominatedNodeName` is set, and exactly the victims the engine named are evicted: the
   `DisruptionTarget` condition (reason `PreemptionByScheduler`), a `Preempted` event, and DELETE
@@ -568,15 +571,16 @@ class SecondaryScheduler:
         return got
 
     def _preempt_gang(self, session: Session, group: PodGroup, members: Sequence[Pod], prio: PodPriority,
-                      held: dict[ObjectKey, frozenset[str]]) -> Preemption | None:
-        """Whom to evict so the whole gang fits in one domain (engine thread); None when no bound
-        pod has a priority below the gang's."""
+                      held: dict[ObjectKey, frozenset[str]], placed: dict[ObjectKey, str]) -> Preemption | None:
+        """Whom to evict so the pending members fit, all of them in one domain (next to the members
+        `placed` already: pod -> node; `group` is then what the rest must satisfy) (engine
+        thread); None when no bound pod has a priority below the gang's."""
         running = self._running(session)
-        own = {m.key for m in members}
+        own = {m.key for m in members} | set(placed)
         if not any(r.priority < prio.value for k, r in running.items() if k not in own):
             return None
         got = preempt_gang(session, group, members, running, priority=prio.value, policy=prio.preemption_policy,
-                           gangs=self._gang_refs(running), pdb_violations=self._pdb_violations())
+                           gangs=self._gang_refs(running), pdb_violations=self._pdb_violations(), placed=placed)
         taken = sorted({node for k, node in got.nominated.items() if node in held.get(k, frozenset())})
         if taken:
             return Preemption(reason=f"preemption would nominate node(s) {', '.join(taken)}, held for another "
@@ -727,10 +731,10 @@ class SecondaryScheduler:
 
     async def _decide_group(self, gkey: GroupKey, group: PodGroup, pending: Sequence[Pod]) -> None:
         """Places the pending members together (`schedule_gang`), next to the members already placed;
-        a gang none of which holds a place preempts as a whole when it cannot be placed."""
+        when they cannot be placed, they preempt together (`preempt_gang`, next to those placed)."""
         held = {p.key: self._held(p.key, self._priority(p).value, gkey) for p in pending}
         prio = self._gang_priority(pending)
-        may_preempt = (group.gang and self.preemption and prio.preemption_policy != NEVER and not self._any_placed(gkey)
+        may_preempt = (group.gang and self.preemption and prio.preemption_policy != NEVER
                        and not any(self._victims_pending(p.key) for p in pending))
         pre: Preemption | None = None
 
@@ -739,7 +743,10 @@ class SecondaryScheduler:
             fresh, out = place(_)
             if out is not None and may_preempt and fresh and out.placed == 0 and len(fresh) == len(pending) and \
                     not any(isinstance(d, Unschedulable) and d.waiting for d in out.decisions.values()):
-                pre = self._preempt_gang(self.state.session(), group, fresh, prio, held)
+                mine = {p.key for p in fresh}
+                placed = {p.key: node for p in self.state.members(gkey)
+                          if p.key not in mine and (node := self._place_of(p)) is not None}
+                pre = self._preempt_gang(self.state.session(), group, fresh, prio, held, placed)
             return fresh, out
 
         def place(_: object) -> tuple[list[Pod], Outcome | None]:

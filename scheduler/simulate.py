@@ -25,6 +25,9 @@ cannot be placed preempts, unless `preemption` is off: `allocator.preemption` pi
 among the pods running by then (the cluster file's bound pods and the workload pods placed
 earlier in the run), they are evicted (their claims released, their resources freed) and the
 preemptor is placed on the node it was nominated to. Evicted workload pods are not placed again.
+A gang's pods bound in the cluster file count for its minMember (`still_needed`) and the rest
+joins their topology domain; a gang some of whose pods hold a place (bound there, or placed when
+minMember let fewer than all land) preempts for the rest only (`preempt_gang`'s `placed`).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import Any, TypeVar
 
 from allocator.cel import Backend
 from allocator.errors import SpecError
-from allocator.gang import gang_waits, schedule_gang, schedule_pod
+from allocator.gang import gang_waits, schedule_gang, schedule_pod, still_needed
 from allocator.model import (
     COSCHEDULING_API,
     POD_GROUP_LABEL,
@@ -544,23 +547,33 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
             return Unschedulable(f"{d.reason}; {got}", d.warnings)
         return got[p.key]
 
-    def preempt_group(gkey: GroupKey, g: PodGroup, ms: Sequence[Pod], placed: int) -> None:
-        """A group that could not be placed preempts: a gang as a whole (when nothing of it was
-        placed), a basic group's pods each on their own."""
+    def running_members(gkey: GroupKey) -> list[Pod]:
+        """The group's pods of the cluster file still bound (not evicted by the run)."""
+        return [bp for bp in scene.bound if bound_group.get(bp.key) == gkey and bp.key in session.pods.entries]
+
+    def preempt_group(gkey: GroupKey, g: PodGroup, ms: Sequence[Pod]) -> None:
+        """A group not all of which could be placed preempts: a gang's pods not placed together
+        (next to its members holding a place, the cluster file's bound ones and those placed
+        now: for what `still_needed` leaves, inside their domain as placement has it), a basic
+        group's pods each on their own."""
         if not g.gang:
             for m in ms:
                 decided[m.key] = preempt_one(m, decided[m.key])
             return
-        ready = [m for m in ms if not isinstance(session.prepare(m), Unschedulable)]
-        if placed or not ready or gang_waits(g, ready) is not None:
+        holding = [*running_members(gkey), *(m for m in ms if isinstance(decided.get(m.key), Placed))]
+        rest = [m for m in ms if not isinstance(decided.get(m.key), Placed)]
+        ready = [m for m in rest if not isinstance(session.prepare(m), Unschedulable)]
+        need = still_needed(g, holding)
+        if not ready or gang_waits(need, ready) is not None:
             return
         priority = min(m.priority for m in ready)  # the gang preempts only what is below all of it
         running = running_below(ready, priority)
         if running is None:
             return
         policy = NEVER if any(policy_of.get(m.key) == NEVER for m in ready) else PREEMPT_LOWER
-        r = preempt_gang(session, g, ready, running, priority=priority, policy=policy, gangs=gang_refs(),
-                         pdb_violations=pdb_violations())
+        placed = {h.key: session.pods.entries[h.key][1] for h in holding if h.key in session.pods.entries}
+        r = preempt_gang(session, need, ready, running, priority=priority, policy=policy, gangs=gang_refs(),
+                         pdb_violations=pdb_violations(), placed=placed)
         got = evict_for(ready, r, running, priority, g) if r.ok else r.reason or "preemption cannot help"
         if isinstance(got, str):
             for m in ready:
@@ -569,7 +582,8 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
                     decided[m.key] = Unschedulable(f"{was.reason}; {got}", was.warnings)
             return
         decided.update(got)
-        landed[gkey] = r.where
+        if not holding or landed.get(gkey) is None:
+            landed[gkey] = r.where
 
     def invalid(gkey: GroupKey, why: str) -> None:
         for p in members[gkey]:
@@ -598,11 +612,14 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
             invalid(gkey, g)
         else:
             session.add_group(g)
-            out = schedule_gang(session, g, members[gkey])
+            # Its pods bound in the cluster file count for minMember; the others join their domain.
+            holding = running_members(gkey)
+            on = sorted({session.pods.entries[h.key][1] for h in holding})
+            out = schedule_gang(session, still_needed(g, holding) if g.gang else g, members[gkey], running=on)
             decided.update(out.decisions)
             landed[gkey] = out.where
             if out.placed < len(members[gkey]):
-                preempt_group(gkey, g, members[gkey], out.placed)
+                preempt_group(gkey, g, members[gkey])
 
     def never_placed(p: Pod) -> str:
         gkey = group_of.get(p.key)

@@ -979,7 +979,8 @@ class Writer:
         body: Obj = {"apiVersion": "policy/v1", "kind": "Eviction",
                      "metadata": {"name": victim.name, "namespace": victim.namespace}, "deleteOptions": options}
         try:
-            await self.kube.create(PODS.path(victim.namespace, victim.name, "eviction"), body)
+            # One attempt: a budget that refuses says Retry-After (10 s); the hold logic retries, not the client.
+            await self.kube.create(PODS.path(victim.namespace, victim.name, "eviction"), body, follow_retry_after=False)
             self.metrics.writes.labels("pod-eviction", "ok").inc()
         except KubeError as e:
             if e.not_found or (e.conflict and "UID" in e.message):

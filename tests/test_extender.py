@@ -282,6 +282,45 @@ async def test_preempt_echoes_candidates_it_cannot_judge() -> None:
         assert out["NodeNameToMetaVictims"]["n1"] == {"Pods": [{"UID": "unknown-uid"}], "NumPDBViolations": 1}
 
 
+async def test_preempt_reads_the_budgets_itself_and_counts_their_violations() -> None:
+    """n2 runs pa and pb (two GPUs each, same priority); a budget allowing nothing covers pb. For
+    `small` (two GPUs) either one is enough: the violating pb is reprieved first, so pa goes, and
+    the answer's NumPDBViolations is Tessera's count, not kube-scheduler's."""
+    async with extender() as (api, svc, http, base):
+        for name, devs in (("pa", (0, 1)), ("pb", (2, 3))):
+            api.create(reserve(allocated(f"{name}-claim", [("g", GPU, "n2", f"gpu-{i}") for i in devs], node_name="n2"),
+                               name))
+            p = pod(name, {"g": f"{name}-claim"}, nodeName="n2", schedulerName="default-scheduler")
+            if name == "pb":
+                p["metadata"]["labels"] = {"app": "db"}
+            api.create(p)
+        api.create({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                    "metadata": {"name": "db", "namespace": "default"},
+                    "spec": {"selector": {"matchLabels": {"app": "db"}}, "minAvailable": 1},
+                    "status": {"disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1}})
+        await eventually(lambda: ("default", "db") in svc.state.pdbs and ("default", "pb") in svc.state.pods
+                         and ("default", "pb-claim") in svc.state.claims, what="the cache to see the budget and pods")
+        args = payload("preempt-node-cache.json")
+        args["Pod"] = api.get("Pod", "small", "default")
+        args["NodeNameToMetaVictims"] = {"n2": {"Pods": [{"UID": "uid-default-pa"}, {"UID": "uid-default-pb"}],
+                                                "NumPDBViolations": 1}}
+        status, out = await post(http, base + "/preempt", args)
+        assert status == 200
+        assert out == {"NodeNameToMetaVictims": {"n2": {"Pods": [{"UID": "uid-default-pa"}], "NumPDBViolations": 0}}}
+        # Offered only pb (kube-scheduler saying no violation): pb goes, and the budget says it violates.
+        args["NodeNameToMetaVictims"] = {"n2": {"Pods": [{"UID": "uid-default-pb"}], "NumPDBViolations": 0}}
+        status, out = await post(http, base + "/preempt", args)
+        assert status == 200
+        assert out == {"NodeNameToMetaVictims": {"n2": {"Pods": [{"UID": "uid-default-pb"}], "NumPDBViolations": 1}}}
+        # Once the budget allows a disruption, pb no longer violates it.
+        b = api.get("PodDisruptionBudget", "db", "default")
+        assert b is not None
+        api.put({**b, "status": {**b["status"], "disruptionsAllowed": 1}})
+        await eventually(lambda: svc.state.pdbs[("default", "db")].allowed == 1, what="the cache to see the new status")
+        status, out = await post(http, base + "/preempt", args)
+        assert out["NodeNameToMetaVictims"]["n2"]["NumPDBViolations"] == 0
+
+
 async def test_health_readiness_and_metrics() -> None:
     async with extender(start=False) as (_api, svc, http, base):
         async with http.get(base + "/readyz") as r:

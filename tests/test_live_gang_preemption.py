@@ -159,6 +159,44 @@ async def test_a_gang_victim_takes_its_whole_gang_unless_min_member_still_holds(
         assert_no_device_twice(api)
 
 
+async def test_a_gang_with_members_running_preempts_for_the_rest_inside_their_nvlink_domain() -> None:
+    """Clique a has four nodes: `train` (minMember 2, priority 10) runs train-0 and train-1 on a0
+    and a1, pods of priority 5 run on a2 and a3; clique b runs pods of priority 1 (cheaper
+    victims) on both its nodes. The job grows to minMember 4: train-2 and train-3 must join
+    clique a, so they evict the pods on a2 and a3, never those of clique b."""
+    objs: list[Obj] = [dclass("gpu", f"device.driver == '{GPU}'"), template("four", exact("g", count=4)), gang("train", 2)]
+    for n in ("a0", "a1", "a2", "a3", "b0", "b1"):
+        objs += [node(n, {HOST: n, CLIQUE: f"nvl-{n[0]}"}), rslice(f"{n}-gpus", gpus(4), node=n)]
+    async with live(objs, release_claims=True, terminate_pods=True) as (api, svc):
+        for n, prio in (("a2", 5), ("a3", 5), ("b0", 1), ("b1", 1)):
+            api.create(pod(f"low-{n}", templates={"g": "four"}, priority=prio, nodeSelector={HOST: n}))
+        await eventually(lambda: all(bound(api, f"low-{n}") for n in ("a2", "a3", "b0", "b1")), CAP, "the low pods bound")
+        for i in range(2):
+            api.create(member(f"train-{i}", "train", 10))
+        await eventually(lambda: bound(api, "train-0") and bound(api, "train-1"), CAP, "half the gang bound")
+        assert {bound(api, "train-0"), bound(api, "train-1")} == {"a0", "a1"}
+        group = api.get("PodGroup", "train", "default")
+        assert group is not None
+        api.put({**group, "spec": {**group["spec"], "minMember": 4}})
+        for i in (2, 3):
+            api.create(member(f"train-{i}", "train", 10))
+        await eventually(lambda: nominated(api, "train-2") and nominated(api, "train-3"), CAP, "the rest nominated")
+        assert {nominated(api, "train-2"), nominated(api, "train-3")} == {"a2", "a3"}
+        await eventually(lambda: terminating(api, "low-a2") and terminating(api, "low-a3"), CAP, "both victims deleted")
+        assert not any(terminating(api, f"low-{n}") or deletes(api, f"low-{n}") for n in ("b0", "b1")), "not elsewhere"
+        assert not any(terminating(api, f"train-{i}") for i in range(2)), "the running members stay"
+        assert bound(api, "train-2") is None and bound(api, "train-3") is None, "never bound onto devices in use"
+        api.finish_pod("low-a2")
+        api.finish_pod("low-a3")
+        await eventually(lambda: bound(api, "train-2") and bound(api, "train-3"), CAP, "the rest bound")
+        assert {bound(api, f"train-{i}") for i in range(4)} == {"a0", "a1", "a2", "a3"}
+        assert all(bound(api, f"low-{n}") == n and not terminating(api, f"low-{n}") for n in ("b0", "b1"))
+        assert_no_device_twice(api)
+        await svc.scheduler.drain()
+        assert len(events(api, "low-a2", "Preempted")) == 1 and len(events(api, "low-a3", "Preempted")) == 1
+        assert svc.metrics.gangs.labels("preempting")._value.get() == 1
+
+
 # --- PodDisruptionBudgets -------------------------------------------------------------------------
 
 async def test_a_victim_a_budget_covers_is_evicted_through_the_eviction_api() -> None:
@@ -178,7 +216,6 @@ async def test_a_victim_a_budget_covers_is_evicted_through_the_eviction_api() ->
 
 async def test_an_eviction_the_budget_refuses_leaves_the_victim_and_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scheduler.loop, "FAILED_HOLD_TIMEOUT", 0.2)  # a cap the test waits out, not a speed it needs
-    # Each attempt is 11 requests (the client follows a 429's Retry-After 10 times), rate-limited: fewer attempts.
     monkeypatch.setattr(scheduler.loop, "VICTIM_ATTEMPTS", 2)
     objs = [*gpu_cluster(1, per_node=1), template("one", exact("g")), pdb("db", "db", 0)]
     async with live(objs, release_claims=True) as (api, svc):
@@ -197,6 +234,43 @@ async def test_an_eviction_the_budget_refuses_leaves_the_victim_and_is_reported(
         await eventually(lambda: svc.metrics.attempts.labels("nomination-expired")._value.get() >= 1, CAP,
                          "the hold released")
         assert bound(api, "high") is None and bound(api, "low") == "n0" and not terminating(api, "low")
+
+
+async def test_a_refused_eviction_is_not_waited_out_inside_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API server refuses the eviction with a Retry-After of an hour (a real one says 10 s,
+    which the client would follow 10 times): each attempt is one request, answered at once, so
+    the loop's own retries run and the hold ends by FAILED_HOLD_TIMEOUT, not after the client's
+    waits. A request other than an eviction still follows Retry-After."""
+    monkeypatch.setattr(scheduler.loop, "FAILED_HOLD_TIMEOUT", 0.2)  # a cap the test waits out, not a speed it needs
+    objs = [*gpu_cluster(1, per_node=1), template("one", exact("g")), pdb("db", "db", 0)]
+    async with live(objs, release_claims=True) as (api, svc):
+        api.eviction_retry_after = 3600
+        api.create(labelled(pod("low", templates={"g": "one"}, priority=1), "db"))
+        await eventually(lambda: bound(api, "low"), CAP, "low bound")
+        api.create(pod("high", templates={"g": "one"}, priority=100))
+        await eventually(lambda: svc.metrics.attempts.labels("nomination-expired")._value.get() >= 1, CAP,
+                         "the hold released after every attempt was refused")
+        assert len(evictions(api, "low")) >= scheduler.loop.VICTIM_ATTEMPTS, "one request per attempt, each retried"
+        assert svc.kube.stats.retries[429] == 0, "no Retry-After followed inside the client"
+        assert svc.metrics.attempts.labels("eviction-refused")._value.get() >= 1
+        assert bound(api, "low") == "n0" and not terminating(api, "low") and bound(api, "high") is None
+    # The option itself: an eviction answers the 429 at once by default and when asked explicitly.
+    api2 = FakeApiServer()
+    kube = Kube.for_url(await api2.start())
+    try:
+        api2.eviction_retry_after = 3600
+        api2.create(pdb("db", "db", 0))
+        api2.create(labelled(pod("p", nodeName="n0"), "db"))
+        from scheduler.kube import KubeError
+        body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p", "namespace": "default"}}
+        for follow in (None, False):
+            with pytest.raises(KubeError) as e:
+                await kube.create("/api/v1/namespaces/default/pods/p/eviction", body, follow_retry_after=follow)
+            assert e.value.status == 429
+        assert kube.stats.retries[429] == 0 and len(evictions(api2, "p")) == 2
+    finally:
+        await kube.close()
+        await api2.stop()
 
 
 async def test_a_candidate_without_budget_violations_is_preferred() -> None:

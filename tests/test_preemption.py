@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import allocator as alloc
+from allocator.gang import schedule_gang, still_needed
 from allocator.model import ObjectKey, Pod, PodGroup
 from allocator.pdb import DisruptionBudget, covering, disruptions_allowed, parse_pdb, with_status
 from allocator.pdb import violations as pdb_violations
@@ -47,6 +49,7 @@ from allocator.priority import (
 )
 from tests.builders import GPU, GPU_CLASS, Obj, World, claim, exact, gpus, node, pod, rslice, template
 from tests.invariants import violations
+from topology.hierarchy import describe
 
 CLIQUE = "nvidia.com/gpu.clique"
 CPUS = 4
@@ -575,6 +578,179 @@ def test_gang_dry_run_cap_is_said() -> None:
     c, gangs = cliques()
     r = preempt_gang(c.session, PodGroup("default", "new", 2), gang_members(2), c.running, gangs=gangs, max_dry_runs=1)
     assert not r.ok and any("dry-run cap of 1 reached" in n for n in r.notes)
+
+
+# --- a gang some of whose members run: the rest preempts ----------------------------------------
+
+REQUIRED = "tessera.dev/topology-required"
+
+
+def half_running(required: bool) -> tuple[Cluster, PodGroup, list[Pod], dict[ObjectKey, str]]:
+    """Two NVLink domains of four 4-GPU nodes. Gang `new` (minMember 4, priority 100) runs m0 and
+    m1 on x0 and x1; x2 and x3 run pods of priority 1; in y, y0 and y1 run pods of priority 0
+    (cheaper victims), y2 and y3 pods of priority 1000. The missing m2 and m3 need a node each."""
+    nodes: list[tuple[str, int, Mapping[str, str] | None]] = [
+        (f"{d}{i}", 4, {CLIQUE: f"nvl-{d}"}) for d in "xy" for i in range(4)]
+    owners = {"x0": ("m0", 100), "x1": ("m1", 100), "x2": ("lx2", 1), "x3": ("lx3", 1),
+              "y0": ("ly0", 0), "y1": ("ly1", 0), "y2": ("hy2", 1000), "y3": ("hy3", 1000)}
+    held = {f"c-{n}": Held(n, [0, 1, 2, 3], [p]) for n, (p, _) in owners.items()}
+    specs = [Spec(p, n, prio, claim=f"c-{n}") for n, (p, prio) in owners.items()]
+    c = build(nodes, held, specs, [template("four", exact("g", count=4))])
+    group = PodGroup("default", "new", 4, annotations={REQUIRED: CLIQUE} if required else {})
+    placed = {("default", "m0"): "x0", ("default", "m1"): "x1"}
+    rest = [alloc.parse_pod(pod(f"m{i}", templates={"g": "four"}, group="new", priority=100)) for i in (2, 3)]
+    return c, group, rest, placed
+
+
+def test_a_gang_with_members_running_preempts_for_the_rest_inside_their_domain() -> None:
+    c, group, rest, placed = half_running(required=True)
+    running_members = [c.running[k].pod for k in placed]
+    needed = still_needed(group, running_members)
+    assert needed.min_member == 2
+    before = snapshot(c.session)
+    r = preempt_gang(c.session, needed, rest, c.running, placed=placed)
+    assert snapshot(c.session) == before, "a dry run stayed committed"
+    # y0 and y1 are cheaper (priority 0), but the rest must join m0 and m1 in nvl-x.
+    assert keys(r) == {"lx2", "lx3"} and r.where == "gpu.clique=nvl-x", r
+    assert sorted(r.nominated.values()) == ["x2", "x3"]
+    assert apply(c, rest, r, {("default", "new"): (4, [*placed, *(m.key for m in rest)])}) == []
+    # Without a topology constraint the rest may land anywhere: the cheapest victims, in y.
+    c, group, rest, placed = half_running(required=False)
+    r = preempt_gang(c.session, still_needed(group, [c.running[k].pod for k in placed]), rest, c.running, placed=placed)
+    assert keys(r) == {"ly0", "ly1"} and sorted(r.nominated.values()) == ["y0", "y1"], r
+    # Without `placed`, the full minMember counts: two pods are fewer than 4, nothing can help.
+    c, group, rest, placed = half_running(required=True)
+    r = preempt_gang(c.session, group, rest, c.running)
+    assert not r.ok
+    # lx2, lx3 and ly0 a running gang L: with minMember 3 it breaks and ly0 goes along; with 1 it stays.
+    for mm, dragged in ((3, {"ly0"}), (1, set())):
+        c, group, rest, placed = half_running(required=True)
+        gangs = {("default", n): (("default", "L"), mm) for n in ("lx2", "lx3", "ly0")}
+        r = preempt_gang(c.session, still_needed(group, [c.running[k].pod for k in placed]), rest, c.running,
+                         gangs=gangs, placed=placed)
+        assert keys(r) == {"lx2", "lx3"} | dragged and sorted(r.nominated.values()) == ["x2", "x3"], (mm, r)
+        assert all(v.gang == (("default", "L") if mm == 3 else None) for v in r.victims)
+
+
+def test_the_running_members_are_never_victims_and_their_domain_bounds_the_search() -> None:
+    c, group, rest, placed = half_running(required=True)
+    # m0 and m1 run at priority 1 here (below the rest's 100): still never victims of their own gang.
+    low = {k: Running(r.pod, r.node, 1 if k in placed else r.priority) for k, r in c.running.items()}
+    # lx2 and lx3 at 1000: nothing in nvl-x may go, and y does not count.
+    low[("default", "lx2")] = dataclass_replace(low[("default", "lx2")], priority=1000)
+    low[("default", "lx3")] = dataclass_replace(low[("default", "lx3")], priority=1000)
+    needed = still_needed(group, [c.running[k].pod for k in placed])
+    r = preempt_gang(c.session, needed, rest, low, placed=placed)
+    assert not r.ok and r.reason is not None
+    assert "the 2 pod(s) it still needs" in r.reason and "in gpu.clique=nvl-x, where its 2 placed pod(s) run" in r.reason
+    # One of them low again: one node freed is not enough for two members.
+    low[("default", "lx3")] = dataclass_replace(low[("default", "lx3")], priority=1)
+    r = preempt_gang(c.session, needed, rest, low, placed=placed)
+    assert not r.ok and not {v.pod for v in r.victims} & set(placed)
+    with pytest.raises(ValueError, match="both placed and still to place"):
+        preempt_gang(c.session, needed, rest, low, placed={**placed, rest[0].key: "x2"})
+
+
+@dataclass
+class Partial:
+    """Two NVLink domains a and b of 2-3 nodes with 2 GPUs each; the gang's placed members on
+    nodes of a (one GPU each, some priority), the other GPUs held by pods of random priority
+    (claims of one or two GPUs); the rest of the gang (priority 5) needs `need` GPUs per member."""
+
+    sizes: dict[str, int]  # domain -> nodes
+    placed: list[Spec]
+    others: list[Spec]
+    held: dict[str, Held]
+    pending: int
+    need: int
+    required: bool
+
+    def nodes(self) -> list[tuple[str, int, Mapping[str, str] | None]]:
+        return [(f"{d}{i}", 2, {CLIQUE: f"nvl-{d}"}) for d, n in self.sizes.items() for i in range(n)]
+
+
+GANG_PRIORITY = 5
+
+
+@st.composite
+def partial_gangs(draw: st.DrawFn) -> Partial:
+    sizes = {"a": draw(st.integers(2, 3)), "b": draw(st.integers(2, 3))}
+    nodes = [f"{d}{i}" for d, n in sizes.items() for i in range(n)]
+    held: dict[str, Held] = {}
+    placed: list[Spec] = []
+    others: list[Spec] = []
+    free = {n: [0, 1] for n in nodes}
+    for i in range(draw(st.integers(1, 2))):
+        n = draw(st.sampled_from([x for x in nodes if x.startswith("a") and free[x]]))
+        g = free[n].pop(0)
+        held[f"cm{i}"] = Held(n, [g], [f"m{i}"])
+        placed.append(Spec(f"m{i}", n, draw(st.integers(0, GANG_PRIORITY)), claim=f"cm{i}"))
+    for n in nodes:
+        while free[n] and len(others) < 7 and draw(st.integers(0, 4)):
+            k = min(draw(st.integers(1, 2)), len(free[n]))
+            gs, free[n] = free[n][:k], free[n][k:]
+            name = f"p{len(others)}"
+            held[f"c{name}"] = Held(n, gs, [name])
+            others.append(Spec(name, n, draw(st.integers(0, GANG_PRIORITY + 1)), claim=f"c{name}"))
+    return Partial(sizes, placed, others, held, draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.booleans()))
+
+
+def _rest_fits(s: alloc.Session, group: PodGroup, rest: Sequence[Pod], on: frozenset[str],
+               within: frozenset[str] | None) -> bool:
+    """A dry run of the rest of the gang next to its running members (inside `within`), rolled back."""
+    out = schedule_gang(s, group, rest, running=on)
+    try:
+        nodes = {d.node for d in out.decisions.values() if isinstance(d, alloc.Placed)}
+        return len(out.commits) == len(rest) and (within is None or nodes <= within)
+    finally:
+        for commit in reversed(list(out.commits.values())):
+            s.rollback(commit)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(partial_gangs())
+def test_the_rest_of_a_running_gang_preempts_minimally(inst: Partial) -> None:
+    c = build(inst.nodes(), inst.held, [*inst.placed, *inst.others],
+              [template("one", exact("g")), template("two", exact("g", count=2))])
+    s = c.session
+    total = len(inst.placed) + inst.pending
+    group = PodGroup("default", "new", total, annotations={REQUIRED: CLIQUE} if inst.required else {})
+    placed = {("default", sp.name): sp.node for sp in inst.placed}
+    rest = [alloc.parse_pod(pod(f"r{i}", templates={"g": "one" if inst.need == 1 else "two"}, group="new",
+                                priority=GANG_PRIORITY)) for i in range(inst.pending)]
+    needed = still_needed(group, [c.running[k].pod for k in placed])
+    on = frozenset(placed.values())
+    home = frozenset(n for n, _, _ in inst.nodes() if n.startswith("a")) if inst.required else None
+    before = snapshot(s)
+    r = preempt_gang(s, needed, rest, c.running, placed=placed)
+    assert snapshot(s) == before, "the what-ifs left the session changed"
+    lower = [c.running[("default", sp.name)].pod for sp in inst.others if sp.priority < GANG_PRIORITY]
+    if _rest_fits(s, needed, rest, on, None):
+        assert not r.ok and r.reason is not None and "without preemption" in r.reason
+        return
+    # Brute force for the existence: evicting every lower-priority pod (fitting only gets easier).
+    with s.without([p.key for p in lower]), s.freed([("default", f"c{p.name}") for p in lower]):
+        possible = _rest_fits(s, needed, rest, on, home)
+    assert r.ok == possible, (r, inst)
+    if not r.ok:
+        assert not r.nominated and r.reason is not None
+        return
+    # All or nothing, never a placed member nor a pod of equal or higher priority, inside the domain.
+    assert set(r.nominated) == {m.key for m in rest}
+    assert not {v.pod for v in r.victims} & set(placed)
+    assert all(c.running[v.pod].priority < GANG_PRIORITY for v in r.victims)
+    if home is not None:
+        assert set(r.nominated.values()) <= home
+    # Minimal: no proper subset of the victims lets the rest fit (in the scope the preemption chose).
+    h = s.cluster.topology.hierarchy
+    scopes = {"cluster": None, **{describe(d): ns for lv in h.used_levels for d, ns in h.domains(lv).items()}}
+    scope = scopes[r.where or "cluster"]
+    victims = sorted(v.pod for v in r.victims)
+    for k in range(len(victims)):
+        for subset in itertools.combinations(victims, k):
+            with s.without(subset), s.freed([(ns, f"c{n}") for ns, n in subset]):
+                assert not _rest_fits(s, needed, rest, on, scope), f"evicting only {subset} would do"
+    assert apply(c, rest, r, {("default", "new"): (total, [*placed, *(m.key for m in rest)])}) == []
 
 
 # --- PriorityClass ------------------------------------------------------------------------------------

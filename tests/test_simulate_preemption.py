@@ -337,6 +337,67 @@ def test_a_victim_drags_its_running_gang_unless_min_member_still_holds(tmp_path:
     assert invariant_violations(simulated(cluster, workload)) == []
 
 
+def half_running_cluster(tmp: pathlib.Path, required: bool) -> pathlib.Path:
+    """nvl-x: gang `train` (minMember 4, high) runs train-0 and train-1 on x0 and x1, pods of class
+    `mid` on x2 and x3; nvl-y: pods of class `low` (cheaper victims) on y0 and y1."""
+    group = pod_group("train", 4)
+    if required:
+        group["metadata"]["annotations"] = {"tessera.dev/topology-required": CLIQUE}
+    owners = {"x0": ("train-0", "high"), "x1": ("train-1", "high"), "x2": ("mx2", "mid"), "x3": ("mx3", "mid"),
+              "y0": ("ly0", "low"), "y1": ("ly1", "low")}
+    return write(tmp, "c.yaml", [
+        GPU_CLASS, *CLASSES, pclass("mid", 50), group,
+        *(d for n in owners for d in gpu_node(n, 4, {CLIQUE: f"nvl-{n[0]}"})),
+        *(held(f"{p}-gpus", n, [0, 1, 2, 3], [p]) for n, (p, _) in owners.items()),
+        *(bound(p, n, f"{p}-gpus", group="train" if p.startswith("train") else None, priorityClassName=c)
+          for n, (p, c) in owners.items()),
+    ])
+
+
+def test_a_gang_with_members_running_preempts_for_the_rest_inside_their_domain(
+        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    workload = write(tmp_path, "w.yaml", [*TEMPLATES, *(gpu_pod(f"train-{i}", "four", group="train",
+                                                                 priorityClassName="high") for i in (2, 3))])
+    cluster = half_running_cluster(tmp_path, required=True)
+    out = run_json(capsys, cluster, workload)
+    pods = pods_by_name(out)
+    # Two of minMember 4 run in nvl-x: the other two join them there, evicting the mid pods of
+    # x2 and x3 rather than the cheaper low ones of nvl-y.
+    assert {pods[f"train-{i}"]["node"] for i in (2, 3)} == {"x2", "x3"}
+    for i in (2, 3):
+        n = pods[f"train-{i}"]["node"]
+        assert pods[f"train-{i}"]["victims"] == [{"namespace": "default", "name": f"m{n}", "node": n,
+                                                  "devices": devices(n, 0, 1, 2, 3)}]
+    result = simulated(cluster, workload)
+    assert invariant_violations(result) == []
+    assert {("default", "ly0"), ("default", "ly1"), ("default", "train-0"), ("default", "train-1")} <= \
+        set(result.session.pods.entries), "nothing outside nvl-x is evicted, nor the running members"
+    # Without a topology constraint the rest may land anywhere: the cheapest victims, in nvl-y.
+    cluster = half_running_cluster(tmp_path, required=False)
+    pods = pods_by_name(run_json(capsys, cluster, workload))
+    assert {pods[f"train-{i}"]["node"] for i in (2, 3)} == {"y0", "y1"}
+    assert {v["name"] for i in (2, 3) for v in pods[f"train-{i}"]["victims"]} == {"ly0", "ly1"}
+    # Without preemption the two cannot be placed: every node is taken.
+    cluster = half_running_cluster(tmp_path, required=True)
+    pods = pods_by_name(run_json(capsys, cluster, workload, "--no-preemption"))
+    assert all(pods[f"train-{i}"]["node"] is None and not pods[f"train-{i}"].get("victims") for i in (2, 3))
+
+
+def test_the_rest_of_a_gang_placed_in_part_preempts_in_the_same_run(tmp_path: pathlib.Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """n0 is free, n1 runs a low pod: gang `g` (minMember 1) of two whole-node pods lands one pod on
+    n0, and the other evicts the low pod for n1, as the secondary scheduler would on its next try."""
+    cluster = write(tmp_path, "c.yaml", [GPU_CLASS, *CLASSES, *gpu_node("n0"), *gpu_node("n1"),
+                                         held("l-gpus", "n1", [0, 1, 2, 3], ["l"]),
+                                         bound("l", "n1", "l-gpus", priorityClassName="low")])
+    workload = write(tmp_path, "w.yaml", [*TEMPLATES, pod_group("g", 1),
+                                          *(gpu_pod(f"g-{i}", "four", group="g", priorityClassName="high") for i in range(2))])
+    pods = pods_by_name(run_json(capsys, cluster, workload))
+    assert {pods["g-0"]["node"], pods["g-1"]["node"]} == {"n0", "n1"}
+    assert [v["name"] for p in pods.values() for v in p.get("victims") or []] == ["l"]
+    assert invariant_violations(simulated(cluster, workload)) == []
+
+
 # --- priorities -----------------------------------------------------------------------------------------
 
 def test_a_missing_priority_class_makes_the_pod_unschedulable(tmp_path: pathlib.Path,
