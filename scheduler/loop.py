@@ -422,7 +422,8 @@ class SecondaryScheduler:
         """A single pod; `group`: the PodGroup (without gang semantics) it belongs to."""
         prio = self._priority(pod)
         held = self._held(pod.key, prio.value)
-        may_preempt = (group is None and self.preemption and prio.preemption_policy != NEVER
+        # A member of a group without gang semantics preempts on its own, as a single pod does.
+        may_preempt = (self.preemption and prio.preemption_policy != NEVER
                        and not self._victims_pending(pod.key))
 
         def decide(_: object) -> tuple[Pod, Outcome, Preemption | None] | None:

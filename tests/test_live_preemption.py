@@ -159,3 +159,18 @@ async def test_preemption_policy_never_preempts_no_one_but_a_global_default_clas
         await eventually(lambda: bound(api, "plain") or bound(api, "polite"), CAP, "a pod in low's place")
         assert api.get("Pod", "low", "default") is None
         assert_no_device_twice(api)
+
+
+async def test_a_member_of_a_basic_group_preempts_on_its_own() -> None:
+    """A v1alpha2 `basic` PodGroup is no gang: each member is decided, and preempts, as a single pod."""
+    objs = [*gpu_cluster(1, per_node=1), template("one", exact("g")), priority_class("high", 100),
+            {"apiVersion": "scheduling.k8s.io/v1alpha2", "kind": "PodGroup", "metadata": {"name": "loose", "namespace": "default"},
+             "spec": {"schedulingPolicy": {"basic": {}}}}]
+    async with live(objs, release_claims=True) as (api, _svc):
+        await place(api, "low", 1, "n0")
+        member = pod("high", templates={"g": "one"}, priorityClassName="high", priority=100)
+        member["spec"]["schedulingGroup"] = {"podGroupName": "loose"}
+        api.create(member)
+        await eventually(lambda: bound(api, "high"), CAP, "the member bound in the victim's place")
+        assert api.get("Pod", "low", "default") is None
+        assert_no_device_twice(api)
