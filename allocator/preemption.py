@@ -736,3 +736,15 @@ def _could_hold(eng: _Engine, nodes: frozenset[str], needs: Sequence[tuple[Selec
         if have < need:
             return False
     return True
+
+
+# --- holding a nominated node ----------------------------------------------------------------------
+
+def nominee_fits(session: Session, nominee: Pod, node: str, victims: Iterable[ObjectKey],
+                 claims: Iterable[ObjectKey]) -> bool:
+    """Whether a pod nominated to `node` by preemption still fits there once its victims are
+    gone (their places and the claims their eviction frees), with whatever the session holds
+    now: kube-scheduler's check of nominated pods, which lets a pod of lower or equal priority
+    take room on a nominated node only when the nominee keeps what it preempted for."""
+    with session.without(victims), session.freed(claims):
+        return node in session.filter(nominee, [node]).ok

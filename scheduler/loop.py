@@ -36,10 +36,11 @@ the API. A pod is ours while it is unbound, not gated, not terminating and not f
   the Eviction API (`Writer.evict`), which the API server refuses with 429 while the budget allows
   nothing. A failed (or refused) victim write is retried `VICTIM_ATTEMPTS` times, then logged,
   counted, said on the preemptor when refused, and the hold shortened to `FAILED_HOLD_TIMEOUT`.
-  The hold: while a nomination stands, no pod of lower or equal priority (other than the nominee
-  and the members of its gang) is placed on the nominated node: a decision landing there is
-  rolled back and made again without that node (a gang is refused while any member would land on
-  such a node). The nominee waits (no backoff) and is woken when a victim is deleted or a claim
+  The hold: while a nomination stands, a single pod of lower or equal priority (other than the
+  nominee) lands on the nominated node only when every nominee there still fits with it once its
+  victims are gone (`allocator.preemption.nominee_fits`); else the decision is rolled back and
+  made again without that node. A gang is refused while any member would land on such a node
+  (other than its own members'). The nominee waits (no backoff) and is woken when a victim is deleted or a claim
   freed, then decided normally: the usual decision never hands out devices still allocated. The
   nomination ends when the nominee is bound, deleted (a gang member deleted ends its siblings'
   nominations too) or no longer ours, or `HOLD_TIMEOUT` seconds (plus the victims' grace periods)
@@ -79,7 +80,16 @@ from allocator.model import (
 from allocator.parse import parse_pod_or_error, resolve_pod_group
 from allocator.pdb import covering, violations
 from allocator.placement import Commit, Placed, Session, Unschedulable
-from allocator.preemption import GangRef, PdbViolations, Preemption, Running, preempt_gang, preempt_pod, running_pods
+from allocator.preemption import (
+    GangRef,
+    PdbViolations,
+    Preemption,
+    Running,
+    nominee_fits,
+    preempt_gang,
+    preempt_pod,
+    running_pods,
+)
 from allocator.priority import NEVER, PREEMPT_LOWER, PodPriority, effective_priority
 
 from .metrics import Metrics
@@ -422,6 +432,7 @@ class SecondaryScheduler:
         """A single pod; `group`: the PodGroup (without gang semantics) it belongs to."""
         prio = self._priority(pod)
         held = self._held(pod.key, prio.value)
+        holds = self._holds(pod.key, prio.value)
         # A member of a group without gang semantics preempts on its own, as a single pod does.
         may_preempt = (self.preemption and prio.preemption_policy != NEVER
                        and not self._victims_pending(pod.key))
@@ -431,7 +442,7 @@ class SecondaryScheduler:
             if fresh is None:
                 return None
             session = self.state.session()
-            out = self._schedule(session, fresh, held)
+            out = self._schedule(session, fresh, held, holds)
             d = out.decisions[fresh.key]
             pre = None
             if isinstance(d, Unschedulable) and not d.waiting and may_preempt:
@@ -537,11 +548,37 @@ class SecondaryScheduler:
         for key in list(self._nominations):
             self.queue.wake(key)
 
-    def _schedule(self, session: Session, pod: Pod, held: frozenset[str]) -> Outcome:
-        """`schedule_pod`, kept off the held nodes (engine thread)."""
+    def _holds(self, key: ObjectKey, priority: int) -> dict[str, list[tuple[ObjectKey, tuple[ObjectKey, ...],
+                                                                         tuple[ObjectKey, ...]]]]:
+        """Per held node, the nominations a pod of this priority must leave room for: (nominee,
+        its victims, the claims their eviction frees). Taken on the event loop, read on the
+        engine thread."""
+        out: dict[str, list[tuple[ObjectKey, tuple[ObjectKey, ...], tuple[ObjectKey, ...]]]] = {}
+        for k, n in self._nominations.items():
+            if k != key and n.priority >= priority:
+                out.setdefault(n.node, []).append((k, tuple(n.victims), n.claims))
+        return out
+
+    def _room_kept(self, session: Session, node: str,
+                   holds: dict[str, list[tuple[ObjectKey, tuple[ObjectKey, ...], tuple[ObjectKey, ...]]]]) -> bool:
+        """Whether every pod nominated to `node` still fits there once its victims are gone, with
+        the decision just committed (engine thread)."""
+        for key, victims, claims in holds.get(node, ()):
+            hit = self.state.pods.get(key)
+            if hit is not None and not nominee_fits(session, hit[0], node, victims, claims):
+                return False
+        return True
+
+    def _schedule(self, session: Session, pod: Pod, held: frozenset[str],
+                  holds: dict[str, list[tuple[ObjectKey, tuple[ObjectKey, ...], tuple[ObjectKey, ...]]]] | None = None) -> Outcome:
+        """`schedule_pod`, leaving nominated pods their room (engine thread): a pod may land on a
+        held node only where every nominee there still fits with it (kube-scheduler's nominated
+        pods check); else it is decided again without the held nodes."""
         out = schedule_pod(session, pod)
         d = out.decisions[pod.key]
         if not held or not isinstance(d, Placed) or d.node not in held:
+            return out
+        if holds is not None and self._room_kept(session, d.node, holds):
             return out
         session.rollback(out.commits[pod.key])
         d = session.decide(pod, only=[n.name for n in session.cluster.nodes if n.name not in held])

@@ -174,3 +174,29 @@ async def test_a_member_of_a_basic_group_preempts_on_its_own() -> None:
         await eventually(lambda: bound(api, "high"), CAP, "the member bound in the victim's place")
         assert api.get("Pod", "low", "default") is None
         assert_no_device_twice(api)
+
+
+async def test_a_nominated_node_takes_other_pods_only_where_the_nominee_keeps_its_room() -> None:
+    """Not the whole node is held: while the victim terminates, a pod of lower priority may land
+    on the nominated node when the nominee still fits there once its victim is gone (a pod
+    without devices, say), and not when it would take what the nominee preempted for."""
+    objs = [*gpu_cluster(1, per_node=4), template("one", exact("g")), template("two", exact("g", count=2)),
+            template("three", exact("g", count=3)), priority_class("high", 100)]
+    async with live(objs, release_claims=True, terminate_pods=True) as (api, _svc):
+        await place(api, "low", 1, "n0", "two")
+        await place(api, "keep", 50, "n0")
+        api.create(pod("high", templates={"g": "three"}, priorityClassName="high", priority=100))
+        await eventually(lambda: nominated(api, "high") == "n0", CAP, "the nomination")
+        await eventually(lambda: bool(((api.get("Pod", "low", "default") or {}).get("metadata") or {})
+                                      .get("deletionTimestamp")), CAP, "the victim terminating")
+        # One GPU is free now, and the nominee needs it with the victim's two.
+        api.create(pod("gpu-late", templates={"g": "one"}, priority=0))
+        cond = await eventually(lambda: condition(api, "gpu-late"), CAP, "the late GPU pod refused")
+        assert "held for a pod of higher or equal priority" in cond["message"], cond["message"]
+        # A pod without devices leaves the nominee its room: it lands on the nominated node.
+        api.create(pod("cpu-late", priority=0))
+        await eventually(lambda: bound(api, "cpu-late") == "n0", CAP, "the pod without devices placed")
+        api.finish_pod("low")
+        await eventually(lambda: bound(api, "high") == "n0", CAP, "the preemptor bound")
+        assert bound(api, "gpu-late") is None
+        assert_no_device_twice(api)
