@@ -209,3 +209,19 @@ async def test_explain_against_a_cluster_over_kubeconfig(tmp_path: pathlib.Path)
         assert proc.returncode == 2 and b"pod default/nope not found" in err
     finally:
         await api.stop()
+
+
+def test_the_kubectl_plugin_is_installed_and_explains_as_tessera_does(tmp_path: pathlib.Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """`kubectl tessera explain POD` runs the executable `kubectl-tessera` on PATH: the install puts
+    it next to `tessera`, and it answers what `tessera explain` answers."""
+    import subprocess
+
+    plugin = pathlib.Path(sys.executable).parent / "kubectl-tessera"
+    assert plugin.exists(), f"{plugin} is missing: the package's console scripts were not installed"
+    cluster, workload = held_scenario(tmp_path)
+    args = ["explain", "default/c", "--cluster", str(cluster), "--workload", str(workload)]
+    done = subprocess.run([str(plugin), *args], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    code, out, _ = run(capsys, *args)
+    assert code == 0 and done.stdout == out and "held by pod default/b (priority 5)" in out
