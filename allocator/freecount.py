@@ -103,6 +103,20 @@ class FreeIndex:
             ix.position = position
         return ix
 
+    def refresh(self, names: Iterable[str] | None) -> None:
+        """The devices of these nodes changed (None: of any node): recount them now."""
+        if names is None:
+            self._indexes.clear()
+            self._totals.clear()
+            return
+        for name in names:
+            self._totals.pop(name, None)
+            node = self._nodes.get(name)
+            if node is None:
+                continue
+            for ix in self._indexes.values():
+                ix.put(name, self._count(ix, node))
+
     def free(self, selector: Selector, node: Node, admin: bool = False) -> Free:
         return self._index(selector, admin).counts[node.name]
 

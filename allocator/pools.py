@@ -106,28 +106,108 @@ def build_pool(key: PoolKey, slices: Iterable[ResourceSlice]) -> Pool:
                 any(d.binding_conditions for d in devices))
 
 
+def _order_key(p: Pool) -> tuple[bool, PoolKey]:
+    """Upstream's pool order: pools with binding conditions last, then by (driver, name)."""
+    return (p.has_binding_conditions, p.key)
+
+
+def _reached(pool: Pool, into: set[str]) -> bool:
+    """Adds the nodes whose views the pool's current slices can reach; False when that may be
+    any node (a slice for all nodes or a node selector, a device reaching beyond one node)."""
+    for s in pool.slices:
+        if s.access is not None:
+            if s.access.node_name is None:
+                return False
+            into.add(s.access.node_name)
+        elif s.per_device_node_selection and not s.error:
+            for d in s.devices:
+                if d.access.node_name is None:
+                    return False
+                into.add(d.access.node_name)
+        # else: a counter-only slice (or one broken before its access was known) reaches no
+        # node itself; its pool's other slices name the nodes it matters to.
+    return True
+
+
 class PoolIndex:
-    """All pools of a cluster, and per-node views of them (cached per Node object)."""
+    """All pools of a cluster, and per-node views of them (cached per Node object).
+
+    `replace` swaps whole pools when their slices change, dropping only the views of the nodes
+    those pools reach: the same pools, devices and views as an index built afresh."""
 
     def __init__(self, slices: Iterable[ResourceSlice]) -> None:
         by_pool: dict[PoolKey, list[ResourceSlice]] = defaultdict(list)
         for s in slices:
             by_pool[s.pool_key].append(s)
         pools = [build_pool(k, v) for k, v in by_pool.items()]
-        pools.sort(key=lambda p: (p.has_binding_conditions, p.key))
+        pools.sort(key=_order_key)
         self.pools: dict[PoolKey, Pool] = {p.key: p for p in pools}
         self.devices: dict[DeviceKey, Device] = {d.key: d for p in pools for d in p.devices}
-        self._local: dict[str, list[tuple[int, ResourceSlice]]] = defaultdict(list)
-        self._shared: list[tuple[int, ResourceSlice]] = []
-        self._order = {p.key: i for i, p in enumerate(pools)}
+        self._local: dict[str, list[tuple[tuple[bool, PoolKey], ResourceSlice]]] = defaultdict(list)
+        self._shared: list[tuple[tuple[bool, PoolKey], ResourceSlice]] = []
+        self._order: dict[PoolKey, tuple[bool, PoolKey]] = {}
         for p in pools:
-            for s in p.slices:
-                entry = (self._order[p.key], s)
-                if s.access is not None and s.access.node_name is not None:
-                    self._local[s.access.node_name].append(entry)
-                else:
-                    self._shared.append(entry)
+            self._enter(p)
         self._views: dict[str, NodeView] = {}
+        self._ordered = True  # whether `pools` and `devices` are in upstream order (as built)
+
+    def _enter(self, p: Pool) -> None:
+        entry_key = self._order[p.key] = _order_key(p)
+        for s in p.slices:
+            entry = (entry_key, s)
+            if s.access is not None and s.access.node_name is not None:
+                self._local[s.access.node_name].append(entry)
+            else:
+                self._shared.append(entry)
+
+    def replace(self, changed: Mapping[PoolKey, Iterable[ResourceSlice]]) -> set[str] | None:
+        """Rebuilds the given pools from all their slices (none: the pool is gone). Returns the
+        nodes whose views changed, or None when that may be any node (all views dropped)."""
+        touched: set[str] | None = set()
+        for key, slices in changed.items():
+            old = self.pools.pop(key, None)
+            if old is not None:
+                if touched is not None and not _reached(old, touched):
+                    touched = None
+                for d in old.devices:
+                    self.devices.pop(d.key, None)
+                del self._order[key]
+                for s in old.slices:
+                    if s.access is not None and s.access.node_name is not None:
+                        local = self._local.get(s.access.node_name)
+                        if local is not None:
+                            local[:] = [e for e in local if e[1].pool_key != key]
+                            if not local:
+                                del self._local[s.access.node_name]
+                    elif any(e[1].pool_key == key for e in self._shared):
+                        self._shared = [e for e in self._shared if e[1].pool_key != key]
+            current = list(slices)
+            if current:
+                p = build_pool(key, current)
+                self.pools[key] = p
+                self.devices.update((d.key, d) for d in p.devices)
+                self._enter(p)
+                if touched is not None and not _reached(p, touched):
+                    touched = None
+            self._ordered = False
+        if touched is None:
+            self._views.clear()
+        else:
+            for name in touched:
+                self._views.pop(name, None)
+        return touched
+
+    def ordered_pools(self) -> list[Pool]:
+        """The pools in upstream order (as `pools` is, until `replace` appends to it)."""
+        if self._ordered:
+            return list(self.pools.values())
+        return sorted(self.pools.values(), key=_order_key)
+
+    def ordered_devices(self) -> Iterable[Device]:
+        """`devices` in upstream order (pools, then slice order; a repeated key where it first is)."""
+        if self._ordered:
+            return self.devices.values()
+        return {d.key: d for p in self.ordered_pools() for d in p.devices}.values()
 
     def pool(self, key: PoolKey) -> Pool | None:
         return self.pools.get(key)

@@ -21,6 +21,9 @@ from .search import Plan
 
 
 class TopologyView:
+    """`replace_devices` keeps it current when slices change; a change involving torus chips
+    (whose placement depends on every chip) asks for a view built afresh instead."""
+
     def __init__(self, config: TopologyConfig, nodes: Iterable[Node], pools: PoolIndex) -> None:
         self.config = config
         self.model = Topology(config)
@@ -29,7 +32,7 @@ class TopologyView:
         self._locality: dict[DeviceKey, tuple[Hashable, ...]] = {}
         self.chips: dict[DeviceKey, tuple[str, tuple[int, ...]]] = {}  # device -> (torus, coords)
         coords_attr = config.torus.coords_attribute
-        for d in pools.devices.values():
+        for d in pools.ordered_devices():
             node = d.access.node_name
             a = d.attributes.get(f"{d.driver}/{coords_attr}")
             if node is None or a is None or a.kind != "ints":
@@ -41,6 +44,21 @@ class TopologyView:
             tc = self.model.torus_of(node)
             if tc is not None:
                 self.chips[d.key] = (tc.name, tuple(a.value))
+
+    def _chip(self, d: Device) -> bool:
+        """Whether the device is (or would be) a chip of a torus."""
+        node = d.access.node_name
+        a = d.attributes.get(f"{d.driver}/{self.config.torus.coords_attribute}")
+        return node is not None and a is not None and a.kind == "ints" and self.model.torus_of(node) is not None
+
+    def replace_devices(self, old: Iterable[Device], new: Iterable[Device]) -> bool:
+        """Forgets what was derived from `old` devices for `new` ones; False when chips of a torus
+        are among them (then only a view built afresh says where every chip is)."""
+        for d in old:
+            if d.key in self.chips or self._chip(d):
+                return False
+            self._locality.pop(d.key, None)
+        return not any(self._chip(d) for d in new)
 
     @property
     def hierarchy(self) -> Hierarchy:

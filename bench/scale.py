@@ -8,10 +8,12 @@ type, UUID, PCIe root) and a memory capacity each, eight per node in one Resourc
   empty workload, as YAML and as a `kubectl get -o json` List: wall time and peak RSS (the
   process's `ru_maxrss`). RSS per device is (peak - peak of the same run on one node) / devices,
   so the interpreter, imports and the schemas are the fixed base.
-- **serve initial list**: in one process, the bytes of a ResourceSlice list and a Node list as the
-  API server sends them, parsed as `Kube` parses them (orjson), handed to the informer store and
-  the cluster state, and the first decision-ready Session built; then one slice changed (a watch
-  MODIFIED event) and the Session rebuilt: informer event to decision-ready.
+- **serve initial list**: in one process, the informer's initial list of Nodes and ResourceSlices
+  as `Reflector` makes it: pages of 500 as the API server sends them (kept on disk until asked
+  for, as they would be on the wire), each parsed as `Kube` parses it (orjson) and handed to the
+  store and the cluster state before the next, then the first decision-ready Session; RSS per
+  device after that. Then one slice changed (a watch MODIFIED event) and the Session made
+  current again (only that slice's pool is rebuilt): informer event to decision-ready.
 - **simulate at scale**: N nodes x 8 GPUs and 4N pods of 1-8 GPUs (`bench.workloads.mixed_pods`),
   most refused once the cluster is full, through the CLI.
 """
@@ -130,43 +132,78 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+class _PagedLists:
+    """The API server's side of paginated lists, for `Reflector`: each page's bytes as the server
+    sends them, kept on disk (as on the wire: not in this process's memory) until asked for."""
+
+    def __init__(self, directory: pathlib.Path, bodies: dict[str, list[bytes]]) -> None:
+        self.pages: dict[str, list[pathlib.Path]] = {}
+        for path, pages in bodies.items():
+            self.pages[path] = []
+            for i, body in enumerate(pages):
+                f = directory / f"{len(self.pages)}-{i}.json"
+                f.write_bytes(body)
+                self.pages[path].append(f)
+        self.requests = 0
+
+    async def list(self, path: str, **query: Any) -> Obj:
+        self.requests += 1
+        index = int(query.get("continue") or 0)
+        body: Obj = orjson.loads(self.pages[path][index].read_bytes())  # as `Kube.request` decodes it
+        return body
+
+
+def _pages(kind: str, items: list[Obj], size: int) -> list[bytes]:
+    out = []
+    for start in range(0, max(len(items), 1), size):
+        meta: Obj = {"resourceVersion": "1"}
+        if start + size < len(items):
+            meta |= {"continue": str(start // size + 1), "remainingItemCount": len(items) - start - size}
+        out.append(orjson.dumps({"apiVersion": "v1", "kind": f"{kind}List", "metadata": meta, "items": items[start:start + size]}))
+    return out
+
+
 def serve_list(nodes: int) -> dict[str, Any]:
     """In this process (run it in a fresh one: `python -m bench.scale serve-list N`)."""
-    from scheduler.informer import Store
-    from scheduler.metrics import Metrics  # noqa: F401  (imported as serve imports it)
+    import asyncio
+
+    from scheduler.informer import PAGE_SIZE, Reflector
+    from scheduler.metrics import Metrics
     from scheduler.resources import NODES, RESOURCE_SLICES
     from scheduler.state import ClusterState
 
     objs = fleet(nodes)
-    bodies = {kind: orjson.dumps({"apiVersion": "v1", "kind": f"{kind}List", "metadata": {"resourceVersion": "1"},
-                                  "items": [dict(o, metadata={**o["metadata"], "resourceVersion": str(i + 2)})
-                                            for i, o in enumerate(objs) if o["kind"] == kind]})
-              for kind in ("Node", "ResourceSlice")}
+    resources = {"Node": NODES, "ResourceSlice": RESOURCE_SLICES}
+    bodies = {resources[kind].list_path: _pages(kind, [dict(o, metadata={**o["metadata"], "resourceVersion": str(i + 2)})
+                                                       for i, o in enumerate(objs) if o["kind"] == kind], PAGE_SIZE)
+              for kind in resources}
     changed = next(o for o in objs if o["kind"] == "ResourceSlice")
     changed = {**changed, "metadata": {**changed["metadata"], "resourceVersion": str(10 * len(objs))}}
     changed["spec"] = {**changed["spec"], "pool": {**changed["spec"]["pool"], "generation": 2}}
-    del objs
-    gc.collect()
-    base = _rss()
-    state = ClusterState()
-    stores = {NODES.kind: Store(NODES, state.on_event), RESOURCE_SLICES.kind: Store(RESOURCE_SLICES, state.on_event)}
-    t = time.perf_counter()
-    for kind, body in bodies.items():
-        listed = orjson.loads(body)
-        stores[kind].replace(list(listed.get("items") or []))
-        del listed
-    state.session()
-    seconds = time.perf_counter() - t
-    bodies.clear()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = _PagedLists(pathlib.Path(tmp), bodies)
+        del objs, bodies
+        gc.collect()
+        base = _rss()
+        state = ClusterState()
+        metrics = Metrics()
+        reflectors = {kind: Reflector(server, r, state.on_event, metrics) for kind, r in resources.items()}  # type: ignore[arg-type]
+        t = time.perf_counter()
+        for r in reflectors.values():
+            asyncio.run(r._list())  # the informer's initial list, page by page
+        state.session()
+        seconds = time.perf_counter() - t
+        pages = server.requests
     gc.collect()
     rss = _rss()
     t = time.perf_counter()
-    stores[RESOURCE_SLICES.kind].apply("MODIFIED", orjson.loads(orjson.dumps(changed)))
+    reflectors["ResourceSlice"].store.apply("MODIFIED", orjson.loads(orjson.dumps(changed)))
     state.session()
     update = time.perf_counter() - t
     devices = nodes * DEVICES_PER_NODE
-    return {"nodes": nodes, "devices": devices, "seconds": round(seconds, 2), "rss_per_device_kb": round((rss - base) / devices / 1024, 2),
-            "slice_update_to_ready_ms": round(update * 1000, 1)}
+    return {"nodes": nodes, "devices": devices, "seconds": round(seconds, 2), "pages": pages,
+            "rss_per_device_kb": round((rss - base) / devices / 1024, 2),
+            "slice_update_to_ready_ms": round(update * 1000, 1), "full_rebuilds": state.full_rebuilds}
 
 
 def bench_serve_list(nodes: int) -> dict[str, Any]:

@@ -1,20 +1,41 @@
 """Reading a fleet (a file, a list response) builds millions of small objects and frees most by
 reference counting; the cyclic garbage collector would walk everything live again and again
-meanwhile (a third of the time, measured). Paused while such a read runs."""
+meanwhile (a third of the time, measured). Paused while such a read runs. Several reads may
+overlap (every informer lists at start): the collector comes back when the last one ends, and
+only if it was on before the first began."""
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 from collections.abc import Iterator
+
+
+class _Pause:
+    """How many reads hold the collector paused, and whether it was on before the first."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.depth = 0
+        self.was_enabled = False
+
+
+_PAUSE = _Pause()
 
 
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
-    was = gc.isenabled()
-    gc.disable()
+    p = _PAUSE
+    with p.lock:
+        if p.depth == 0:
+            p.was_enabled = gc.isenabled()
+            gc.disable()
+        p.depth += 1
     try:
         yield
     finally:
-        if was:
-            gc.enable()
+        with p.lock:
+            p.depth -= 1
+            if p.depth == 0 and p.was_enabled:
+                gc.enable()

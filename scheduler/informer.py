@@ -1,7 +1,10 @@
 """Informers: list, then watch, forever, delivering each object change exactly once.
 
-A reflector lists a resource, hands the full set to its store (which turns it into adds,
-updates and deletes against what it held), then watches from the list's resourceVersion with
+A reflector lists a resource in pages (`limit`, then `continue`, as client-go's reflector does),
+handing each page to its store as it arrives, so that a fleet's JSON is never held at once; after
+the last page the store deletes what the list no longer had (adds, updates and deletes against
+what it held). A 410 on a continue token (the snapshot was compacted) restarts the list. It then
+watches from the list's resourceVersion with
 bookmarks, resuming from the last version it saw whenever a stream ends. A 410 Gone (history
 compacted) or a failed request starts over with a fresh list, after a backoff that doubles up to
 a limit. The store ignores events that are not newer than what it holds, so a relist or a
@@ -61,11 +64,21 @@ class Store:
     def replace(self, items: list[Obj]) -> None:
         """A fresh list: what is gone was deleted, what is new or newer was added or changed."""
         fresh = {object_key(o): o for o in items}
-        for key in [k for k in self.objects if k not in fresh]:
-            old = self.objects.pop(key)
-            self.handler(self.resource.kind, "DELETED", old, old)
+        self.deleted_since(fresh)
         for obj in fresh.values():
             self.apply("ADDED", obj)
+
+    def listed(self, items: list[Obj], seen: set[tuple[str, str]]) -> None:
+        """One page of a fresh list: adds or changes its objects, noting them in `seen`."""
+        for obj in items:
+            seen.add(object_key(obj))
+            self.apply("ADDED", obj)
+
+    def deleted_since(self, seen: set[tuple[str, str]] | dict[tuple[str, str], Obj]) -> None:
+        """The list is complete: what it did not have was deleted."""
+        for key in [k for k in self.objects if k not in seen]:
+            old = self.objects.pop(key)
+            self.handler(self.resource.kind, "DELETED", old, old)
 
     def apply(self, event: str, obj: Obj) -> None:
         key = object_key(obj)
@@ -82,11 +95,15 @@ class Store:
         self.handler(self.resource.kind, "ADDED" if old is None else "MODIFIED", obj, old)
 
 
+PAGE_SIZE = 500  # client-go's reflector lists in pages of 500 (pager.defaultPageSize)
+
+
 class Reflector:
     def __init__(self, kube: Kube, resource: Resource, handler: Handler, metrics: Metrics,
                  watch_timeout: int = 300, max_backoff: float = 30.0,
-                 quiet: Callable[[], Awaitable[None]] | None = None) -> None:
+                 quiet: Callable[[], Awaitable[None]] | None = None, page_size: int = PAGE_SIZE) -> None:
         self.kube = kube
+        self.page_size = page_size
         self.quiet = quiet  # awaited before the store changes: the handler must not race a running decision
         self.resource = resource
         self.store = Store(resource, handler)
@@ -120,16 +137,48 @@ class Reflector:
                 backoff = min(backoff * 2, self.max_backoff)
 
     async def _list(self) -> None:
-        body = await self.kube.list(self.resource.list_path)
-        self.resource_version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        """Lists page by page; each page's objects reach the store (and the handler) before the
+        next page is asked for. The list's resourceVersion is the snapshot's, which every page
+        carries. A continue token that expired (410) starts the list over."""
+        kind = self.resource.kind
+        with collector_paused():  # across the pages too: decoding them builds as much as storing them
+            seen, meta = await self._pages()
+        self.resource_version = str(meta.get("resourceVersion") or "")
         if self.quiet is not None:
             await self.quiet()
-        items = list(body.get("items") or [])
-        del body
-        with collector_paused():
-            self.store.replace(items)
-        self.metrics.informer_events.labels(self.resource.kind, "LIST").inc()
+        self.store.deleted_since(seen)
+        self.metrics.informer_events.labels(kind, "LIST").inc()
         self.synced.set()
+
+    async def _pages(self) -> tuple[set[tuple[str, str]], Obj]:
+        """Every page into the store: the keys listed, and the last page's metadata."""
+        kind = self.resource.kind
+        while True:
+            seen: set[tuple[str, str]] = set()
+            token = ""
+            try:
+                while True:
+                    query: dict[str, object] = {"limit": self.page_size}
+                    if token:
+                        query["continue"] = token
+                    body = await self.kube.list(self.resource.list_path, **query)
+                    meta = body.get("metadata") or {}
+                    items = list(body.get("items") or [])
+                    del body
+                    if self.quiet is not None:
+                        await self.quiet()
+                    self.store.listed(items, seen)
+                    del items
+                    token = str(meta.get("continue") or "")
+                    if not token:
+                        break
+            except KubeError as e:
+                if not (e.gone and token):
+                    raise
+                log.info("resource=%s event=relist reason=continue-expired", kind)
+                self.metrics.relists.labels(kind).inc()
+                continue
+            return seen, meta
 
     async def _watch(self) -> None:
         while True:

@@ -1,8 +1,10 @@
 """What the informers have seen, parsed once into the allocator's model, plus what Tessera has
 decided but not yet seen back from the API (the assume cache).
 
-- Nodes, namespaces and slices are the static part: a change marks the allocator's Cluster
-  stale and the next decision rebuilds it (CEL results stay cached on unchanged devices).
+- Nodes and namespaces are the static part: a change marks the allocator's Cluster stale and
+  the next decision rebuilds it (CEL results stay cached on unchanged devices). A ResourceSlice
+  event marks only its pool changed: the next decision rebuilds that pool and what derives from
+  it (`allocator.incremental.update_pools`), the same model a rebuild gives.
   DeviceClasses, claims and templates update the current Session in place.
 - A decision is *assumed* the moment it is made: its claims' new allocations and reservations
   and its pod's node count at once, so a decision made a millisecond later never hands out the
@@ -29,6 +31,7 @@ from typing import Any
 
 from allocator.cel import Backend
 from allocator.errors import SpecError
+from allocator.incremental import update_pools
 from allocator.model import (
     COSCHEDULING_API,
     Claim,
@@ -39,6 +42,7 @@ from allocator.model import (
     ObjectKey,
     Pod,
     PodGroup,
+    PoolKey,
     ResourceSlice,
     Workload,
     pick_group,
@@ -104,6 +108,8 @@ class ClusterState:
         self.namespaces: dict[str, Namespace] = {}
         self.classes: dict[str, DeviceClass] = {}
         self.slices: dict[str, ResourceSlice] = {}
+        self._pool_slices: dict[PoolKey, dict[str, ResourceSlice]] = {}  # the same slices, by pool
+        self._changed_pools: set[PoolKey] = set()  # pools whose slices changed since the Session was current
         self.claims: dict[ObjectKey, tuple[Claim, Obj]] = {}  # as the informer last saw them
         self.assumed: dict[ObjectKey, Assumed] = {}
         self.templates: dict[ObjectKey, ClaimTemplate] = {}
@@ -121,7 +127,8 @@ class ClusterState:
         self._session: Session | None = None
         self._stale = True
         self.listeners: list[Listener] = []
-        self.rebuilds = 0
+        self.rebuilds = 0  # times the Session's cluster model was brought up to date (rebuilt, or pools updated)
+        self.full_rebuilds = 0  # of which the model was built afresh
         self.engine = Engine()
 
     def _guard(self) -> None:
@@ -133,8 +140,14 @@ class ClusterState:
     # --- the allocator's view --------------------------------------------------------------
 
     def session(self) -> Session:
-        """The Session for the next decision, rebuilt if nodes, namespaces or slices changed."""
+        """The Session for the next decision: rebuilt if nodes or namespaces changed, its changed
+        pools rebuilt if only slices did."""
         self._guard()
+        if not self._stale and self._session is not None and self._changed_pools:
+            changed = {k: list(self._pool_slices.get(k, {}).values()) for k in sorted(self._changed_pools)}
+            self._changed_pools.clear()
+            update_pools(self._session, changed, self._recorded_claim)
+            self.rebuilds += 1
         if self._stale or self._session is None:
             cluster = Cluster.build(self.nodes.values(), self.namespaces.values(), self.classes.values(),
                                     self.slices.values(), self.backend, self.topology)
@@ -142,10 +155,15 @@ class ClusterState:
                                     policy=self.policy, budget=self.budget, generate_claims=False,
                                     pods=self.pod_index, volumes=self.volume_index, default_spread=self.default_spread)
             self._stale = False
+            self._changed_pools.clear()
             self.rebuilds += 1
+            self.full_rebuilds += 1
             for key in self.groups:
                 self._sync_session_group(key)
         return self._session
+
+    def _recorded_claim(self, key: ObjectKey) -> Claim | None:
+        return self.effective(key) if key in self.assumed or key in self.claims else None
 
     def _claim_keys(self) -> list[ObjectKey]:
         return sorted(set(self.claims) | set(self.assumed))
@@ -221,17 +239,26 @@ class ClusterState:
 
     def _on_resourceslice(self, event: str, obj: Obj, old: Obj | None) -> None:
         name = _key(obj)[1]
-        if event == "DELETED":
-            self.slices.pop(name, None)
-        else:
+        sl: ResourceSlice | None = None
+        if event != "DELETED":
             try:
-                sl = self.slices[name] = parse_resource_slice(obj)
+                sl = parse_resource_slice(obj)
                 if sl.error:
                     log.warning("event=invalid kind=ResourceSlice name=%s error=%r", name, sl.error)
             except SpecError as e:
                 log.warning("event=invalid kind=ResourceSlice name=%s error=%r", name, str(e))
-                self.slices.pop(name, None)
-        self._stale = True
+        before = self.slices.pop(name, None)
+        if before is not None:
+            pool = self._pool_slices.get(before.pool_key)
+            if pool is not None:
+                pool.pop(name, None)
+                if not pool:
+                    del self._pool_slices[before.pool_key]
+            self._changed_pools.add(before.pool_key)
+        if sl is not None:
+            self.slices[name] = sl
+            self._pool_slices.setdefault(sl.pool_key, {})[name] = sl
+            self._changed_pools.add(sl.pool_key)
 
     def _on_resourceclaim(self, event: str, obj: Obj, old: Obj | None) -> None:
         key = _key(obj)

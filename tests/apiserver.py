@@ -4,6 +4,9 @@ It serves what Tessera uses, with the semantics that matter:
 
 - list and watch with resourceVersions, BOOKMARK events, `timeoutSeconds`, and a bounded event
   history: a watch from a version older than the history gets a 410 Expired ERROR event;
+- paginated lists (`limit` and `continue`): every page is of the snapshot the first page was
+  served from, with `metadata.continue` and `remainingItemCount` while items remain; a continue
+  token outlives neither `compact()` nor `expire_continues()` (then 410 Expired, as from etcd);
 - create (with `generateName`), update with resourceVersion preconditions (409 Conflict when
   stale), merge and strategic-merge PATCH, DELETE that waits for finalizers;
 - status subresources (an update of `/status` changes only status, of the object only the rest;
@@ -344,6 +347,8 @@ class FakeApiServer:
         self.hold_volumes = hold_volumes  # the volume controller does nothing until release_volumes()
         self._volume_sync_due = False
         self.requests: list[tuple[str, str]] = []  # (method, path with query)
+        self.list_snapshots: dict[int, tuple[int, list[Obj]]] = {}  # paginated lists: id -> (resourceVersion, items)
+        self._snapshot_ids = itertools.count(1)
         self.eviction_retry_after = 0  # seconds a refused eviction asks to wait (a real server says 10)
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -385,6 +390,11 @@ class FakeApiServer:
         """Forget the event history: watches resuming from an older version get 410."""
         self.history.clear()
         self.oldest = self.current
+        self.expire_continues()
+
+    def expire_continues(self) -> None:
+        """Forget the snapshots of paginated lists: their continue tokens get 410 Expired."""
+        self.list_snapshots.clear()
 
     # --- direct access for tests ----------------------------------------------------------------
 
@@ -846,6 +856,8 @@ class FakeApiServer:
             if m == "GET":
                 if request.query.get("watch") in ("1", "true"):
                     return await self._watch(request, r, ns)
+                if request.query.get("limit") or request.query.get("continue"):
+                    return self._list_page(r, ns, int(request.query.get("limit") or 0), request.query.get("continue") or "")
                 return self._list(r, ns)
             if m == "POST":
                 if not r.namespaced or ns:
@@ -888,6 +900,33 @@ class FakeApiServer:
         items = [o for (store, ons, _), o in sorted(self.objects.items()) if store == r.store and (not ns or ons == ns)]
         body = {"kind": f"{r.kind}List", "apiVersion": r.api_version, "metadata": {"resourceVersion": str(self.current)},
                 "items": items}
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    def _list_page(self, r: Resource, ns: str | None, limit: int, token: str) -> web.Response:
+        """One page of a list; the first page takes the snapshot later pages are served from."""
+        if token:
+            try:
+                sid, start = (int(x) for x in base64.urlsafe_b64decode(token.encode()).decode().split(":"))
+            except ValueError:
+                return status(400, "BadRequest", "continue key is not valid")
+            snap = self.list_snapshots.get(sid)
+            if snap is None:
+                return status(410, "Expired", "The provided continue parameter is too old to display a consistent list "
+                                              "result. You can start a new list without the continue parameter.")
+        else:
+            sid, start = next(self._snapshot_ids), 0
+            snap = (self.current, [o for (store, ons, _), o in sorted(self.objects.items())
+                                   if store == r.store and (not ns or ons == ns)])
+        rv, items = snap
+        end = start + limit if limit > 0 else len(items)
+        meta: Obj = {"resourceVersion": str(rv)}
+        if end < len(items):
+            self.list_snapshots[sid] = snap
+            meta["continue"] = base64.urlsafe_b64encode(f"{sid}:{end}".encode()).decode()
+            meta["remainingItemCount"] = len(items) - end
+        else:
+            self.list_snapshots.pop(sid, None)
+        body = {"kind": f"{r.kind}List", "apiVersion": r.api_version, "metadata": meta, "items": items[start:end]}
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     async def _watch(self, request: web.Request, r: Resource, ns: str | None) -> web.StreamResponse:

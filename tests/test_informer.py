@@ -100,7 +100,7 @@ async def test_a_dropped_watch_resumes_from_the_last_version_without_repeats() -
         await eventually(lambda: len(rec.events) == 4)
         assert Counter(rv for *_, rv in rec.events).most_common(1)[0][1] == 1, "an event was applied twice"
         assert same_as_server(api, r)
-        lists = [p for m, p in api.requests if m == "GET" and p == "/api/v1/nodes"]
+        lists = [p for m, p in api.requests if m == "GET" and p.partition("?")[0] == "/api/v1/nodes" and "watch=" not in p]
         assert len(lists) == 1, "a dropped watch resumes; it does not relist"
     finally:
         await stop(kube, task)
@@ -201,6 +201,59 @@ async def test_random_changes_with_drops_and_compactions_converge(seed: int) -> 
         await eventually(lambda: {k[1]: o["metadata"]["resourceVersion"] for k, o in r.store.objects.items()} == want,
                          timeout=120, what="the store to match the server")
         applied = [(n, rv) for e, n, rv in rec.events if e != "DELETED"]
+        assert len(applied) == len(set(applied)), "an object version was applied twice"
+    finally:
+        await stop(kube, task)
+        await api.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_list_comes_in_pages_of_one_snapshot() -> None:
+    api = FakeApiServer()
+    await api.start()
+    for i in range(7):
+        api.create(node(f"n{i}"))
+    snapshot = str(api.current)
+
+    def late() -> None:  # a change between two pages: not in the list (its snapshot is older), but watched
+        api.create(node("late"))
+
+    api.after_next(late, method="GET", path="/api/v1/nodes")
+    kube, r, rec, task = await start(api, page_size=3)
+    try:
+        lists = [q for m, q in api.requests if m == "GET" and "watch" not in q]
+        assert len(lists) == 3 and all("limit=3" in q for q in lists) and "continue=" in lists[1]
+        assert [n for _, n, _ in rec.events] == [f"n{i}" for i in range(7)]
+        assert r.resource_version == snapshot
+        await eventually(lambda: same_as_server(api, r), what="the change made between pages, from the watch")
+        assert rec.events[-1][:2] == ("ADDED", "late")
+    finally:
+        await stop(kube, task)
+        await api.stop()
+
+
+@pytest.mark.asyncio
+async def test_an_expired_continue_token_starts_the_list_over() -> None:
+    api = FakeApiServer()
+    await api.start()
+    for i in range(5):
+        api.create(node(f"n{i}"))
+
+    def change_and_expire() -> None:  # after the first page: n4 goes, n5 comes, the snapshot is compacted
+        api.delete("Node", "n4")
+        api.create(node("n5"))
+        api.expire_continues()
+
+    api.after_next(change_and_expire, method="GET", path="/api/v1/nodes")
+    kube, r, rec, task = await start(api, page_size=2)
+    try:
+        assert same_as_server(api, r)
+        names = [(e, n) for e, n, _ in rec.events]
+        assert names[:2] == [("ADDED", "n0"), ("ADDED", "n1")]  # the first page, before the token expired
+        assert sorted(n for e, n in names if e == "ADDED") == ["n0", "n1", "n2", "n3", "n5"]
+        assert ("DELETED", "n4") not in names  # never listed, so never deleted
+        assert r.metrics.relists.labels("Node")._value.get() == 1
+        applied = [(n, rv) for e, n, rv in rec.events]
         assert len(applied) == len(set(applied)), "an object version was applied twice"
     finally:
         await stop(kube, task)
