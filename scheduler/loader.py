@@ -53,6 +53,7 @@ KNOWN_KINDS = {
     "PersistentVolumeClaim": ("v1",),
     "PriorityClass": ("scheduling.k8s.io/v1",),
     "PodDisruptionBudget": ("policy/v1",),
+    "HyperNode": ("topology.volcano.sh/v1alpha1",),
 }
 Validation = Literal["strict", "warn"]
 MAX_PROBLEMS_SHOWN = 20

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from allocator.hypernode import HYPERNODE_API
 from allocator.model import COSCHEDULING_API, VOLCANO_API, WORKLOAD_API
 
 from .kube import path_for
@@ -49,6 +50,7 @@ PERSISTENT_VOLUME_CLAIMS = Resource("PersistentVolumeClaim", "v1", "persistentvo
 STORAGE_CLASSES = Resource("StorageClass", "storage.k8s.io/v1", "storageclasses", False)
 PRIORITY_CLASSES = Resource("PriorityClass", "scheduling.k8s.io/v1", "priorityclasses", False)  # for preemption
 PDBS = Resource("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets", True)  # preemption: victims, evictions
+HYPERNODES = Resource("HyperNode", HYPERNODE_API, "hypernodes", False, optional=True)  # Volcano's network tiers
 
 # The PodGroup resource of each group API (allocator.model.GROUP_APIS), and the informer kind -> API.
 GROUP_RESOURCES = {COSCHEDULING_API: POD_GROUPS, WORKLOAD_API: WORKLOAD_POD_GROUPS, VOLCANO_API: VOLCANO_POD_GROUPS}
@@ -56,4 +58,4 @@ GROUP_KINDS = {r.kind: api for api, r in GROUP_RESOURCES.items()}
 
 WATCHED = (NODES, NAMESPACES, PODS, DEVICE_CLASSES, RESOURCE_SLICES, RESOURCE_CLAIMS, CLAIM_TEMPLATES, POD_GROUPS,
            WORKLOAD_POD_GROUPS, WORKLOADS, VOLCANO_POD_GROUPS, STORAGE_CLASSES, PERSISTENT_VOLUMES, PERSISTENT_VOLUME_CLAIMS,
-           PRIORITY_CLASSES, PDBS)
+           PRIORITY_CLASSES, PDBS, HYPERNODES)

@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 from allocator.cel import Backend
 from allocator.errors import SpecError
 from allocator.gang import gang_waits, schedule_gang, schedule_pod, still_needed
+from allocator.hypernode import HyperNode, parse_hypernode, relabeled, with_hypernode_tiers
 from allocator.model import (
     COSCHEDULING_API,
     POD_GROUP_LABEL,
@@ -109,7 +110,8 @@ from topology import TopologyConfig
 from .loader import Doc
 
 T = TypeVar("T")
-CLUSTER_KINDS = ("Node", "Namespace", "DeviceClass", "ResourceSlice", "StorageClass", "PersistentVolume", "PriorityClass")
+CLUSTER_KINDS = ("Node", "Namespace", "DeviceClass", "ResourceSlice", "StorageClass", "PersistentVolume", "PriorityClass",
+                 "HyperNode")
 NAMESPACED = ("ResourceClaim", "ResourceClaimTemplate", "PodGroup", "Workload", "Pod", "PersistentVolumeClaim",
               "PodDisruptionBudget")
 _MARKER = {  # how a pod names a PodGroup of each API, for reasons
@@ -228,6 +230,7 @@ class _Scene:
     started: dict[ObjectKey, str] = field(default_factory=dict)  # their status.startTime
     priority_classes: list[PriorityClass] = field(default_factory=list)
     pdbs: list[DisruptionBudget] = field(default_factory=list)  # policy/v1, for the victims' order
+    hypernodes: list[HyperNode] = field(default_factory=list)  # Volcano's network tiers, as node labels
     invalid_classes: dict[str, str] = field(default_factory=dict)  # name -> why it was ignored
     groups: dict[GroupKey, PodGroup | str] = field(default_factory=dict)  # str: why it is invalid
     workloads: dict[ObjectKey, Workload | str] = field(default_factory=dict)  # str: why it is invalid
@@ -275,6 +278,9 @@ class _Scene:
         elif k == "PersistentVolume":
             if (pv := self.parse(doc, parse_persistent_volume)) is not None:
                 self.volumes.add_pv(pv)
+        elif k == "HyperNode":
+            if (hn := self.parse(doc, parse_hypernode)) is not None:
+                self.hypernodes.append(hn)
         elif k == "PriorityClass":
             try:
                 self.priority_classes.append(parse_priority_class(doc.obj))
@@ -293,7 +299,8 @@ class _Scene:
         except SpecError as e:
             self.groups[key] = str(e)
             return key
-        self.groups[key] = g
+        # HyperNodes are read before anything else (a cluster file may list them after its groups).
+        self.groups[key] = with_hypernode_tiers(g, self.hypernodes)
         self.warnings.extend(f"{doc.where}: PodGroup {g.ref}: {f} is read but not enforced" for f in g.unenforced)
         return key
 
@@ -328,7 +335,12 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
     pods that cannot be placed preempt lower-priority ones."""
     scene = _Scene()
     for doc in cluster_docs:
+        if doc.kind == "HyperNode":
+            scene.add_cluster_object(doc)
+    for doc in cluster_docs:
         k = doc.kind
+        if k == "HyperNode":
+            continue
         if k in CLUSTER_KINDS:
             scene.add_cluster_object(doc)
         elif not scene.first(doc):
@@ -399,7 +411,8 @@ def simulate(cluster_docs: Sequence[Doc], workload_docs: Sequence[Doc], policy: 
         return p if got.value == p.priority else replace(p, priority=got.value)
 
     scene.bound = [prioritized(bp, scene.bound_where[bp.key]) for bp in scene.bound]
-    cluster = Cluster.build(scene.nodes, scene.namespaces, scene.classes, scene.slices, backend, topology)
+    cluster = Cluster.build(relabeled(scene.nodes, scene.hypernodes), scene.namespaces, scene.classes, scene.slices,
+                            backend, topology)
     session = Session(cluster, scene.claims, scene.templates, policy=policy, budget=budget, volumes=scene.volumes,
                       default_spread=default_spread)
     for known in scene.groups.values():

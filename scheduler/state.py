@@ -31,9 +31,11 @@ from typing import Any
 
 from allocator.cel import Backend
 from allocator.errors import SpecError
+from allocator.hypernode import HyperNode, parse_hypernode, relabeled, with_hypernode_tiers
 from allocator.incremental import update_pools
 from allocator.model import (
     COSCHEDULING_API,
+    VOLCANO_API,
     Claim,
     ClaimTemplate,
     DeviceClass,
@@ -122,6 +124,7 @@ class ClusterState:
         self.pod_by_uid: dict[str, ObjectKey] = {}
         self.priority_classes: dict[str, PriorityClass] = {}  # scheduling.k8s.io/v1, for preemption
         self.pdbs: dict[ObjectKey, DisruptionBudget] = {}  # policy/v1, for preemption
+        self.hypernodes: dict[str, HyperNode] = {}  # Volcano's network tiers, as node labels (allocator.hypernode)
         self.pod_index = PodIndex()
         self.volume_index = VolumeIndex()
         self._session: Session | None = None
@@ -149,7 +152,8 @@ class ClusterState:
             update_pools(self._session, changed, self._recorded_claim)
             self.rebuilds += 1
         if self._stale or self._session is None:
-            cluster = Cluster.build(self.nodes.values(), self.namespaces.values(), self.classes.values(),
+            cluster = Cluster.build(relabeled(self.nodes.values(), self.hypernodes.values()), self.namespaces.values(),
+                                    self.classes.values(),
                                     self.slices.values(), self.backend, self.topology)
             self._session = Session(cluster, (self.effective(k) for k in self._claim_keys()), self.templates.values(),
                                     policy=self.policy, budget=self.budget, generate_claims=False,
@@ -304,6 +308,29 @@ class ClusterState:
             log.warning("event=invalid kind=PodDisruptionBudget name=%s/%s error=%r", *key, str(e))
             self.pdbs.pop(key, None)
 
+    def _on_hypernode(self, event: str, obj: Obj, old: Obj | None) -> None:
+        """A Volcano HyperNode: the tiers become node labels (the model is rebuilt), and Volcano
+        groups' tier constraints are resolved again against the tiers there are now."""
+        name = _key(obj)[1]
+        if event == "DELETED":
+            gone = self.hypernodes.pop(name, None) is not None
+        else:
+            try:
+                hn = parse_hypernode(obj)
+            except SpecError as e:
+                log.warning("event=invalid kind=HyperNode name=%s error=%r", name, str(e))
+                gone = self.hypernodes.pop(name, None) is not None
+            else:
+                gone = self.hypernodes.get(name) != hn
+                self.hypernodes[name] = hn
+        if not gone:
+            return
+        self._stale = True
+        for gkey, raw in list(self.raw_groups.items()):
+            if gkey[0] == VOLCANO_API and isinstance(self.groups.get(gkey), PodGroup):
+                self.groups[gkey] = with_hypernode_tiers(parse_pod_group({**raw, "apiVersion": VOLCANO_API}),
+                                                         self.hypernodes.values())
+
     def _on_resourceclaimtemplate(self, event: str, obj: Obj, old: Obj | None) -> None:
         key = _key(obj)
         if event == "DELETED":
@@ -331,7 +358,7 @@ class ClusterState:
             return
         self.raw_groups[key] = obj
         try:
-            self.groups[key] = parse_pod_group({**obj, "apiVersion": api})
+            self.groups[key] = with_hypernode_tiers(parse_pod_group({**obj, "apiVersion": api}), self.hypernodes.values())
         except SpecError as e:
             log.warning("event=invalid kind=PodGroup api=%s name=%s/%s error=%r", api, key[1], key[2], str(e))
             self.groups[key] = str(e)

@@ -116,6 +116,7 @@ _KIND_MODELS: Final[tuple[tuple[str, str, str], ...]] = (
     ("scheduling.volcano.sh/v1beta1", "PodGroup", "crd:VolcanoPodGroup"),
     ("jobset.x-k8s.io/v1alpha2", "JobSet", "crd:JobSet"),
     ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "crd:LeaderWorkerSet"),
+    ("topology.volcano.sh/v1alpha1", "HyperNode", "crd:HyperNode"),
 )
 
 # CRDs without a model in kubernetes_asyncio. Field lists (JSON name -> type string in the same
@@ -143,6 +144,12 @@ _CRD_MODELS: Final[dict[str, dict[str, str]]] = {
         "subGroupPolicy": "list[object]",
     },
     "crd:VolcanoNetworkTopology": {"mode": "str", "highestTierAllowed": "int", "highestTierName": "str"},
+    # volcano-sh/apis pkg/apis/topology/v1alpha1/hypernode_types.go (HyperNodeSpec, MemberSpec, MemberSelector)
+    "crd:HyperNode": {"apiVersion": "str", "kind": "str", "metadata": "V1ObjectMeta", "spec": "crd:HyperNodeSpec",
+                      "status": "object"},
+    "crd:HyperNodeSpec": {"tier": "int", "tierName": "str", "members": "list[crd:HyperNodeMember]"},
+    "crd:HyperNodeMember": {"type": "str", "selector": "crd:HyperNodeMemberSelector"},
+    "crd:HyperNodeMemberSelector": {"exactMatch": "object", "regexMatch": "object", "labelMatch": "object"},
     "crd:JobSet": {"apiVersion": "str", "kind": "str", "metadata": "V1ObjectMeta", "spec": "crd:JobSetSpec", "status": "object"},
     "crd:JobSetSpec": {
         "replicatedJobs": "list[crd:ReplicatedJob]",
@@ -1475,6 +1482,13 @@ def rule_problems(obj: Mapping[str, Any]) -> list[Problem]:
                 t = _mapping(template)
                 if t is not None:
                     _pod_resource_claims(r, t.get("resourceClaims"), f"spec.podGroupTemplates[{i}].resourceClaims")
+    elif kind == "HyperNode":
+        from allocator.errors import SpecError
+        from allocator.hypernode import parse_hypernode  # the allocator's own rules (tier, one selector per member)
+        try:
+            parse_hypernode(obj)
+        except SpecError as e:
+            r.problems.append(Problem(e.path, e.message))
     elif kind == "PodDisruptionBudget" and api_version in ("policy/v1", None):
         from allocator.errors import SpecError
         from allocator.pdb import parse_pdb  # its rules are the allocator's own parse (minAvailable xor maxUnavailable, ...)

@@ -119,6 +119,7 @@ RESOURCES = [
     Resource("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, status=False),
     Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "MutatingWebhookConfiguration", False,
              status=False),
+    Resource("topology.volcano.sh", "v1alpha1", "hypernodes", "HyperNode", False, status=False),
 ]
 BY_KIND = {r.kind: r for r in reversed(RESOURCES)}  # a kind of several groups: the first listed
 BY_API_KIND = {(r.api_version, r.kind): r for r in RESOURCES}

@@ -415,3 +415,28 @@ async def test_a_listed_pod_group_is_read_as_its_resources_api() -> None:
     state.on_event("Pod", "ADDED", p, None)
     assert [m.name for m in state.members((WORKLOAD_API, "default", "job"))] == ["p"]
     assert state.members((VOLCANO_API, "default", "job")) == []
+
+
+# --- Volcano HyperNodes define the tiers -------------------------------------------------------------
+
+def hypernode(name: str, tier: int, members: list[str], tier_name: str = "") -> Obj:
+    spec: Obj = {"tier": tier, "members": [{"type": "Node", "selector": {"exactMatch": {"name": m}}} for m in members]}
+    if tier_name:
+        spec["tierName"] = tier_name
+    return {"apiVersion": "topology.volcano.sh/v1alpha1", "kind": "HyperNode", "metadata": {"name": name}, "spec": spec}
+
+
+@pytest.mark.parametrize("network", [{"mode": "hard", "highestTierAllowed": 1},
+                                     {"mode": "hard", "highestTierName": "leaf"}], ids=["tier", "tier-name"])
+async def test_hypernodes_not_node_labels_decide_a_volcano_gangs_tier(network: Obj) -> None:
+    # The HyperNodes cut across the NVLink cliques: a tier-1 HyperNode holds one node of clique a
+    # and one of clique b. Without them tier 1 would be the clique.
+    leaves = {"leaf-x": ["a1", "b0"], "leaf-y": ["a0", "b1"]}
+    objs = [*cluster("ab"), *(hypernode(n, 1, m, "leaf") for n, m in leaves.items()),
+            volcano_group("job", 2, network)]
+    async with live(objs) as (api, _svc):
+        for i in range(2):
+            api.create(member(f"w{i}", VOLCANO_API, "job"))
+        await eventually(lambda: bound(api, "w0") and bound(api, "w1"), CAP, "the gang")
+        nodes = {bound(api, "w0"), bound(api, "w1")}
+        assert nodes in ({"a1", "b0"}, {"a0", "b1"}), f"not inside one HyperNode of tier 1: {nodes}"
