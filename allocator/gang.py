@@ -343,38 +343,89 @@ def _estimate(session: Session, nodes: frozenset[str], members: Sequence[Pod], r
               ask: _Ask | None, extra: Prepared | None = None) -> tuple[int, int, int]:
     """(members that fit by free counts, free devices, devices needed) in a domain; `extra`: the
     PodGroup claims the members share, needed once in the domain."""
-    free_ix = session.cluster.free
-    need = _domain_need(ready, members)
-    selectors = {(g.selector.key, g.admin): g for p in members for g in ready[p.key].member_check.groups}
-    for g in extra.check.groups if extra is not None else ():
-        selectors.setdefault((g.selector.key, g.admin), g)
-        need[(g.selector.key, g.admin)] += g.need
-    have: Counter[tuple[object, bool]] = Counter()
-    slots = 0
-    # Members may differ in where they may run (a member pinned to a node, say): a node counts for
-    # the members it allows, its free devices if it allows any. Cached per pod shape, so alike
-    # members cost one lookup.
-    allowed = [session.allowed_nodes(p) for p in members]
-    for name in nodes:
-        node = session.cluster.node_by_name.get(name)
-        here = sum(name in a for a in allowed) if len(allowed) > 1 else int(name in allowed[0]) * len(members)
+    return _Estimator(session, members, ready, ask, extra).estimate(nodes)
+
+
+class _Estimator:
+    """`_estimate` for many domains of one gang: what depends only on the members (their needs,
+    selectors, where they may run) is worked out once, and what a node adds once per node while
+    its free counts stay as they are (the ledger's change log says which nodes changed), so a
+    level of 10,000 single-node domains and then one of 500 NVLink domains cost one pass over
+    the nodes, not one per domain per member."""
+
+    def __init__(self, session: Session, members: Sequence[Pod], ready: dict[ObjectKey, Prepared],
+                 ask: _Ask | None, extra: Prepared | None = None) -> None:
+        self.session = session
+        self.count = len(members)
+        self.ask = ask
+        need = _domain_need(ready, members)
+        selectors = {(g.selector.key, g.admin): g for p in members for g in ready[p.key].member_check.groups}
+        for g in extra.check.groups if extra is not None else ():
+            selectors.setdefault((g.selector.key, g.admin), g)
+            need[(g.selector.key, g.admin)] += g.need
+        self.need = need
+        self.keys: list[tuple[object, bool]] = list(selectors)
+        self.selectors = list(selectors.values())
+        # Members may differ in where they may run (a member pinned to a node, say): a node counts for
+        # the members it allows, its free devices if it allows any. Alike members share one mapping
+        # (cached per pod shape), counted with its multiplicity.
+        mappings: dict[int, Mapping[str, object]] = {}
+        times: Counter[int] = Counter()
+        for p in members:
+            a = session.allowed_nodes(p)
+            mappings[id(a)] = a
+            times[id(a)] += 1
+        self.allowed = [(a, times[k]) for k, a in mappings.items()]
+        self._nodes: dict[str, tuple[int, tuple[int, ...], int | None]] = {}  # name -> (members allowed, slots, fit)
+        self._position = session.cluster.ledger.changes_since(-1)[0]
+
+    def _node(self, name: str) -> tuple[int, tuple[int, ...], int | None] | None:
+        hit = self._nodes.get(name)
+        if hit is not None:
+            return hit
+        node = self.session.cluster.node_by_name.get(name)
+        here = sum(n for a, n in self.allowed if name in a)
         if node is None or not here:
-            continue
-        per_node = None if ask is None or ask.needs else here  # no devices: other rules decide in the attempt
-        for key, g in selectors.items():
-            f = free_ix.free(g.selector, node, g.admin)
-            have[key] += f.slots(g.requests)
-        if ask is not None:
-            for sel, admin, devices, requests in ask.needs:
+            return None
+        free_ix = self.session.cluster.free
+        slots = tuple(free_ix.free(g.selector, node, g.admin).slots(g.requests) for g in self.selectors)
+        fit: int | None = None
+        if self.ask is not None:
+            per_node = None if self.ask.needs else here  # no devices: other rules decide in the attempt
+            for sel, admin, devices, requests in self.ask.needs:
                 f = free_ix.free(sel, node, admin)
-                fit = f.slots(requests) // devices if devices else len(members)
-                per_node = fit if per_node is None else min(per_node, fit)
-            slots += min(per_node or 0, here)
-    if ask is None:
-        slots = len(members) if all(have[k] >= v for k, v in need.items()) else 0
-    total_have = sum(have.values())
-    total_need = sum(need.values())
-    return min(slots, len(members)), total_have, total_need
+                got = f.slots(requests) // devices if devices else self.count
+                per_node = got if per_node is None else min(per_node, got)
+            fit = min(per_node or 0, here)
+        hit = (here, slots, fit)
+        self._nodes[name] = hit
+        return hit
+
+    def estimate(self, nodes: frozenset[str]) -> tuple[int, int, int]:
+        position, changed = self.session.cluster.ledger.changes_since(self._position)
+        if position != self._position:
+            if changed is None:
+                self._nodes.clear()
+            else:
+                for name in changed:
+                    self._nodes.pop(name, None)
+            self._position = position
+        have = [0] * len(self.keys)
+        slots = 0
+        node = self._node
+        for name in nodes:
+            hit = node(name)
+            if hit is None:
+                continue
+            _, got, fit = hit
+            for i, v in enumerate(got):
+                have[i] += v
+            if fit is not None:
+                slots += fit
+        by_key: dict[tuple[object, bool], int] = dict(zip(self.keys, have, strict=True))
+        if self.ask is None:
+            slots = self.count if all(by_key.get(k, 0) >= v for k, v in self.need.items()) else 0
+        return min(slots, self.count), sum(have), sum(self.need.values())
 
 
 def _domains(session: Session, name: str, group: PodGroup, members: Sequence[Pod],
@@ -388,6 +439,7 @@ def _domains(session: Session, name: str, group: PodGroup, members: Sequence[Pod
         shared_note = (f", {sum(g.need for g in extra.check.groups)} of them once for the PodGroup's claim"
                        f"{'s' if len(extra.inputs) > 1 else ''} {', '.join(inp.claim.ref for inp in extra.inputs)}")
     ask = _ask(ready, members)
+    estimator = _Estimator(session, members, ready, ask, extra)
     order = sorted(members, key=lambda p: -sum(g.need for g in ready[p.key].member_check.groups))
     notes: list[str] = []
     explained_level: str | None = None
@@ -396,7 +448,7 @@ def _domains(session: Session, name: str, group: PodGroup, members: Sequence[Pod
         scored = []
         level_notes: list[tuple[int, str]] = []
         for d, nodes in doms.items():
-            fit, have, need = _estimate(session, nodes, members, ready, ask, extra)
+            fit, have, need = estimator.estimate(nodes)
             if fit >= len(members) and have >= need:
                 scored.append((have - need, len(nodes), d, nodes))
             else:
@@ -486,13 +538,14 @@ def _basic(session: Session, group: PodGroup, members: Sequence[Pod], running: f
     ask = _ask(ready, usable)
     extra, _ = _shared(session, usable, ready)  # a problem with them shows in each member's decision
     required = topo is not None and topo.required
+    estimator = _Estimator(session, usable, ready, ask, extra)
     best: tuple[int, Domain, frozenset[str]] | None = None
     notes: list[str] = []
     for level in levels if required else levels[:-1]:
         doms = _with_running(_domains_at(session, level, topo), running, level)
         scored = []
         for d, nodes in doms.items():
-            fit, have, need = _estimate(session, nodes, usable, ready, ask, extra)
+            fit, have, need = estimator.estimate(nodes)
             scored.append((-min(fit, len(usable)), have - need, len(nodes), d, nodes))
         scored.sort(key=lambda t: (t[0], t[1], t[2], t[3]))
         for _, _, _, d, nodes in scored[:MAX_DOMAIN_TRIES]:

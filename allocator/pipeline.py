@@ -253,6 +253,20 @@ class Context:
             return nodes
         return [n for n in nodes if id(n) not in failed]
 
+    def rejections(self, nodes: list[Node]) -> dict[str, Rejection] | None:
+        """For a pod with no ports, spread or affinity, the nodes of `nodes` that `reject` refuses,
+        with its answer (the others it lets through), found among the nodes that report
+        allocatable only; None for any other pod (ask `reject` node by node)."""
+        if not self.trivial:
+            return None
+        out: dict[str, Rejection] = {}
+        pod, pods, classes = self.pod, self.pods, self.classes
+        for n in _reporting(nodes):
+            why = resource_fit(pod, n, pods, classes)
+            if why is not None:
+                out[n.name] = Rejection(why)
+        return out
+
     def reject(self, node: Node) -> Rejection | None:
         """Why the pod cannot go on the node by the dynamic rules (devices and volumes aside)."""
         if self.pod.host_ports:

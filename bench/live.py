@@ -3,12 +3,16 @@ loaded with a seeded cluster), `tessera serve` (the real CLI, over a kubeconfig)
 
 - **Extender filter**: 1,000 nodes x 8 GPUs, 40% of them partly used; kube-scheduler's filter call
   with `NodeNames` for all 1,000 nodes and a pod with a 4-GPU claim, sent one at a time as
-  kube-scheduler does, after warm-up. Also prioritize.
+  kube-scheduler does, after warm-up. Also prioritize. The same at 10,000 nodes (issue 15).
 - **Secondary scheduler**: 500 nodes x D devices; 5,000 pods with one template claim each
   (one device), created through the API as fast as it takes them, with the ResourceClaim
   controller emulated by the API server. Throughput is pods decided (bound, or reported
   unschedulable when the devices run out) per second from the first creation to the last
-  decision. Afterwards every claim in the API is checked: no device is allocated twice.
+  decision. Afterwards every claim in the API is checked: no device is allocated twice. The
+  client's request counter (`tessera_api_requests_total`, watches left out) over the pods gives
+  the API requests per scheduled pod. Also at 5,000 nodes x 10 devices.
+
+`python -m bench.live ROW` runs one row (`extender_10000_nodes`, `scheduler_all_fit`, ...).
 
 The API server is single-threaded Python; it is slower than a real kube-apiserver, so the
 scheduler numbers are a floor.
@@ -23,7 +27,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -132,7 +136,7 @@ current-context: bench
 
 
 @asynccontextmanager
-async def running(workload: str, nodes: int, devices: int) -> AsyncIterator[tuple[str, int, int]]:
+async def running(workload: str, nodes: int, devices: int, serve_args: tuple[str, ...] = ()) -> AsyncIterator[tuple[str, int, int]]:
     """(API server URL, extender port, metrics port) of a ready API server and `tessera serve`."""
     procs: list[asyncio.subprocess.Process] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,7 +153,8 @@ async def running(workload: str, nodes: int, devices: int) -> AsyncIterator[tupl
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             serve = await asyncio.create_subprocess_exec(
                 str(exe), "serve", "--kubeconfig", str(cfg), "--port", str(port), "--metrics-port", str(metrics),
-                "--bind-address", "127.0.0.1", "--log-level", "WARNING", "--insecure-http", env=env, stderr=asyncio.subprocess.DEVNULL)
+                "--bind-address", "127.0.0.1", "--log-level", "WARNING", "--insecure-http", *serve_args, env=env,
+                stderr=asyncio.subprocess.DEVNULL)
             procs.append(serve)
             async with aiohttp.ClientSession() as http:
                 for _ in range(6000):
@@ -251,8 +256,9 @@ def _pod(i: int) -> Obj:
                      "resourceClaims": [{"name": "gpus", "resourceClaimTemplateName": "one"}]}}
 
 
-async def bench_scheduler(nodes: int = 500, devices: int = 8, pods: int = 5000, timeout: float = 900) -> dict[str, Any]:
-    async with running("scheduler", nodes, devices) as (url, _port, metrics), aiohttp.ClientSession() as http:
+async def bench_scheduler(nodes: int = 500, devices: int = 8, pods: int = 5000, timeout: float = 900,
+                          serve_args: tuple[str, ...] = ()) -> dict[str, Any]:
+    async with running("scheduler", nodes, devices, serve_args) as (url, _port, metrics), aiohttp.ClientSession() as http:
         async with http.get(f"{url}/api/v1/pods") as r:
             rv = (await r.json())["metadata"]["resourceVersion"]
         created: dict[str, float] = {}
@@ -318,13 +324,18 @@ async def bench_scheduler(nodes: int = 500, devices: int = 8, pods: int = 5000, 
         # Every request but watches, where the client's counter is exported (scheduler.kube.KubeCollector).
         sent = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                 if line.startswith("tessera_api_requests_total{") and 'verb="WATCH"' not in line]
+        by_verb = {line.split('verb="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("tessera_api_requests_total{")}
+        limited = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                      if line.startswith("tessera_api_rate_limited_requests_total"))
     return {"nodes": nodes, "devices_per_node": devices, "pods": pods, "bound": len(bound),
             "unschedulable": pods - len(bound), "seconds": round(elapsed, 2), "pods_per_s": round(pods / elapsed, 1),
             "bound_per_s": round(len(bound) / max(1e-9, max(decided[n][0] for n in bound) - start), 1) if bound else 0.0,
             "creation_seconds": round(created_all, 2), "e2e_p50_s": round(percentile(latencies, 50), 3),
             "e2e_p99_s": round(percentile(latencies, 99), 3), "write_retries": int(retries),
             "devices_allocated": len(devs), "api_writes_per_pod": round(writes / pods, 2),
-            "api_requests_per_pod": round(sum(sent) / pods, 2) if sent else None}
+            "api_requests_per_pod": round(sum(sent) / pods, 2) if sent else None,
+            "api_requests_by_verb": by_verb, "api_requests_rate_limited": int(limited), "serve_args": list(serve_args)}
 
 
 async def run(quick: bool = False) -> dict[str, Any]:
@@ -332,17 +343,28 @@ async def run(quick: bool = False) -> dict[str, Any]:
         return {"extender": await bench_extender(requests=100, warmup=10, nodes=200),
                 "health": await bench_health_under_load(nodes=200, probes=50),
                 "extender_rules": await bench_extender(requests=100, warmup=10, nodes=200, rules=True),
+                "extender_10000_nodes": await bench_extender(requests=50, warmup=10, nodes=1000),
                 "scheduler": await bench_scheduler(nodes=50, devices=8, pods=300)}
     return {"extender": await bench_extender(),
             "health": await bench_health_under_load(),
             "extender_rules": await bench_extender(rules=True),
+            "extender_10000_nodes": await bench_extender(requests=500, warmup=50, nodes=10_000),
             "scheduler": await bench_scheduler(500, 8, 5000),
             "scheduler_all_fit": await bench_scheduler(500, 10, 5000),
             "scheduler_5000_nodes": await bench_scheduler(5000, 10, 5000)}
 
 
+ROWS: dict[str, Callable[[], Coroutine[Any, Any, dict[str, Any]]]] = {
+        "extender": bench_extender, "extender_10000_nodes": lambda: bench_extender(requests=500, warmup=50, nodes=10_000),
+        "scheduler": lambda: bench_scheduler(500, 8, 5000), "scheduler_all_fit": lambda: bench_scheduler(500, 10, 5000),
+        "scheduler_5000_nodes": lambda: bench_scheduler(5000, 10, 5000),
+        "scheduler_all_fit_no_limit": lambda: bench_scheduler(500, 10, 5000, serve_args=("--kube-api-qps", "0"))}
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "apiserver":
         asyncio.run(_serve_api(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+    elif len(sys.argv) >= 2 and sys.argv[1] in ROWS:  # one row: python -m bench.live extender_10000_nodes
+        print(orjson.dumps(asyncio.run(ROWS[sys.argv[1]]()), option=orjson.OPT_INDENT_2).decode())
     else:
         print(orjson.dumps(asyncio.run(run(quick="--quick" in sys.argv)), option=orjson.OPT_INDENT_2).decode())

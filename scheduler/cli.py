@@ -23,9 +23,8 @@ from allocator.placement import POLICIES
 from allocator.search import DEFAULT_BUDGET
 
 from .gangplan import PLAN_TIMEOUT
-from .kube import DEFAULT_BURST, DEFAULT_QPS
 from .limits import DEFAULT_MAX_BODY
-from .loader import Config, InputError, load_config, load_inputs
+from .loader import SERVE_BURST, SERVE_QPS, Config, InputError, load_config, load_inputs
 from .progress import Progress
 from .readiness import DEFAULT_BIND_WAIT, DEFAULT_BINDING_TIMEOUT, DEFAULT_DECISION_DEADLINE, DEFAULT_VOLUME_BIND_TIMEOUT
 from .render import render_table
@@ -192,11 +191,13 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     srv.add_argument("--gang-plan-timeout", type=float, default=PLAN_TIMEOUT, metavar="SECONDS",
                      help="how long kube-scheduler has to bind every member of a planned gang before the plan is "
                           "taken back and made again (default: 60)")
-    srv.add_argument("--kube-api-qps", type=float, default=DEFAULT_QPS, metavar="QPS",
+    srv.add_argument("--kube-api-qps", type=float, default=None, metavar="QPS",
                      help="client-side limit on API requests per second, watches excluded (kube-scheduler's "
-                          "clientConnection.qps; 0: none; default: 1000, about 300 pods/s of writes)")
-    srv.add_argument("--kube-api-burst", type=int, default=DEFAULT_BURST, metavar="N",
-                     help="requests allowed at once above the rate (clientConnection.burst; default: 2000)")
+                          f"clientConnection.qps; overrides --config's clientConnection.qps; 0: none; default: "
+                          f"{SERVE_QPS:g}, about 500 pods/s at 4 requests per pod placed)")
+    srv.add_argument("--kube-api-burst", type=int, default=None, metavar="N",
+                     help="requests allowed at once above the rate (clientConnection.burst; overrides --config's "
+                          f"clientConnection.burst; default: {SERVE_BURST})")
     srv.add_argument("--no-volcano-enqueue", action="store_true",
                      help="do not admit Volcano PodGroups (phase Inqueue once their minResources fit), which a "
                           "Volcano Job waits for before creating its pods; for clusters where Volcano's own scheduler "
@@ -434,6 +435,12 @@ def _advertise_url(host: str | None, port: int, tls: bool) -> str | None:
     return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
+def client_limits(args: argparse.Namespace, config: Config) -> tuple[float, int]:
+    """The API client's (qps, burst): the flags where given, else --config's clientConnection."""
+    return (config.client_qps if args.kube_api_qps is None else args.kube_api_qps,
+            config.client_burst if args.kube_api_burst is None else args.kube_api_burst)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .kube import StartupError
     from .logs import setup_logging
@@ -441,7 +448,8 @@ def _serve(args: argparse.Namespace) -> int:
     from .service import Options
     from .tls import ServingTLS, TLSFileError, check_flags
 
-    if args.kube_api_qps < 0 or args.kube_api_burst < 1:
+    if (args.kube_api_qps is not None and not 0 <= args.kube_api_qps < float("inf")) or \
+            (args.kube_api_burst is not None and args.kube_api_burst < 1):
         print(f"tessera serve: --kube-api-qps must be 0 (no limit) or positive, got {args.kube_api_qps}, and "
               f"--kube-api-burst at least 1, got {args.kube_api_burst}", file=sys.stderr)
         return EXIT_INPUT
@@ -502,7 +510,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(run(options, args.kubeconfig, args.bind_address, args.port, args.metrics_port, tls,
                                ui=not args.no_ui, admission_port=args.admission_port,
-                               qps=args.kube_api_qps, burst=args.kube_api_burst))
+                               qps=client_limits(args, config)[0], burst=client_limits(args, config)[1]))
     except KeyboardInterrupt:  # pragma: no cover
         return 130
     except StartupError as e:

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from scheduler.loader import CLIENT_CONNECTION_SECTION
 from topology.config import TOPOLOGY_SECTION, Key
 
 SPREAD_CONSTRAINT_KEYS = (
@@ -56,7 +57,8 @@ SPREAD_SECTION = Key(
             "is refused.", default="List", example="List"),
     ))
 CONFIG_FILE = Key(
-    "", "mapping", "Tessera's config file: a YAML mapping of sections.", keys=(TOPOLOGY_SECTION, SPREAD_SECTION))
+    "", "mapping", "Tessera's config file: a YAML mapping of sections.",
+    keys=(TOPOLOGY_SECTION, SPREAD_SECTION, CLIENT_CONNECTION_SECTION))
 
 GENERATED_BY = "python -m scheduler.config_reference > docs/configuration.md"
 

@@ -14,6 +14,7 @@ its error, so only what depends on it suffers.
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 import re
 from collections import Counter
@@ -27,9 +28,10 @@ from allocator.errors import SpecError
 from allocator.parse import ParsedObject, parse_resource_slice
 from allocator.podspec import SpreadConstraint, parse_default_spread
 from topology import TopologyConfig, parse_topology_config
-from topology.config import ConfigError
+from topology.config import ConfigError, Key
 
 from .gcpause import collector_paused
+from .kube import DEFAULT_BURST, DEFAULT_QPS
 
 try:
     from yaml import CSafeLoader as _Loader
@@ -62,16 +64,66 @@ class InputError(Exception):
     """Input that cannot be read at all: simulate exits 2 with this message."""
 
 
+# `tessera serve`'s client-side API limit when neither --config nor the flags set one. Measured
+# (bench/README.md, API calls per scheduled pod): 4 requests per pod placed (the claim's finalizer
+# and owner annotation, its status, the binding, the Scheduled event), so qps 2000 sustains ~500
+# pods/s: above the ~290 pods/s the secondary scheduler sustains against the test API server, level
+# with the ~500 it reaches with the client's per-request environment lookups off (where the previous
+# 1000 held it at 250), and still a bound on a runaway loop; the burst is two seconds of it.
+# README.md ("API client") says the same.
+SERVE_QPS = DEFAULT_QPS
+SERVE_BURST = DEFAULT_BURST
+
+CLIENT_CONNECTION_SECTION = Key(
+    "clientConnection", "mapping",
+    "`tessera serve`'s API client, named as in kube-scheduler's KubeSchedulerConfiguration: a client-side token "
+    "bucket on every request but watches (`qps` a second, at most `burst` at once), as client-go's. The flags "
+    "`--kube-api-qps` and `--kube-api-burst` override these. kube-scheduler's other `clientConnection` keys "
+    "(`kubeconfig`, `contentType`, `acceptContentTypes`) are not Tessera's: `--kubeconfig` is a flag, and Tessera "
+    "always speaks JSON.",
+    keys=(
+        Key("qps", "number, 0 or more", "API requests a second, watches excluded; 0: no client-side limit. Tessera "
+            "sends 4 requests per pod it places (the claim's finalizer, the claim's status, the binding, the "
+            "Scheduled event; bench/README.md), so the default sustains about 500 pods/s, above what the secondary "
+            "scheduler was measured to sustain, and bounds a runaway loop. kube-scheduler's default is 50 (12.5 "
+            "pods/s at its 4 requests per pod).", default=SERVE_QPS, example=50.0),
+        Key("burst", "integer, at least 1", "Requests allowed at once above the rate (the bucket's size; the "
+            "default is two seconds at the default rate). kube-scheduler's default is 100.",
+            default=SERVE_BURST, example=100),
+    ))
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
-    """Tessera's config file: the topology, and cluster-level default spread constraints."""
+    """Tessera's config file: the topology, cluster-level default spread constraints, and the API
+    client's limits (`clientConnection`)."""
 
     topology: TopologyConfig = field(default_factory=TopologyConfig)
     default_spread: tuple[SpreadConstraint, ...] = ()
+    client_qps: float = SERVE_QPS
+    client_burst: int = SERVE_BURST
+
+
+def _client_connection(raw: Any) -> tuple[float, int]:
+    """`clientConnection.qps/burst`, checked; absent keys keep their defaults."""
+    if raw is None:
+        return SERVE_QPS, SERVE_BURST
+    if not isinstance(raw, Mapping):
+        raise InputError("clientConnection: must be a mapping")
+    known = [k.name for k in CLIENT_CONNECTION_SECTION.keys]
+    unknown = [str(k) for k in raw if k not in known]
+    if unknown:
+        raise InputError(f"clientConnection: unknown field(s) {', '.join(sorted(unknown))} (expected {', '.join(known)})")
+    qps, burst = raw.get("qps", SERVE_QPS), raw.get("burst", SERVE_BURST)
+    if isinstance(qps, bool) or not isinstance(qps, int | float) or math.isnan(qps) or math.isinf(qps) or qps < 0:
+        raise InputError(f"clientConnection.qps: must be a number, 0 (no limit) or more, got {qps!r}")
+    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+        raise InputError(f"clientConnection.burst: must be an integer, at least 1, got {burst!r}")
+    return float(qps), burst
 
 
 def load_config(path: str | pathlib.Path) -> Config:
-    """A Tessera config file (YAML): `topology:` and `podTopologySpread:` sections."""
+    """A Tessera config file (YAML): `topology:`, `podTopologySpread:` and `clientConnection:` sections."""
     p = pathlib.Path(path)
     try:
         doc = yaml.load(p.read_text(encoding="utf-8"), Loader=_Loader)
@@ -80,13 +132,16 @@ def load_config(path: str | pathlib.Path) -> Config:
     except (yaml.YAMLError, ValueError, UnicodeDecodeError) as e:
         raise InputError(f"{p}: invalid YAML: {str(e).splitlines()[0]}") from None
     try:
-        topology = parse_topology_config(doc, ("podTopologySpread",))
+        topology = parse_topology_config(doc, ("podTopologySpread", CLIENT_CONNECTION_SECTION.name))
         spread = parse_default_spread(doc.get("podTopologySpread")) if isinstance(doc, Mapping) else ()
+        qps, burst = _client_connection(doc.get(CLIENT_CONNECTION_SECTION.name) if isinstance(doc, Mapping) else None)
     except ConfigError as e:
         raise InputError(f"{p}: {e}") from None
     except SpecError as e:
         raise InputError(f"{p}: {e.path}: {e.message}") from None
-    return Config(topology, spread)
+    except InputError as e:
+        raise InputError(f"{p}: {e}") from None
+    return Config(topology, spread, qps, burst)
 
 
 @dataclass(frozen=True, slots=True)

@@ -339,6 +339,7 @@ class FakeApiServer:
         self.faults: list[Fault] = []
         self.triggers: list[Trigger] = []
         self.admission_calls = 0  # webhooks called for pods being created
+        self.webhooks_seen = False  # whether a MutatingWebhookConfiguration was ever stored
         self.admission_warnings: list[str] = []
         self.latency = 0.0
         self.bookmark_interval = bookmark_interval
@@ -468,6 +469,8 @@ class FakeApiServer:
         self.current = rv
         obj["metadata"]["resourceVersion"] = str(rv)
         self.objects[key] = obj
+        if r.plural == "mutatingwebhookconfigurations":
+            self.webhooks_seen = True
         self._emit(r, key, event, obj)
         return obj
 
@@ -529,6 +532,8 @@ class FakeApiServer:
         JSONPatch is applied. A webhook that cannot be reached or answers badly fails the creation
         under failurePolicy Fail (the default), and is skipped under Ignore. Warnings are kept in
         `admission_warnings`."""
+        if not self.webhooks_seen:
+            return pod  # as kube-apiserver keeps them in an informer: no scan of every object per pod
         for conf in self.all("MutatingWebhookConfiguration"):
             for hook in conf.get("webhooks") or []:
                 if not self._hook_applies(hook, ns, pod):

@@ -174,3 +174,22 @@ async def test_retry_after_is_honoured_for_429_and_for_a_5xx_that_sends_it() -> 
     finally:
         await kube.close()
         await runner.cleanup()
+
+
+@pytest.mark.asyncio
+async def test_the_environment_is_read_once_not_per_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kubernetes_asyncio would look up ~/.netrc and the proxy variables on every request: the
+    client reads the proxy for the API server once and switches the lookup off; NO_PROXY holds."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    kube = Kube.for_url("https://api.example:6443")
+    monkeypatch.setenv("NO_PROXY", "api.example")
+    bypassed = Kube.for_url("https://api.example:6443")
+    try:
+        assert kube.api.rest_client.pool_manager.trust_env is False
+        assert kube.api.rest_client.proxy == "http://proxy.example:3128"
+        assert bypassed.api.rest_client.pool_manager.trust_env is False and not bypassed.api.rest_client.proxy
+    finally:
+        await kube.close()
+        await bypassed.close()
