@@ -17,7 +17,7 @@ import orjson
 from scheduler.loader import Doc
 from scheduler.simulate import simulate
 from scheduler.uiapi import build_map, snapshot_of_simulation
-from tests.builders import dclass, exact, gpus, node, pod, rslice, template
+from tests.builders import exact, nvlink_fleet, pod, template
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -25,16 +25,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 
 
 def fleet(zones: int, racks: int, per_rack: int, gpus_per_node: int, pods: int) -> tuple[list[Doc], list[Doc]]:
-    docs: list[dict[str, Any]] = [dclass("gpu", "device.driver == 'gpu.example.com'")]
-    i = 0
-    for z in range(zones):
-        for r in range(racks):
-            for _ in range(per_rack):
-                name = f"n{i:04d}"
-                docs.append(node(name, {"kubernetes.io/hostname": name, "topology.kubernetes.io/zone": f"z{z}",
-                                        "nvidia.com/gpu.clique": f"z{z}.r{r}"}))
-                docs.append(rslice(f"{name}-gpus", gpus(gpus_per_node), node=name))
-                i += 1
+    docs = nvlink_fleet(zones, racks, per_rack, gpus_per_node)
     work = [template("gpu-8", exact("dev", count=8)), *(pod(f"w{k}", templates={"dev": "gpu-8"}) for k in range(pods))]
     return ([Doc(o, f"cluster[{k}]") for k, o in enumerate(docs)], [Doc(o, f"workload[{k}]") for k, o in enumerate(work)])
 

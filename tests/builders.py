@@ -265,3 +265,19 @@ def refused(d: alloc.Decision) -> str:
 
 GPU_CLASS = dclass("gpu", f'device.driver == "{GPU}"')
 NIC_CLASS = dclass("nic", f'device.driver == "{NIC}"')
+
+
+def nvlink_fleet(zones: int, racks: int, per_rack: int, gpus_per_node: int) -> list[dict[str, Any]]:
+    """A GPU DeviceClass and `zones` x `racks` x `per_rack` nodes (`n0000`, ...), each rack one
+    NVLink domain (`nvidia.com/gpu.clique` = `z<zone>.r<rack>`), each node with its GPUs."""
+    docs: list[dict[str, Any]] = [dclass("gpu", "device.driver == 'gpu.example.com'")]
+    i = 0
+    for z in range(zones):
+        for r in range(racks):
+            for _ in range(per_rack):
+                name = f"n{i:04d}"
+                docs.append(node(name, {"kubernetes.io/hostname": name, "topology.kubernetes.io/zone": f"z{z}",
+                                        "nvidia.com/gpu.clique": f"z{z}.r{r}"}))
+                docs.append(rslice(f"{name}-gpus", gpus(gpus_per_node), node=name))
+                i += 1
+    return docs

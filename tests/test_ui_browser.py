@@ -21,7 +21,7 @@ from scheduler.simulate import simulate
 from scheduler.state import ClusterState
 from scheduler.ui import LiveSource, SimulationSource
 from scheduler.uiapi import build_map, snapshot_of_simulation
-from tests.builders import dclass, exact, gpus, node, pod, rslice, template
+from tests.builders import exact, nvlink_fleet, pod, template
 from tests.live import gpu_cluster, live
 from tests.test_ui_api import serving
 
@@ -134,17 +134,7 @@ async def test_keyboard_only(page: Any) -> None:
 
 
 def big_cluster(zones: int, racks: int, per_rack: int, gpus_per_node: int) -> list[Doc]:
-    docs = [dclass("gpu", "device.driver == 'gpu.example.com'")]
-    i = 0
-    for z in range(zones):
-        for r in range(racks):
-            for _ in range(per_rack):
-                name = f"n{i:04d}"
-                docs.append(node(name, {"kubernetes.io/hostname": name, "topology.kubernetes.io/zone": f"z{z}",
-                                        "nvidia.com/gpu.clique": f"z{z}.r{r}"}))
-                docs.append(rslice(f"{name}-gpus", gpus(gpus_per_node), node=name))
-                i += 1
-    return [Doc(o, f"generated[{k}]") for k, o in enumerate(docs)]
+    return [Doc(o, f"generated[{k}]") for k, o in enumerate(nvlink_fleet(zones, racks, per_rack, gpus_per_node))]
 
 
 async def test_1000_nodes_render_aggregated_and_zoom(page: Any) -> None:
