@@ -869,8 +869,8 @@ _attr_maps: Table[dict[str, Attr]] = Table()  # ((qualified name, id(attr)), ...
 _capacity_values: Table[Capacity] = Table()  # (type, value) -> the shared Capacity without a policy
 _capacity_maps: Table[dict[str, Capacity]] = Table()
 _device_names: Table[str] = Table()  # validated device names ("gpu-0" on every node)
-SHARED_TABLES: tuple[Table[Any], ...] = (_attr_names, _attr_values, _attr_entries, _attr_maps, _capacity_values, _capacity_maps,
-                                         _device_names)
+SHARED_TABLES: list[Table[Any]] = [_attr_names, _attr_values, _attr_entries, _attr_maps, _capacity_values, _capacity_maps,
+                                   _device_names]
 
 
 def _attribute_name(o: _Obj, k: Any, path: str, driver: str) -> str:
@@ -936,8 +936,93 @@ def _device_name(o: _Obj, raw: Mapping[str, Any], path: str) -> str:
 _DEVICE_ACCESS_FIELDS = ("nodeName", "nodeSelector", "allNodes")
 
 
+_attr_shapes: Table[tuple[str, ...]] = Table()  # (driver, attribute names as written) -> their qualified names, validated, distinct
+_capacity_shapes: Table[tuple[str, ...]] = Table()  # capacity names as written -> the same names, validated and shared
+SHARED_TABLES += [_attr_shapes, _capacity_shapes]
+
+
+_NOWHERE = _Obj("ResourceSlice", "")  # errors raised with it are discarded: `_device` raises them again with their place
+
+
+def _plain_device(raw: Any, driver: str, pool: str, slice_name: str, access: NodeAccess) -> Device | None:
+    """`_device` of a device of the common shape, in one loop: only `name` (one seen before,
+    `_device_names`), `attributes` (each one scalar of its kind's exact type, their names a set
+    seen before) and `capacity` (each `{"value": string or integer}`, their names a set seen
+    before), in a slice that gives the node access. The Device `_device` would build (the same
+    shared names, Attr and Capacity objects, as those come from the same tables), or None: then
+    `_device` parses it, with its checks and errors, and fills the tables."""
+    if type(raw) is not dict:
+        return None
+    name = raw.get("name")
+    attributes = raw.get("attributes")
+    capacity = raw.get("capacity")
+    if type(name) is not str or type(attributes) is not dict or type(capacity) is not dict or len(raw) != 3:
+        return None
+    name = _device_names.entries.get(name)
+    names = _attr_shapes.entries.get((driver, tuple(attributes)))
+    capacity_names = _capacity_shapes.entries.get(tuple(capacity))
+    if name is None or names is None or capacity_names is None:
+        return None
+    values = _attr_values.entries
+    attrs: list[Attr] = []
+    for v in attributes.values():
+        if type(v) is not dict or len(v) != 1:
+            return None
+        for kind, x in v.items():  # noqa: B007  (the one entry)
+            pass
+        if type(x) is not _ATTR_TYPES.get(kind):  # exact: a bool is no int here
+            return None
+        attr = values.get((kind, x))
+        if attr is None:  # a value not seen yet (a UUID): checked and shared as `_device` would
+            try:
+                attr = _shared_attribute(_NOWHERE, v, "", "")
+            except SpecError:
+                return None  # `_device` reports it, at its path
+        attrs.append(attr)
+    capacity_values = _capacity_values.entries
+    caps: list[Capacity] = []
+    for c in capacity.values():
+        if type(c) is not dict or len(c) != 1:
+            return None
+        x = c.get("value")
+        tx = type(x)
+        if tx is not str and tx is not int:
+            return None
+        cap = capacity_values.get((tx, x))
+        if cap is None:
+            try:
+                cap = _shared_capacity(_NOWHERE, c, "", "", False)
+            except SpecError:
+                return None
+        caps.append(cap)
+    return Device((driver, pool, name), slice_name, _shared_map(_attr_maps, dict(zip(names, attrs, strict=True))),
+                  _shared_map(_capacity_maps, dict(zip(capacity_names, caps, strict=True))), (), access)
+
+
+def _remember_shapes(raw: Mapping[str, Any], device: Device, driver: str) -> None:
+    """After `_device` parsed a device: its attribute and capacity names for `_plain_device`, when
+    each is a string that maps to its own entry (no bare name shadowed by its qualified twin)."""
+    attributes, capacity = raw.get("attributes"), raw.get("capacity")
+    if type(attributes) is dict and all(type(k) is str for k in attributes) and len(device.attributes) == len(attributes):
+        _attr_shapes.put((driver, tuple(attributes)), tuple(device.attributes))
+    if type(capacity) is dict and all(type(k) is str for k in capacity) and len(device.capacity) == len(capacity):
+        _capacity_shapes.put(tuple(capacity), tuple(device.capacity))
+
+
 def _device(o: _Obj, raw: Any, path: str, driver: str, pool: str, slice_name: str,
             slice_access: NodeAccess | None) -> Device:
+    if slice_access is not None:
+        plain = _plain_device(raw, driver, pool, slice_name, slice_access)
+        if plain is not None:
+            return plain
+        device = _parse_device(o, raw, path, driver, pool, slice_name, slice_access)
+        _remember_shapes(raw, device, driver)
+        return device
+    return _parse_device(o, raw, path, driver, pool, slice_name, slice_access)
+
+
+def _parse_device(o: _Obj, raw: Any, path: str, driver: str, pool: str, slice_name: str,
+                  slice_access: NodeAccess | None) -> Device:
     if not isinstance(raw, Mapping):
         raise o.fail(path, "must be an object")
     name = _device_name(o, raw, path)

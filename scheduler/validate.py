@@ -501,7 +501,10 @@ def _walk(sink: _Sink, value: Any, t: _Type, path: str, depth: int) -> None:
     elif kind == "list":
         if isinstance(value, list | tuple):
             item = t.item or _ANY
-            if item.kind != "object":
+            fast = _fast_device(item.model) if item.kind == "model" and depth + 3 <= MAX_DEPTH else None
+            if fast is not None:
+                _walk_devices(sink, value, item, fast, path, depth + 1)
+            elif item.kind != "object":
                 for i, v in enumerate(value):
                     _walk(sink, v, item, f"{path}[{i}]", depth + 1)
         else:
@@ -521,6 +524,108 @@ def _walk(sink: _Sink, value: Any, t: _Type, path: str, depth: int) -> None:
             sink.add(path, f"expected an object, got {_describe(value)}")
     elif not _scalar_ok(value, t):
         sink.add(path, f"expected {_EXPECTED[kind]}, got {_describe(value)}")
+
+
+@dataclass(frozen=True, slots=True)
+class _FastDevice:
+    """What a device of the common shape needs from its model (see `_walk_devices`)."""
+
+    attributes: _Type  # the map type of `attributes`
+    capacity: _Type  # the map type of `capacity`
+    value_types: Mapping[str, type]  # attribute field -> the one exact type accepted without another check
+    capacity_value: str  # the capacity model's scalar field ("value")
+
+
+_FAST_DEVICES: dict[str, tuple[_Model, _FastDevice | None]] = {}
+
+
+def _fast_device(name: str) -> _FastDevice | None:
+    """The fast path's table for a device model (V1Device, V1beta2Device): a model with a string
+    `name`, an `attributes` map of a model of scalar fields and a `capacity` map of a model with a
+    string `value`. None for any other model. Built once per model table (per list: one lookup)."""
+    model = _model(name)
+    hit = _FAST_DEVICES.get(name)
+    if hit is None or hit[0] is not model:
+        hit = _FAST_DEVICES[name] = (model, _build_fast_device(model))
+    return hit[1]
+
+
+def _build_fast_device(model: _Model) -> _FastDevice | None:
+    fields = model.fields
+    attributes, capacity, device_name = fields.get("attributes"), fields.get("capacity"), fields.get("name")
+    if device_name is None or device_name.kind != "str" or attributes is None or capacity is None:
+        return None
+    if attributes.kind != "map" or attributes.item is None or attributes.item.kind != "model":
+        return None
+    if capacity.kind != "map" or capacity.item is None or capacity.item.kind != "model":
+        return None
+    exact = {"str": str, "int": int, "bool": bool}
+    value_types = {f: exact[ft.kind] for f, ft in _model(attributes.item.model).fields.items() if ft.kind in exact}
+    value = _model(capacity.item.model).fields.get("value")
+    if value is None or value.kind != "str":
+        return None
+    return _FastDevice(attributes, capacity, value_types, "value")
+
+
+def _plain_device(d: Any, fast: _FastDevice) -> bool:
+    """Whether a device of the common shape (only `name`, `attributes` and `capacity`; a string
+    name; each attribute one scalar of its field's exact type, an int within int64; each capacity
+    `{"value": string}`) has no schema problem. Everything it accepts, `_walk` accepts with no
+    problem: the fields are known and each value's type is one `_scalar_ok` passes. False means
+    only "not shown plain here": `_walk` decides."""
+    if type(d) is not dict:
+        return False
+    value_types = fast.value_types
+    for k, v in d.items():
+        if k == "name":
+            if type(v) is not str:
+                return False
+        elif k == "attributes":
+            if type(v) is not dict:
+                return False
+            for a in v.values():
+                if type(a) is not dict or len(a) != 1:
+                    return False
+                for field_name, x in a.items():  # noqa: B007  (the one entry)
+                    pass
+                tx = type(x)
+                if value_types.get(field_name) is not tx:
+                    return False
+                if tx is int and not -_INT64 <= x < _INT64:
+                    return False
+        elif k == "capacity":
+            if type(v) is not dict:
+                return False
+            for c in v.values():
+                if type(c) is not dict or len(c) != 1 or type(c.get(fast.capacity_value)) is not str:
+                    return False
+        else:
+            return False
+    return True
+
+
+def _walk_devices(sink: _Sink, devices: list[Any] | tuple[Any, ...], t: _Type, fast: _FastDevice, path: str, depth: int) -> None:
+    """The items of a list of devices, at `depth`: `_walk` of each, with the devices of the common
+    shape (`_plain_device`) checked in one loop and without building their paths. A plain device
+    is recorded as visited as `_walk` records it (the device and its two maps: the only containers
+    in it with containers inside), so an alias of it met later is skipped as before; its attribute
+    and capacity objects hold scalars only, and walking one again finds nothing either way. The
+    caller makes sure `depth + 2` is within MAX_DEPTH, so no depth limit is met inside a device."""
+    seen = sink.seen
+    t_id, attributes_id, capacity_id = id(t), id(fast.attributes), id(fast.capacity)
+    for i, v in enumerate(devices):
+        key = (id(v), t_id)
+        if key in seen:
+            continue
+        if _plain_device(v, fast):
+            seen.add(key)
+            attributes, capacity = v.get("attributes"), v.get("capacity")
+            if attributes is not None:
+                seen.add((id(attributes), attributes_id))
+            if capacity is not None:
+                seen.add((id(capacity), capacity_id))
+        else:
+            _walk(sink, v, t, f"{path}[{i}]", depth)
 
 
 def _walk_model(sink: _Sink, obj: Mapping[Any, Any], model: _Model, path: str, depth: int) -> None:
@@ -913,11 +1018,17 @@ def _slice_spec(r: _Rules, spec: Mapping[Any, Any], p: str) -> None:
         r.invalid(p, _OMITTED, "only one of `sharedCounters` or `devices` is allowed")
 
     devices = _items(spec.get("devices"))
-    small = len(devices) <= RESOURCE_SLICE_MAX_DEVICES  # decide the limit only for a list that can meet it
-    limit = RESOURCE_SLICE_MAX_DEVICES_ADVANCED if small and any(_advanced_device(d) for d in devices) else RESOURCE_SLICE_MAX_DEVICES
-    devices = _limited(r, spec.get("devices"), limit, f"{p}.devices")
     per_device = spec.get("perDeviceNodeSelection") is True
+    # Devices of the common shape pass every device rule (`_plain_device_rules`); only the others
+    # are checked one by one. A plain device is no "advanced" one (no taints, counters or lists).
+    plain = [False] * len(devices) if per_device else [_plain_device_rules(d) for d in devices]
+    small = len(devices) <= RESOURCE_SLICE_MAX_DEVICES  # decide the limit only for a list that can meet it
+    advanced = small and any(not ok and _advanced_device(d) for d, ok in zip(devices, plain, strict=True))
+    limit = RESOURCE_SLICE_MAX_DEVICES_ADVANCED if advanced else RESOURCE_SLICE_MAX_DEVICES
+    devices = _limited(r, spec.get("devices"), limit, f"{p}.devices")
     for i, device in enumerate(devices):
+        if plain[i]:
+            continue  # no problem; checked again if met again (an alias), which finds none either
         d = _mapping(device)
         if d is not None and r.first_visit(d):
             _device(r, d, f"{p}.devices[{i}]", per_device)
@@ -930,6 +1041,70 @@ def _slice_spec(r: _Rules, spec: Mapping[Any, Any], p: str) -> None:
             r.dns_label(cs.get("name"), f"{p}.sharedCounters[{i}].name")
             _counters(r, cs.get("counters"), MAX_COUNTERS_PER_SET, f"{p}.sharedCounters[{i}].counters")
     _unique(r, counter_sets, _name_of, f"{p}.sharedCounters")
+
+
+_clean_labels: set[str] = set()  # device names that passed dns_label
+_clean_versions: set[str] = set()  # attribute versions that passed `_attribute_version`
+
+
+def _plain_device_rules(d: Any) -> bool:
+    """Whether `_device` (in a slice without perDeviceNodeSelection) finds no problem in a device
+    of the common shape, checked in one loop: only `name`, `attributes` and `capacity`; a name
+    that is a DNS label; at most MAX_ATTRIBUTES_AND_CAPACITIES attributes and capacities, each
+    name a qualified name that passed before (`_clean_names`); each attribute one non-null
+    `int`, `bool`, `string` (at most ATTRIBUTE_MAX_VALUE_LENGTH bytes) or `version` (semver, as
+    long); no capacity with a `requestPolicy`. No taints, counters, node fields or binding
+    conditions, so those rules have nothing to report. False means only "not shown plain here":
+    `_device` decides, with its messages."""
+    if type(d) is not dict:
+        return False
+    named = False
+    total = 0
+    for k, v in d.items():
+        if k == "name":
+            if type(v) is not str:
+                return False
+            if v not in _clean_labels:
+                if not (0 < len(v) <= 63 and _DNS1123_LABEL.fullmatch(v)):
+                    return False
+                _remember(_clean_labels, v)
+            named = True
+        elif k == "attributes":
+            if type(v) is not dict:
+                return False
+            total += len(v)
+            for name, a in v.items():
+                if type(name) is not str or name not in _clean_names or type(a) is not dict or len(a) != 1:
+                    return False
+                for kind, x in a.items():  # noqa: B007  (the one entry)
+                    pass
+                if kind == "string":
+                    if type(x) is not str:
+                        return False
+                    if (len(x) if x.isascii() else len(x.encode())) > ATTRIBUTE_MAX_VALUE_LENGTH:
+                        return False
+                elif kind in ("int", "bool"):
+                    if x is None:
+                        return False
+                elif kind == "version":
+                    if type(x) is not str:
+                        return False
+                    if x not in _clean_versions:
+                        if not _SEMVER.fullmatch(x) or len(x.encode()) > ATTRIBUTE_MAX_VALUE_LENGTH:
+                            return False
+                        _remember(_clean_versions, x)
+                else:
+                    return False
+        elif k == "capacity":
+            if type(v) is not dict:
+                return False
+            total += len(v)
+            for name, c in v.items():
+                if type(name) is not str or name not in _clean_names or type(c) is not dict or "requestPolicy" in c:
+                    return False
+        else:
+            return False
+    return named and total <= MAX_ATTRIBUTES_AND_CAPACITIES
 
 
 def _pool(r: _Rules, pool: Mapping[Any, Any], p: str) -> None:

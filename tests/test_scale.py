@@ -332,3 +332,97 @@ def test_a_bare_non_specific_tag_is_an_empty_string_as_libyaml_reads_it() -> Non
     finally:
         loader.dispose()
     assert got == yaml.load("a: !\n", Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+# --- the device fast paths (validate and parse) find exactly what the full checks find -------
+
+def _nvidia_slice(devices: list[Any], per_device: bool = False) -> Obj:
+    from bench.scale import nvidia_node
+
+    obj = nvidia_node(0)[1]
+    obj["spec"]["devices"] = devices
+    if per_device:
+        del obj["spec"]["nodeName"]
+        obj["spec"]["perDeviceNodeSelection"] = True
+    return obj
+
+
+_ODD = st.sampled_from([None, True, False, 0, 7, -1, 2**63, -(2**63), 1.5, 4.0, "", "gpu-9", "Bad_Name", "x" * 64, "x" * 65,
+                        "é" * 32, "é" * 33, "1.2.3", "1.2", "01.2.3", "80Gi", "lots", [], ["a"], {}, {"string": "x"},
+                        {"int": 1, "string": "x"}, {"value": "80Gi"}, {"value": "lots"}, {"value": 8},
+                        {"value": "1Gi", "requestPolicy": {"default": "1Gi"}}, {"bools": [True]}, {"nope": 1}])
+_KEYS = st.sampled_from(["name", "attributes", "capacity", "taints", "bindsToNode", "nodeName", "allNodes", "basic",
+                         "allowMultipleAllocations", "consumesCounters", "bindingConditions"])
+_ATTR_KEYS = st.sampled_from(["index", "uuid", "productName", "cudaDriverVersion", "resource.kubernetes.io/pcieRoot",
+                              "pcieRoot", f"{'gpu.nvidia.com'}/index", "bad name", "a/b/c", "x" * 33, "memory"])
+_INNER_KEYS = st.sampled_from(["int", "bool", "string", "version", "strings", "value", "requestPolicy", "nope"])
+
+
+@st.composite
+def _mutated_devices(draw: st.DrawFn) -> list[Any]:
+    from bench.scale import nvidia_gpu
+
+    out: list[Any] = []
+    for i in range(draw(st.integers(1, 4))):
+        d: Any = nvidia_gpu(i, draw(st.integers(0, 3)))
+        for _ in range(draw(st.integers(0, 3))):
+            where = draw(st.sampled_from(["device", "attributes", "attribute", "capacity", "delete", "alias"]))
+            if where == "device":
+                d[draw(_KEYS)] = draw(_ODD)
+            elif where == "delete":
+                d.pop(draw(_KEYS), None)
+            elif where == "alias" and out:
+                d = draw(st.sampled_from(out))  # the same object twice, as a YAML alias makes
+            elif isinstance(d.get("attributes"), dict) and where == "attributes":
+                d["attributes"][draw(_ATTR_KEYS)] = draw(_ODD)
+            elif isinstance(d.get("attributes"), dict) and where == "attribute":
+                a = d["attributes"].get(draw(_ATTR_KEYS))
+                if isinstance(a, dict):
+                    a.clear() if draw(st.booleans()) else None
+                    a[draw(_INNER_KEYS)] = draw(_ODD)
+            elif isinstance(d.get("capacity"), dict) and where == "capacity":
+                d["capacity"][draw(st.sampled_from(["memory", "cores", "bad name"]))] = draw(_ODD)
+        out.append(d)
+    return out
+
+
+def _everything(obj: Obj) -> tuple[Any, ...]:
+    from scheduler.validate import rule_problems, schema_problems
+
+    return schema_problems(obj), rule_problems(obj), parse_or_error(obj)
+
+
+def _full_checks(obj: Obj) -> tuple[Any, ...]:
+    """What the checks find with every device fast path off and every memo empty."""
+    from unittest import mock
+
+    from allocator import parse
+    from scheduler import validate
+
+    def clear() -> None:
+        intern.clear_all()
+        for memo in (validate._clean_leaves, validate._clean_names, validate._clean_labels, validate._clean_versions):
+            memo.clear()
+
+    clear()
+    with mock.patch.object(validate, "_fast_device", lambda name: None), \
+            mock.patch.object(validate, "_plain_device_rules", lambda d: False), \
+            mock.patch.object(parse, "_plain_device", lambda *args: None):
+        got = _everything(obj)
+    clear()
+    return got
+
+
+@settings(max_examples=300, deadline=None)
+@given(_mutated_devices(), st.booleans())
+def test_device_fast_paths_find_what_the_full_checks_find(devices: list[Any], per_device: bool) -> None:
+    """With the memos warm (a clean fleet slice checked and parsed first), a slice of mutated
+    devices gets exactly the problems, parse and errors it gets with no fast path and no memo."""
+    from bench.scale import nvidia_gpu
+
+    obj = _nvidia_slice(devices, per_device)
+    expected = _full_checks(obj)
+    warm_up = _nvidia_slice([nvidia_gpu(i, 5) for i in range(8)])
+    assert _everything(warm_up)[:2] == ([], [])
+    assert _everything(obj) == expected
+    assert _everything(obj) == expected  # and again, with what the first run remembered

@@ -943,7 +943,7 @@ def test_model_tables_are_built_once_per_model() -> None:
     # One build per distinct model: ResourceSlice, ObjectMeta, ResourceSliceSpec, ResourcePool,
     # Device, DeviceAttribute, DeviceCapacity.
     assert first.misses == 7
-    assert first.hits >= 2000 * 3  # every device, attribute and capacity reuses its table
+    # Every device reuses its tables (plain devices through validate._fast_device, once per list).
     schema_problems(big_slice(2000))
     assert validate._model.cache_info().misses == first.misses
 
