@@ -354,16 +354,14 @@ def _json_stream(p: pathlib.Path, text: str, reading: Reading) -> list[Doc] | No
 
 
 def _documents(p: pathlib.Path, text: str, reading: Reading) -> Iterator[Doc]:
-    from .validate import StrictLoader
+    from .validate import yaml_documents
 
     index = 0
-    loader = StrictLoader(text)
+    documents = yaml_documents(text)
     try:
         while True:
             try:
-                if not loader.check_data():  # type: ignore[no-untyped-call]
-                    break
-                obj = loader.get_data()
+                document = next(documents, None)
             except yaml.YAMLError as e:
                 mark = getattr(e, "problem_mark", None)
                 at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
@@ -372,13 +370,15 @@ def _documents(p: pathlib.Path, text: str, reading: Reading) -> Iterator[Doc]:
             except (ValueError, TypeError, OverflowError, RecursionError) as e:
                 # Values PyYAML cannot build: a date like 2024-02-30, !!float x, a 5,000-digit number.
                 raise InputError(f"{p}: document index {index}: invalid YAML value: {e}") from None
-            reading.problems.extend(f"{p}: document index {index}: {d}" for d in loader.duplicates)
-            loader.duplicates.clear()
+            if document is None:
+                break
+            obj, duplicates = document
+            reading.problems.extend(f"{p}: document index {index}: {d}" for d in duplicates)
             if obj is not None:
                 yield from _objects(p, index, obj, reading)
             index += 1
     finally:
-        loader.dispose()
+        documents.close()
 
 
 def _objects(p: pathlib.Path, index: int, obj: Any, reading: Reading) -> Iterator[Doc]:

@@ -20,7 +20,8 @@ so this module finds them:
   `pkg/apis/core/validation/validation.go` (validatePodResourceClaims,
   validateResourceClaimNames), after the API defaulting that runs before validation.
 - `StrictLoader`: the loader's YAML loader class, recording duplicate mapping keys instead of
-  silently keeping the last one.
+  silently keeping the last one. `yaml_documents(text)` reads a stream's documents as it does,
+  building block-style documents straight from their lines and giving every other to it.
 
 Scalars are strict only where no valid input can be flagged. The models type Quantity fields
 (`capacity.value`, `resources.limits`) as 'str', and the API server accepts numbers there, so a
@@ -45,7 +46,7 @@ import json
 import math
 import re
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import IO, Any, Final, TypeGuard
@@ -58,7 +59,8 @@ try:
 except ImportError:  # pragma: no cover - PyYAML without libyaml
     from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
-__all__ = ["MAX_DEPTH", "MAX_PROBLEMS", "SCHEMA_SOURCE", "Problem", "StrictLoader", "rule_problems", "schema_problems"]
+__all__ = ["MAX_DEPTH", "MAX_PROBLEMS", "SCHEMA_SOURCE", "Problem", "StrictLoader", "rule_problems", "schema_problems",
+           "yaml_documents"]
 
 SCHEMA_SOURCE: Final = "kubernetes_asyncio 36.1.0 models (Kubernetes v1.36.1 OpenAPI)"
 MAX_DEPTH: Final = 64
@@ -1824,3 +1826,346 @@ class StrictLoader(_BaseLoader):
                 mark = key_node.start_mark
                 message = f"line {mark.line + 1}, column {mark.column + 1}: duplicate key {_show(key)}"
                 bisect.insort(self.duplicates, message, key=_position)
+
+
+# --------------------------------------------------------------------------------------------
+# Block-style documents without nodes
+# --------------------------------------------------------------------------------------------
+# Most of a large cluster file is block-style YAML as `yaml.dump` and `kubectl get -o yaml`
+# write it: `key: value` lines, `- ` items, plain or simply quoted one-line scalars. libyaml reads
+# that at about a microsecond per line into events, marks and nodes before any value is built;
+# `_BlockReader` builds the values straight from the lines. It takes a document only when every
+# line is in that subset and the document has no repeated key; anything else (anchors, aliases,
+# tags, merges, flow collections but `[]` and `{}`, block or multi-line scalars, escapes, comments
+# after a value, tabs, CR, directives, a repeated key, a scalar PyYAML cannot build) makes it give
+# the document, as its own text at its own lines, to `StrictLoader`, so what is built, every
+# duplicate reported and every error with its position are exactly that loader's.
+
+# What libyaml reads as printable (YAML 1.1 c-printable), less the line breaks \x85, \u2028 and
+# \u2029, \r, tab and the byte order mark; any other character sends the document to libyaml.
+_BLOCK_TEXT: Final = re.compile("[\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]*\\Z")
+_INDICATORS: Final = frozenset("-?:,[]{}#&*!|>'\"%@`")
+_SINGLE: Final = re.compile(r"'((?:[^']|'')*)'")
+_DOUBLE: Final = re.compile(r'"([^"\\]*)"')
+_MAX_KEY: Final = 512  # libyaml refuses an implicit key longer than 1024 characters
+_BLOCK_DEPTH: Final = 100  # deeper goes to StrictLoader, which may reach the recursion limit
+_MEMO_TEXT: Final = 256  # longer lines and scalars are not remembered
+_BLOCK_TAGS: Final = frozenset({_STR_TAG, _INT_TAG, _NULL_TAG, _BOOL_TAG, "tag:yaml.org,2002:float",
+                                "tag:yaml.org,2002:timestamp"})
+_plain_values: dict[str, Any] = {}  # plain scalar text -> its value (only immutable ones)
+
+
+class _NotBlock(Exception):
+    """This document is not in the subset `_BlockReader` reads: StrictLoader reads it."""
+
+
+# A line's tokens, left to right: (column, _ITEM) for each `- `, then (column, _PAIR, key, value)
+# for `key: value`, (column, _KEY, key) for `key:`, or (column, _SCALAR, value) after a `- `.
+# A value `[]` or `{}` is _NEW_LIST or _NEW_MAP, built afresh each time (the rest are immutable).
+_ITEM, _PAIR, _KEY, _SCALAR = range(4)
+_NEW_LIST: Final = object()
+_NEW_MAP: Final = object()
+_line_tokens: dict[str, tuple[tuple[Any, ...], ...]] = {}  # line -> its tokens
+
+
+class _BlockReader:
+    """Block-style documents, line by line: each distinct line is taken apart once (a fleet's
+    files repeat most lines verbatim), then a stack of the open collections and their columns
+    builds the values as libyaml's block rules do."""
+
+    __slots__ = ("loader",)
+
+    def __init__(self, loader: StrictLoader) -> None:
+        self.loader = loader  # for its resolver and scalar constructors only
+
+    def document(self, text: str, checked: bool = False) -> Any:
+        """The value of one document's text (between its `---` lines), or _NotBlock. Checked: its
+        characters are known to be in _BLOCK_TEXT."""
+        if not checked and _BLOCK_TEXT.match(text) is None:
+            raise _NotBlock
+        memo = _line_tokens
+        tokens_of = self._tokens
+        root: Any = None
+        # Open collections, innermost last: [column, container, is_map, waiting], where waiting is
+        # the key of a `key:` (or True after a lone `-`) whose value is on the lines below.
+        stack: list[list[Any]] = []
+        for line in text.split("\n"):
+            tokens = memo.get(line)
+            if tokens is None:
+                tokens = tokens_of(line)
+                if len(line) <= _MEMO_TEXT:
+                    if len(memo) >= _LEAF_LIMIT:
+                        memo.clear()
+                    memo[line] = tokens
+            if len(tokens) == 1 and stack and tokens[0][1] != _ITEM:  # most lines: a key of a mapping
+                token = tokens[0]
+                top = stack[-1]
+                col = token[0]
+                while col < top[0] and len(stack) > 1:  # the end of nested collections
+                    if top[3] is not None and not top[2]:
+                        top[1].append(None)  # a lone `-` last (a `key:` has its None already)
+                    stack.pop()
+                    top = stack[-1]
+                waiting = top[3]
+                if top[2] and (col == top[0] if waiting is None else col > top[0] and len(stack) < _BLOCK_DEPTH):
+                    if waiting is not None:  # the first key of the mapping under a `key:`
+                        inner: dict[Any, Any] = {}
+                        top[1][waiting] = inner
+                        top[3] = None
+                        top = [col, inner, True, None]
+                        stack.append(top)
+                    container = top[1]
+                    key = token[2]
+                    if key in container:
+                        raise _NotBlock  # a repeated key: StrictLoader reports it with its position
+                    if token[1] == _PAIR:
+                        value = token[3]
+                        container[key] = [] if value is _NEW_LIST else {} if value is _NEW_MAP else value
+                    else:
+                        container[key] = None
+                        top[3] = key
+                    continue
+            first = True
+            for token in tokens:
+                col, kind = token[0], token[1]
+                if kind == _SCALAR:  # only right after a `- ` on its line
+                    value = token[2]
+                    top = stack[-1]
+                    top[1].append([] if value is _NEW_LIST else {} if value is _NEW_MAP else value)
+                    top[3] = None
+                    break
+                while stack:
+                    top = stack[-1]
+                    waiting = top[3]
+                    if waiting is not None:
+                        if col > top[0] or (col == top[0] and kind == _ITEM and top[2]):
+                            new: Any = {} if kind != _ITEM else []
+                            if top[2]:
+                                top[1][waiting] = new
+                            else:
+                                top[1].append(new)
+                            top[3] = None
+                            if len(stack) >= _BLOCK_DEPTH:
+                                raise _NotBlock  # as deep as StrictLoader's recursion may not go
+                            stack.append([col, new, kind != _ITEM, None])
+                            break
+                        if top[2]:
+                            top[1][waiting] = None
+                        else:
+                            top[1].append(None)
+                        top[3] = None
+                    if col == top[0]:
+                        if (kind == _ITEM) != top[2]:
+                            break
+                        if len(stack) > 1 and stack[-2][0] == col and stack[-2][2] and not top[2]:
+                            stack.pop()  # a `key:` sequence written at the key's column ends
+                            continue
+                        raise _NotBlock
+                    if col > top[0] or not first:
+                        raise _NotBlock
+                    stack.pop()
+                else:
+                    if root is not None or not first:
+                        raise _NotBlock  # content after the root collection
+                    root = {} if kind != _ITEM else []
+                    stack.append([col, root, kind != _ITEM, None])
+                first = False
+                top = stack[-1]
+                if kind == _ITEM:
+                    top[3] = True
+                    continue
+                container = top[1]
+                key = token[2]
+                if key in container:
+                    raise _NotBlock  # a repeated key: StrictLoader reports it with its position
+                if kind == _PAIR:
+                    value = token[3]
+                    container[key] = [] if value is _NEW_LIST else {} if value is _NEW_MAP else value
+                else:
+                    container[key] = None  # a placeholder, keeping the key's place
+                    top[3] = key
+        for frame in stack:
+            if frame[3] is not None and not frame[2]:
+                frame[1].append(None)
+        return root
+
+    def _tokens(self, line: str) -> tuple[tuple[Any, ...], ...]:
+        s = line.lstrip(" ")
+        if not s or s[0] == "#":
+            return ()
+        col = len(line) - len(s)
+        out: list[tuple[Any, ...]] = []
+        while s[0] == "-" and (len(s) == 1 or s[1] == " "):
+            out.append((col, _ITEM))
+            rest = s[1:]
+            s = rest.lstrip(" ")
+            if not s:
+                return tuple(out)
+            col += 1 + len(rest) - len(s)
+        c = s[0]
+        if c in ("'", '"'):
+            m = (_SINGLE if c == "'" else _DOUBLE).match(s)
+            keyed = m is not None and s.startswith(":", m.end())
+        else:
+            keyed = ": " in s or s.endswith(":")
+        if not keyed:
+            if not out:
+                raise _NotBlock  # a scalar where a key belongs, or a continued one
+            out.append((col, _SCALAR, self._scalar(s)))
+            return tuple(out)
+        key, rest = self._key(s, 0)
+        out.append((col, _PAIR, key, self._scalar(rest)) if rest else (col, _KEY, key))
+        return tuple(out)
+
+    def _key(self, line: str, col: int) -> tuple[Any, str]:
+        """A `key: value` line's key and its value text ('' for `key:`)."""
+        c = line[col]
+        if c in ("'", '"'):
+            m = (_SINGLE if c == "'" else _DOUBLE).match(line, col)
+            if m is None or not line.startswith(":", m.end()):
+                raise _NotBlock
+            if m.end() - col > _MAX_KEY:
+                raise _NotBlock
+            key: Any = m.group(1).replace("''", "'") if c == "'" else m.group(1)
+            after = m.end() + 1
+            if after < len(line) and line[after] != " ":
+                raise _NotBlock
+            rest = line[after:].strip(" ")
+        else:
+            end = line.find(": ", col)
+            if end < 0:
+                if not line.endswith(":"):
+                    raise _NotBlock  # a scalar where a key belongs
+                end = len(line) - 1
+            text = line[col:end].rstrip(" ")
+            if end - col > _MAX_KEY or not text or text[0] in _INDICATORS or " #" in text:
+                raise _NotBlock
+            key = self._plain(text)
+            rest = line[end + 1:].strip(" ")
+        return key, rest
+
+    def _scalar(self, text: str) -> Any:
+        """A one-line value: plain, single- or double-quoted (without escapes), `[]` or `{}`."""
+        text = text.rstrip(" ")
+        c = text[0]
+        if c in ("'", '"'):
+            m = (_SINGLE if c == "'" else _DOUBLE).fullmatch(text)
+            if m is None:
+                raise _NotBlock
+            return m.group(1).replace("''", "'") if c == "'" else m.group(1)
+        if c in _INDICATORS:
+            if text == "[]":
+                return _NEW_LIST
+            if text == "{}":
+                return _NEW_MAP
+            if c != "-" or len(text) == 1 or text[1] == " ":
+                raise _NotBlock
+        if ": " in text or text.endswith(":") or " #" in text:
+            raise _NotBlock
+        return self._plain(text)
+
+    def _plain(self, text: str) -> Any:
+        """A plain scalar's value, as StrictLoader builds it."""
+        value = _plain_values.get(text, _UNBUILT)
+        if value is not _UNBUILT:
+            return value
+        loader = self.loader
+        tag = loader.resolve(yaml.ScalarNode, text, (True, False))
+        if tag not in _BLOCK_TAGS:
+            raise _NotBlock
+        if tag == _STR_TAG:
+            value = text
+        elif tag == _NULL_TAG:
+            value = None
+        elif tag == _BOOL_TAG:
+            value = loader.bool_values[text.lower()]
+        else:  # ints of every base, floats and timestamps, by SafeConstructor itself
+            try:
+                value = loader.yaml_constructors[tag](loader, yaml.ScalarNode(tag, text))
+            except (ValueError, TypeError, OverflowError) as e:
+                raise _NotBlock from e
+        if len(text) <= _MEMO_TEXT:
+            if len(_plain_values) >= _LEAF_LIMIT:
+                _plain_values.clear()
+            _plain_values[text] = value
+        return value
+
+
+def yaml_documents(text: str) -> Generator[tuple[Any, list[str]], None, None]:
+    """Each document of a YAML stream: its value and its duplicate keys as StrictLoader reports
+    them ('line L, column C: duplicate key "k"'); errors are raised as StrictLoader raises them.
+    Block-style documents are read by `_BlockReader`, every other one by StrictLoader."""
+    reader = _BlockReader(StrictLoader(""))
+    clean = _BLOCK_TEXT.match(text) is not None  # then no document needs the check
+    odd = not clean or text.startswith(_ODD_STARTS) or "\n%" in text or "\n..." in text \
+        or _MARKER_AND_MORE.search(text) is not None  # then some document may be odd
+    try:
+        explicit = text.startswith("---\n") or text == "---"
+        head = 0  # the current document's first character, at its `---` line if it has one
+        pos = 4 if explicit else 0  # its first character after that line
+        line = 1 if explicit else 0  # and the line of that
+        while True:
+            marker = _next_marker(text, pos)  # the newline before the next `---` line, or -1
+            segment = text[pos:] if marker < 0 else text[pos:marker + 1]
+            head_line = line - 1 if explicit else line
+            if odd and _odd(segment):  # the rest as a stream
+                yield from _strict_documents("\n" * head_line + text[head:])
+                return
+            try:
+                value = reader.document(segment, clean)
+            except (_NotBlock, RecursionError):
+                if not explicit:  # the implicit first document, perhaps none: the rest as a stream
+                    yield from _strict_documents(text)
+                    return
+                # The document with the `---` lines around it (libyaml reads up to the next one
+                # to end it) at its own lines, and nothing after them: its one document.
+                after = "---" if marker >= 0 else ""
+                yield from _strict_documents("\n" * head_line + text[head:pos] + segment + after, single=True)
+            else:
+                if explicit or value is not None:
+                    yield value, []
+            if marker < 0:
+                return
+            line += segment.count("\n") + 1
+            head, pos, explicit = marker + 1, min(marker + 5, len(text)), True
+    finally:
+        reader.loader.dispose()
+
+
+_ODD_STARTS: Final = ("%", "...", "---", "\ufeff")
+_ODD_BREAKS: Final = re.compile("[\r\x85\u2028\u2029]")
+_MARKER_AND_MORE: Final = re.compile("\n---[^\n]")
+
+
+def _odd(segment: str) -> bool:
+    """Whether something in a document's text could start or end a document other than a `---`
+    line of its own: a directive, `...`, `---` with more on its line, a byte order mark, or a line
+    break other than \n (then libyaml reads the rest of the stream)."""
+    return (segment.startswith(_ODD_STARTS) or "\n%" in segment or "\n..." in segment or "\n---" in segment
+            or "\n\ufeff" in segment or (_BLOCK_TEXT.match(segment) is None and _ODD_BREAKS.search(segment) is not None))
+
+
+def _next_marker(text: str, pos: int) -> int:
+    """The index of the newline before the first line at or after pos (a line start) that is
+    exactly `---`, or -1."""
+    i = text.find("\n---\n", pos - 1 if pos else 0)
+    if i < 0 and text.endswith("\n---") and len(text) - 4 >= pos - 1:
+        i = len(text) - 4
+    return i
+
+
+def _strict_documents(source: str, single: bool = False) -> Generator[tuple[Any, list[str]], None, None]:
+    """StrictLoader's documents of source (only the first if single: what follows it is checked
+    as the whole stream checks it, but not built)."""
+    loader = StrictLoader(source)
+    try:
+        while loader.check_data():  # type: ignore[no-untyped-call]
+            value = loader.get_data()
+            duplicates = list(loader.duplicates)
+            loader.duplicates.clear()
+            yield value, duplicates
+            if single:
+                loader.check_data()  # type: ignore[no-untyped-call]  # what libyaml finds after it, as in the stream
+                return
+    finally:
+        loader.dispose()
