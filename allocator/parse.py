@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
@@ -354,18 +354,7 @@ def parse_pod(obj: Mapping[str, Any]) -> Pod:
                if required else None)
     tolerations = tuple(_toleration(o, t, f"spec.tolerations[{i}]", device=False)
                         for i, t in enumerate(o.items(spec, "tolerations", "spec")))
-    claims = []
-    seen: set[str] = set()
-    for p, rc in o.objects(spec, "resourceClaims", "spec"):
-        rc_name = o.text(rc, "name", p, required=True)
-        if rc_name in seen:
-            raise o.fail(_join(p, "name"), f"duplicate pod claim name {rc_name!r}")
-        seen.add(rc_name)
-        claim_name = o.text(rc, "resourceClaimName", p) or None
-        template = o.text(rc, "resourceClaimTemplateName", p) or None
-        if (claim_name is None) == (template is None):
-            raise o.fail(p, "must set exactly one of resourceClaimName or resourceClaimTemplateName")
-        claims.append(PodClaimRef(rc_name, claim_name, template))
+    claims = _claim_refs(o, o.objects(spec, "resourceClaims", "spec"), "pod claim")
     status = o.mapping(obj, "status", "")
     claim_statuses: dict[str, str | None] | None = None
     if "resourceClaimStatuses" in status:
@@ -375,7 +364,7 @@ def parse_pod(obj: Mapping[str, Any]) -> Pod:
     return Pod(
         namespace=ns, name=name, uid=object_uid(obj, "Pod"), labels=labels,
         node_selector=node_selector, required_affinity=req_sel, tolerations=tolerations,
-        node_name=o.text(spec, "nodeName", "spec") or None, claims=tuple(claims),
+        node_name=o.text(spec, "nodeName", "spec") or None, claims=claims,
         scheduler_name=o.text(spec, "schedulerName", "spec") or "default-scheduler",
         requests=pod_requests(o, spec), priority=o.integer(spec, "priority", "spec", 0) or 0,
         priority_class_name=o.text(spec, "priorityClassName", "spec"),
@@ -479,15 +468,21 @@ def _scheduling_constraints(o: _Obj, d: Mapping[str, Any], path: str) -> GroupTo
 
 def _group_claims(o: _Obj, d: Mapping[str, Any], path: str) -> tuple[PodClaimRef, ...]:
     """v1alpha2 PodGroupResourceClaim entries (KEP-5729): name and exactly one source."""
-    out = []
-    seen: set[str] = set()
     entries = list(o.objects(d, "resourceClaims", path))
     if len(entries) > MAX_GROUP_RESOURCE_CLAIMS:
         raise o.fail(_join(path, "resourceClaims"), f"must have at most {MAX_GROUP_RESOURCE_CLAIMS} items, got {len(entries)}")
+    return _claim_refs(o, entries, "claim")
+
+
+def _claim_refs(o: _Obj, entries: Iterable[tuple[str, Mapping[str, Any]]], what: str) -> tuple[PodClaimRef, ...]:
+    """PodResourceClaim entries (a pod's, or a PodGroup's, which have the same rules): a unique
+    name and exactly one source each."""
+    out = []
+    seen: set[str] = set()
     for p, rc in entries:
         name = o.text(rc, "name", p, required=True)
         if name in seen:
-            raise o.fail(_join(p, "name"), f"duplicate claim name {name!r}")
+            raise o.fail(_join(p, "name"), f"duplicate {what} name {name!r}")
         seen.add(name)
         claim_name = o.text(rc, "resourceClaimName", p) or None
         template = o.text(rc, "resourceClaimTemplateName", p) or None
