@@ -236,6 +236,13 @@ def group_topology(group: PodGroup) -> GroupTopology | None:
     return GroupTopology(key=key, source=f"annotation {REQUIRED_ANNOTATION}") if key is not None else None
 
 
+def one_by_one(group: PodGroup) -> bool:
+    """Whether the group's members are decided each on its own: no gang semantics (v1alpha2
+    `basic`, Volcano `minMember: 0`) and no topology constraint. A v1alpha2 group still waiting
+    for its Workload's template is not known to be (its policy comes from there)."""
+    return not group.gang and group_topology(group) is None and not group.needs_template
+
+
 def _short_name(level: str) -> str:
     return level.rsplit("/", 1)[-1]
 

@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from allocator.errors import SpecError
+from allocator.gang import one_by_one
 from allocator.model import GroupKey, PodGroup
 from allocator.parse import parse_pod
 
@@ -109,7 +110,7 @@ class Admission:
         keys = pod.group_keys()
         gkey = next((k for k in keys if self.exists(k)), keys[0])
         group = self.groups(gkey)
-        if isinstance(group, PodGroup) and not group.gang and group.topology is None and not group.needs_template:
+        if isinstance(group, PodGroup) and one_by_one(group):
             return [], pod.ref  # a basic group: each member on its own, as kube-scheduler would
         spec = obj.get("spec")
         if not isinstance(spec, dict):

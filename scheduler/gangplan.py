@@ -48,6 +48,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from allocator.gang import one_by_one
 from allocator.model import GroupKey, ObjectKey, Pod, PodGroup
 from allocator.placement import Commit, Placed
 
@@ -101,8 +102,7 @@ class GangPlanner(SecondaryScheduler):
         Volcano `minMember: 0`, without topology); True otherwise (also while the group is unknown)."""
         gkey = self.state.group_of(pod)
         group = self.state.groups.get(gkey) if gkey is not None else None
-        return not (isinstance(group, PodGroup) and not group.gang and group.topology is None
-                    and not group.needs_template)
+        return not (isinstance(group, PodGroup) and one_by_one(group))
 
     def ours(self, pod: Pod) -> bool:
         """What the planner decides: gated members (to plan, or only to release), and ungated

@@ -63,7 +63,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from allocator.errors import SpecError
-from allocator.gang import Outcome, gang_waits, group_topology, schedule_gang, schedule_pod, still_needed
+from allocator.gang import Outcome, gang_waits, one_by_one, schedule_gang, schedule_pod, still_needed
 from allocator.model import (
     COSCHEDULING_API,
     POD_GROUP_LABEL,
@@ -755,7 +755,7 @@ class SecondaryScheduler:
                 self._invalid(gkey, pending, str(e))
                 return
         if not group.gang:
-            if group_topology(group) is None:
+            if one_by_one(group):
                 await self._attempt_pod(pod, gkey)  # each member on its own
             else:
                 await self._decide_group(gkey, group, pending)
