@@ -40,16 +40,13 @@ class Enqueuer:
 
     def pending(self) -> list[GroupKey]:
         """Volcano PodGroups with no members that are not admitted yet."""
-        out = []
-        for gkey, raw in self.state.raw_groups.items():
-            if gkey[0] != VOLCANO_API or not isinstance(self.state.groups.get(gkey), PodGroup):
-                continue
-            if str((raw.get("status") or {}).get("phase") or "Pending") != "Pending":
-                continue
-            if self.state.members(gkey):
-                continue
-            out.append(gkey)
-        return out
+        return [gkey for gkey in self.state.raw_groups if self._is_pending(gkey)]
+
+    def _is_pending(self, gkey: GroupKey) -> bool:
+        raw = self.state.raw_groups.get(gkey)
+        return (raw is not None and gkey[0] == VOLCANO_API and isinstance(self.state.groups.get(gkey), PodGroup)
+                and str((raw.get("status") or {}).get("phase") or "Pending") == "Pending"
+                and not self.state.members(gkey))
 
     def on_event(self, kind: str, event: str, obj: Obj, old: Obj | None) -> None:
         if not self.leading():
@@ -58,20 +55,24 @@ class Enqueuer:
             if event == "DELETED":
                 self._said.pop((VOLCANO_API, *_key(obj)), None)
                 return
-            self._check([(VOLCANO_API, *_key(obj))])
+            gkey: GroupKey = (VOLCANO_API, *_key(obj))
+            if self._is_pending(gkey):
+                self._start(gkey)
         elif kind == "Node" or (kind == "Pod" and (event == "DELETED" or _phase(obj) in ("Succeeded", "Failed"))):
-            self._check(self.pending())
+            for gkey in self.pending():
+                self._start(gkey)
 
     def sync(self) -> None:
         """On gaining leadership: every group waiting to be admitted."""
         self._said.clear()
-        self._check(self.pending())
+        for gkey in self.pending():
+            self._start(gkey)
 
-    def _check(self, keys: list[GroupKey]) -> None:
-        for gkey in keys:
-            if gkey not in self._checking and gkey in self.pending():
-                self._checking.add(gkey)
-                self.writer.spawn(self._admit(gkey))
+    def _start(self, gkey: GroupKey) -> None:
+        """Decides the pending group's admission in the background, once at a time per group."""
+        if gkey not in self._checking:
+            self._checking.add(gkey)
+            self.writer.spawn(self._admit(gkey))
 
     async def _admit(self, gkey: GroupKey) -> None:
         try:
@@ -79,7 +80,7 @@ class Enqueuer:
             if not isinstance(group, PodGroup):
                 return
             problem = await self.state.engine.run(lambda _: enqueue_problem(self.state.session(), group))
-            if gkey not in self.pending() or self._said.get(gkey, "") == problem:
+            if not self._is_pending(gkey) or self._said.get(gkey, "") == problem:
                 return
             if problem is None:
                 report = GroupReport("waiting", f"PodGroup {gkey[1]}/{gkey[2]} admitted: waiting for its pods",
