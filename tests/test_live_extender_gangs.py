@@ -32,6 +32,7 @@ from tests.apiserver import FakeApiServer
 from tests.builders import GPU, dclass, exact, gpus, join_group, node, pod, rslice, template
 from tests.kubescheduler import FakeKubeScheduler
 from tests.live import bound, devices_of, eventually, live
+from tests.test_live_group_apis import gang_of
 
 Obj = dict[str, Any]
 pytestmark = pytest.mark.asyncio
@@ -55,20 +56,8 @@ def cluster(cliques: str = "ab", per_node: int = 8) -> list[Obj]:
 
 
 def gang(api: str, name: str, min_member: int, key: str | None = CLIQUE) -> Obj:
-    meta: Obj = {"name": name, "namespace": "default"}
-    if api == COSCHEDULING_API:
-        if key:
-            meta["annotations"] = {"tessera.dev/topology-required": key}
-        return {"apiVersion": api, "kind": "PodGroup", "metadata": meta, "spec": {"minMember": min_member}}
-    if api == WORKLOAD_API:
-        spec: Obj = {"schedulingPolicy": {"gang": {"minCount": min_member}}}
-        if key:
-            spec["schedulingConstraints"] = {"topology": [{"key": key}]}
-        return {"apiVersion": api, "kind": "PodGroup", "metadata": meta, "spec": spec}
-    vspec: Obj = {"minMember": min_member}
-    if key:
-        vspec["networkTopology"] = {"mode": "hard", "highestTierName": key}
-    return {"apiVersion": api, "kind": "PodGroup", "metadata": meta, "spec": vspec}
+    """An all-or-nothing PodGroup of any API, by default inside one NVLink domain."""
+    return gang_of(api, name, min_member, key)
 
 
 def member(name: str, api: str, group: str, gpus_each: str = "four") -> Obj:
