@@ -66,6 +66,18 @@ def test_serve_rejects_bad_waits(flags: tuple[str, str]) -> None:
     assert out.returncode == 2 and flags[0] in out.stderr, out.stderr
 
 
+@pytest.mark.parametrize(("flags", "needle"), [
+    (("--gang-plan-timeout", "0"), "--gang-plan-timeout must be between 0 and 86400 seconds, got 0.0"),
+    (("--gang-scheduler-name", ""), "--gang-scheduler-name must be a schedulerName (1-253 characters), got ''"),
+    (("--admission-port", "8443"), "--admission-port serves the gang admission webhook: it needs --gang-scheduler-name"),
+    (("--gang-scheduler-name", "default-scheduler", "--admission-port", "70000"),
+     "--admission-port must be between 0 and 65535, got 70000"),
+], ids=["plan-timeout", "empty-name", "port-without-gangs", "port-range"])
+def test_serve_rejects_bad_gang_flags_naming_the_flag(flags: tuple[str, ...], needle: str) -> None:
+    out = tessera("serve", "--insecure-http", *flags)
+    assert out.returncode == 2 and out.stderr.strip() == f"tessera serve: {needle}", out.stderr
+
+
 def test_serve_rejects_a_bad_config_file(tmp_path: pathlib.Path) -> None:
     bad = tmp_path / "config.yaml"
     bad.write_text("topology:\n  levels: 7\n", encoding="utf-8")
