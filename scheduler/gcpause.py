@@ -2,7 +2,14 @@
 reference counting; the cyclic garbage collector would walk everything live again and again
 meanwhile (a third of the time, measured). Paused while such a read runs. Several reads may
 overlap (every informer lists at start): the collector comes back when the last one ends, and
-only if it was on before the first began."""
+only if it was on before the first began.
+
+What a read built is the model the process lives on, so when the last read ends everything alive
+is moved to the collector's permanent generation (`gc.freeze`, which costs no walk): the collections
+that follow would otherwise start by walking all of it once per generation (0.8 s of a 4 s
+80,000-device read, measured). Frozen objects are still freed by reference counting, which frees
+all of the model (its objects hold no cycles); only cyclic garbage left over from a read is never
+collected, and a read makes little of it (a caught error's traceback)."""
 
 from __future__ import annotations
 
@@ -38,4 +45,5 @@ def collector_paused() -> Iterator[None]:
         with p.lock:
             p.depth -= 1
             if p.depth == 0 and p.was_enabled:
+                gc.freeze()
                 gc.enable()
