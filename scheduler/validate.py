@@ -44,6 +44,7 @@ import datetime as dt
 import difflib
 import json
 import math
+import operator
 import re
 import weakref
 from collections.abc import Callable, Generator, Iterable, Mapping
@@ -1865,38 +1866,192 @@ class _NotBlock(Exception):
 _ITEM, _PAIR, _KEY, _SCALAR = range(4)
 _NEW_LIST: Final = object()
 _NEW_MAP: Final = object()
-_line_tokens: dict[str, tuple[tuple[Any, ...], ...]] = {}  # line -> its tokens
+_VALUE: Final = object()  # in a line's shape: where its value was
+_NO_VALUE: Final = object()  # the value of a line that has none (`key:`, `-`, `key: []`, a comment)
+_SEEN_ONCE: Final = object()  # a document shape met once: built line by line, a template if met again
+_NOT_BLOCK: Final = object()  # a document shape the reader does not take
+_BY_LINE: Final = object()  # a document shape too deep for a template: built line by line
+_MAX_LINES: Final = 1 << 15  # distinct lines (and line shapes) remembered per stream
+_MAX_SHAPES: Final = 1 << 10  # document shapes remembered per stream
+_TEMPLATE_DEPTH: Final = 48  # deeper documents are built line by line (Python's parser nests at most 200)
+_SHAPE_ID, _LINE_VALUE, _LINE_TOKENS = (operator.itemgetter(i) for i in range(3))
+
+
+class _TooDeep(Exception):
+    """A document nested deeper than a template may be."""
+
+
+class _Marker:
+    """Where a line's value goes in a document built for a template."""
+
+    __slots__ = ("line",)
+
+    def __init__(self, line: int) -> None:
+        self.line = line
 
 
 class _BlockReader:
     """Block-style documents, line by line: each distinct line is taken apart once (a fleet's
     files repeat most lines verbatim), then a stack of the open collections and their columns
-    builds the values as libyaml's block rules do."""
+    builds the values as libyaml's block rules do.
 
-    __slots__ = ("loader",)
+    A line's shape is its tokens without its value (`  name: gpu-0` and `  name: gpu-1` are one
+    shape), and what a document builds depends on its lines' shapes alone: values are put in place,
+    never looked at. So a document whose shape (its lines' shapes, in order) was met before is built
+    by a template, a function compiled from that shape that puts the lines' values in place in one
+    expression (a fleet's slices and nodes are a few shapes, thousands of times each). Everything
+    the line-by-line build refuses (a repeated key, an indentation libyaml reads otherwise) depends
+    on the shape too, so a shape refused once is refused again without building it."""
+
+    __slots__ = ("loader", "lines", "heads", "line_shapes", "documents")
 
     def __init__(self, loader: StrictLoader) -> None:
         self.loader = loader  # for its resolver and scalar constructors only
+        self.lines: dict[str, tuple[int, Any, tuple[tuple[Any, ...], ...]]] = {}  # line -> (shape id, value, tokens)
+        self.heads: dict[str, Any] = {}  # a line's part before its first `: ` -> `_head`
+        self.line_shapes: dict[Any, int] = {}  # a line's shape -> its id
+        self.documents: dict[tuple[int, ...], Any] = {}  # a document's shape -> _SEEN_ONCE, _NOT_BLOCK or its template
 
     def document(self, text: str, checked: bool = False) -> Any:
         """The value of one document's text (between its `---` lines), or _NotBlock. Checked: its
         characters are known to be in _BLOCK_TEXT."""
         if not checked and _BLOCK_TEXT.match(text) is None:
             raise _NotBlock
-        memo = _line_tokens
-        tokens_of = self._tokens
+        if len(self.lines) >= _MAX_LINES or len(self.line_shapes) >= _MAX_LINES or len(self.heads) >= _MAX_LINES:
+            self.lines.clear()  # shape ids start afresh: every table keyed by them with them
+            self.heads.clear()
+            self.line_shapes.clear()
+            self.documents.clear()
+        elif len(self.documents) >= _MAX_SHAPES:
+            self.documents.clear()
+        lines = text.split("\n")
+        memo = self.lines
+        entries: list[Any] = list(map(memo.get, lines))  # (shape id, value, tokens) of each line
+        if None in entries:
+            long: list[str] = []
+            for line in set(lines).difference(memo):
+                memo[line] = self._entry(line)
+                if len(line) > _MEMO_TEXT:
+                    long.append(line)
+            entries = list(map(memo.__getitem__, lines))
+            for line in long:
+                del memo[line]
+        shape = tuple(map(_SHAPE_ID, entries))
+        plan = self.documents.get(shape)
+        if plan is None or plan is _SEEN_ONCE:
+            try:
+                if plan is None:
+                    self.documents[shape] = _SEEN_ONCE
+                    return self._build(map(_LINE_TOKENS, entries))
+                plan = self.documents[shape] = self._template(entries)
+            except _NotBlock:
+                self.documents[shape] = _NOT_BLOCK
+                raise
+        if plan is _NOT_BLOCK:
+            raise _NotBlock
+        if plan is _BY_LINE:
+            return self._build(map(_LINE_TOKENS, entries))
+        return plan(list(map(_LINE_VALUE, entries)))
+
+    def _entry(self, line: str) -> tuple[int, Any, tuple[tuple[Any, ...], ...]]:
+        """(shape id, value, tokens) of a line. A `key: value` line whose key part (up to its first
+        `: `, unquoted) was met before costs only its value: `_tokens` takes the key from that part
+        alone and the value from the rest alone, so `key:` tells the first's tokens."""
+        i = line.find(": ")
+        if i > 0:
+            head = self.heads.get(line[:i])
+            if head is None:
+                head = self.heads[line[:i]] = self._head(line[:i])
+            if head is not _NOT_BLOCK:
+                tokens, shape_id = head
+                rest = line[i + 1:].strip(" ")
+                if not rest:
+                    return self._shaped(tokens)
+                last = tokens[-1]
+                value = self._scalar(rest)
+                if value is _NEW_LIST or value is _NEW_MAP:
+                    return self._shaped((*tokens[:-1], (last[0], _PAIR, last[2], value)))
+                return shape_id, value, (*tokens[:-1], (last[0], _PAIR, last[2], value))
+        return self._shaped(self._tokens(line))
+
+    def _head(self, head: str) -> Any:
+        """The tokens of `head:` (a line's part before its first `: `) and the shape id of the lines
+        `head: value`, or _NOT_BLOCK when the key is quoted (a quoted key may hold `: `) or refused."""
+        bare = head.lstrip(" -")
+        if not bare or bare[0] in ("'", '"'):
+            return _NOT_BLOCK
+        try:
+            tokens = self._tokens(head + ":")
+        except _NotBlock:
+            return _NOT_BLOCK
+        if not tokens or tokens[-1][1] != _KEY:
+            return _NOT_BLOCK
+        last = tokens[-1]
+        return tokens, self._shaped((*tokens[:-1], (last[0], _PAIR, last[2], _VALUE)))[0]
+
+    def _shaped(self, tokens: tuple[tuple[Any, ...], ...]) -> tuple[int, Any, tuple[tuple[Any, ...], ...]]:
+        """(shape id, value, tokens) of a line's tokens."""
+        value: Any = _NO_VALUE
+        shape: tuple[Any, ...] = tokens
+        if tokens:
+            last = tokens[-1]
+            if last[1] in (_PAIR, _SCALAR) and last[-1] is not _NEW_LIST and last[-1] is not _NEW_MAP:
+                if last[-1] is not _VALUE:
+                    value = last[-1]
+                shape = (*tokens[:-1], (*last[:-1], _VALUE))
+            if last[1] in (_PAIR, _KEY):  # 1, 1.0 and true are equal keys of different types
+                shape = (shape, type(last[2]))
+        shapes = self.line_shapes
+        shape_id = shapes.get(shape)
+        if shape_id is None:
+            shape_id = shapes[shape] = len(shapes)
+        return shape_id, value, tokens
+
+    def _template(self, entries: list[tuple[int, Any, tuple[tuple[Any, ...], ...]]]) -> Any:
+        """A function of the lines' values that builds what `_build` builds from these lines: the
+        document built once with a marker for each value, written out as one Python expression."""
+        marked = []
+        for i, (_, value, tokens) in enumerate(entries):
+            if value is not _NO_VALUE:
+                last = tokens[-1]
+                tokens = (*tokens[:-1], (*last[:-1], _Marker(i)))
+            marked.append(tokens)
+        keys: list[Any] = []
+
+        def code(x: Any, depth: int) -> str:
+            if type(x) is _Marker:
+                return f"v[{x.line}]"
+            if depth > _TEMPLATE_DEPTH:
+                raise _TooDeep
+            if type(x) is dict:
+                return "{" + ", ".join(f"{key(k)}: {code(item, depth + 1)}" for k, item in x.items()) + "}"
+            if type(x) is list:
+                return "[" + ", ".join(code(item, depth + 1) for item in x) + "]"
+            if x is None:
+                return "None"
+            raise AssertionError(f"a built document holds {type(x).__name__} outside a value")
+
+        def key(k: Any) -> str:
+            if type(k) is str:
+                return repr(k)  # an exact literal of any str
+            keys.append(k)
+            return f"K[{len(keys) - 1}]"
+
+        root = self._build(marked)
+        try:
+            expression = code(root, 0)
+        except _TooDeep:
+            return _BY_LINE
+        build: Any = eval(compile(f"lambda v, K=K: {expression}", "<yaml template>", "eval"), {"K": tuple(keys)})
+        return build
+
+    def _build(self, token_lines: Iterable[tuple[tuple[Any, ...], ...]]) -> Any:
+        """The value of a document from its lines' tokens."""
         root: Any = None
         # Open collections, innermost last: [column, container, is_map, waiting], where waiting is
         # the key of a `key:` (or True after a lone `-`) whose value is on the lines below.
         stack: list[list[Any]] = []
-        for line in text.split("\n"):
-            tokens = memo.get(line)
-            if tokens is None:
-                tokens = tokens_of(line)
-                if len(line) <= _MEMO_TEXT:
-                    if len(memo) >= _LEAF_LIMIT:
-                        memo.clear()
-                    memo[line] = tokens
+        for tokens in token_lines:
             if len(tokens) == 1 and stack and tokens[0][1] != _ITEM:  # most lines: a key of a mapping
                 token = tokens[0]
                 top = stack[-1]

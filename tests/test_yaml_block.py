@@ -98,6 +98,83 @@ def test_dumped_documents_read_as_strict_loader_reads_them(docs: list[Any], expl
     assert_same(text.replace("'", ""))  # plain where quotes were needed
 
 
+def revalued(value: Any, leaves: list[Any]) -> Any:
+    """The value with each scalar leaf replaced by the next of leaves (round robin): the same shape
+    of collections and keys, other values (perhaps of other types)."""
+    if isinstance(value, dict):
+        return {k: revalued(v, leaves) for k, v in value.items()}
+    if isinstance(value, list):
+        return [revalued(v, leaves) for v in value]
+    leaves.append(leaves.pop(0))
+    return leaves[-1]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(values, min_size=1, max_size=3), st.lists(scalars, min_size=1, max_size=6), st.booleans())
+def test_documents_of_one_shape_read_by_template_as_strict_loader_reads_them(docs: list[Any], leaves: list[Any],
+                                                                           explicit_start: bool) -> None:
+    """A document shape met again is built by a compiled template: each document three times, the
+    second and third with other values in the same places, read as StrictLoader reads them."""
+    stream = []
+    for doc in docs:
+        stream += [doc, revalued(doc, list(leaves)), revalued(doc, list(reversed(leaves)))]
+    text = yaml.dump_all(stream, Dumper=yaml.CSafeDumper, sort_keys=False, explicit_start=explicit_start)
+    assert_same(text)
+    assert_same(text.replace("'", ""))
+
+
+@settings(max_examples=600, deadline=None)
+@given(lines, lines)
+@example([(0, "1: a")], [(0, "true: a")])
+@example([(0, "a:"), (2, "b: 1")], [(0, "a:"), (2, "b: [1]")])
+@example([(0, "a: 1"), (0, "a: 2")], [(0, "a: 3")])
+@example([(0, "- a: x"), (2, "b: y")], [(0, "- a: 'x: y'"), (2, "b: y")])
+def test_repeated_lines_read_as_strict_loader_reads_them(first: list[tuple[int, str]], second: list[tuple[int, str]]) -> None:
+    """Documents made of the same lines and line shapes again (a template's), or of others, in any
+    order: 1, 1.0 and true are one key to Python and three to YAML."""
+    a = "\n".join(" " * n + f for n, f in first)
+    b = "\n".join(" " * n + f for n, f in second)
+    assert_same("\n---\n".join([a, b, a, b, a, b]))
+    assert_same("---\n" + "\n---\n".join([a, a, a, b, b, b]) + "\n")
+
+
+def test_a_fleet_of_one_shape_is_built_by_one_template_with_each_document_its_own_objects() -> None:
+    from bench.scale import fleet
+
+    docs = fleet(40)
+    text = yaml.dump_all(docs, Dumper=yaml.CSafeDumper, sort_keys=False)
+    got = [value for value, _ in yaml_documents(text)]
+    assert got == docs
+    slices = [d for d in got if d["kind"] == "ResourceSlice"]
+    assert len({id(s["spec"]["devices"]) for s in slices}) == len(slices)  # fresh containers every time
+    slices[0]["spec"]["devices"][0]["attributes"]["uuid"]["string"] = "changed"
+    assert slices[1]["spec"]["devices"][0]["attributes"]["uuid"]["string"] != "changed"
+
+
+@pytest.mark.parametrize(("lines_kept", "shapes_kept"), [(1, 1), (7, 2), (50, 3)])
+def test_tables_that_start_afresh_between_documents_change_nothing(monkeypatch: pytest.MonkeyPatch, lines_kept: int,
+                                                                   shapes_kept: int) -> None:
+    from bench.scale import fleet
+
+    monkeypatch.setattr(validate, "_MAX_LINES", lines_kept)
+    monkeypatch.setattr(validate, "_MAX_SHAPES", shapes_kept)
+    docs = [*fleet(12), {"a": [1, {"b": None}]}, {"a": [2, {"b": "x"}]}, {"a": [3, {"b": []}]}] * 2
+    text = yaml.dump_all(docs, Dumper=yaml.CSafeDumper, sort_keys=False)
+    assert outcome(yaml_documents(text)) == outcome(whole_stream(text))
+    assert [value for value, _ in yaml_documents(text)] == docs
+
+
+def test_documents_too_deep_for_a_template_are_built_line_by_line() -> None:
+    def nested(depth: int, leaf: Any) -> Any:
+        return leaf if depth == 0 else {"k": nested(depth - 1, leaf)} if depth % 2 else [nested(depth - 1, leaf)]
+
+    docs = [nested(depth, leaf) for depth in (validate._TEMPLATE_DEPTH - 1, validate._TEMPLATE_DEPTH + 5)
+            for leaf in (1, "x", None)]
+    text = yaml.dump_all(docs, Dumper=yaml.CSafeDumper, sort_keys=False)
+    assert outcome(yaml_documents(text)) == outcome(whole_stream(text))
+    assert [value for value, _ in yaml_documents(text)] == docs
+
+
 def handed_over(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The texts given to StrictLoader from now on."""
     handed: list[str] = []
