@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib.metadata
 import logging
 import os
@@ -22,8 +21,7 @@ from allocator.explain import DEFAULT_LIMIT, to_text
 from allocator.placement import POLICIES
 from allocator.search import DEFAULT_BUDGET
 
-from .gangplan import PLAN_TIMEOUT
-from .limits import DEFAULT_MAX_BODY
+from .limits import DEFAULT_MAX_BODY, PLAN_TIMEOUT
 from .loader import SERVE_BURST, SERVE_QPS, Config, InputError, load_config, load_inputs
 from .progress import Progress
 from .readiness import DEFAULT_BIND_WAIT, DEFAULT_BINDING_TIMEOUT, DEFAULT_DECISION_DEADLINE, DEFAULT_VOLUME_BIND_TIMEOUT
@@ -305,6 +303,8 @@ def _explain_simulated(result: object, ref: str, fmt: str, limit: int, what: str
 
 def _serve_simulation(result: object, host: str, port: int) -> int:
     """Serves the UI for a finished run until SIGINT or SIGTERM."""
+    import asyncio  # here: simulate needs no event loop
+
     from .serve import start_http
     from .ui import SimulationSource, ui_app
 
@@ -338,6 +338,8 @@ def _serve_simulation(result: object, host: str, port: int) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
+    import asyncio  # here: simulate needs no event loop
+
     what = "tessera explain"
     ref = args.pod if "/" in args.pod else f"{args.namespace or 'default'}/{args.pod}"
     if not 1 <= args.limit <= 200:
@@ -379,6 +381,8 @@ def _explain(args: argparse.Namespace) -> int:
 
 async def _explain_live(args: argparse.Namespace, config: Config, ref: str) -> tuple[dict[str, object], str] | str:
     """Lists what Tessera watches once (its informers, until synced), then explains on that cache."""
+    import asyncio  # here: simulate needs no event loop
+
     from .informer import Reflector
     from .kube import Kube, StartupError
     from .metrics import Metrics
@@ -442,6 +446,8 @@ def client_limits(args: argparse.Namespace, config: Config) -> tuple[float, int]
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import asyncio  # here: simulate needs no event loop
+
     from .kube import StartupError
     from .logs import setup_logging
     from .serve import run

@@ -53,13 +53,13 @@ from allocator.model import GroupKey, ObjectKey, Pod, PodGroup
 from allocator.placement import Commit, Placed
 
 from .gates import GANG_GATE
+from .limits import PLAN_TIMEOUT
 from .loop import Obj, SecondaryScheduler, _Placing
 from .metrics import Metrics
 from .state import ClusterState
 from .writer import Writer
 
 log = logging.getLogger("tessera.gangplan")
-PLAN_TIMEOUT = 60.0  # seconds for kube-scheduler to bind every member of a plan
 RELEASE_ATTEMPTS = 4
 RELEASE_BACKOFF = 0.2  # seconds, doubled per attempt
 

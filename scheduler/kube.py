@@ -38,6 +38,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from yarl import URL
 
+from .limits import DEFAULT_BURST, DEFAULT_QPS
+
 log = logging.getLogger("tessera.kube")
 
 Obj = dict[str, Any]
@@ -47,11 +49,6 @@ STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 
 
 STARTUP_TIMEOUT = 15.0  # seconds for the API server to answer at start
-# The client-side limit when none is asked for (the API client of tests and tools; `tessera
-# serve`'s default, and why, is scheduler/loader.py's SERVE_QPS / SERVE_BURST, which its config
-# and flags override).
-DEFAULT_QPS = 2000.0
-DEFAULT_BURST = 4000
 MAX_RETRY_AFTER = 10  # client-go's rest client retries a Retry-After response 10 times
 MAX_RETRY_AFTER_SECONDS = 60.0  # a longer Retry-After is taken as this (the request is still retried)
 EVICTION_SUFFIX = "/eviction"  # pods/<name>/eviction: a refusal is answered once, not waited out

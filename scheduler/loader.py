@@ -31,7 +31,7 @@ from topology import TopologyConfig, parse_topology_config
 from topology.config import ConfigError, Key
 
 from .gcpause import collector_paused
-from .kube import DEFAULT_BURST, DEFAULT_QPS
+from .limits import DEFAULT_BURST, DEFAULT_QPS
 
 try:
     from yaml import CSafeLoader as _Loader

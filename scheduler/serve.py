@@ -23,7 +23,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from .app import admission_app, extender_app, health_app
-from .kube import DEFAULT_BURST, DEFAULT_QPS, Kube, KubeCollector, StartupError
+from .kube import Kube, KubeCollector, StartupError
+from .limits import DEFAULT_BURST, DEFAULT_QPS
 from .service import Options, Service
 from .tls import ServingTLS, TLSFileError
 from .ui import LiveSource, add_ui

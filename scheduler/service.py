@@ -17,11 +17,11 @@ from topology import TopologyConfig
 from .admission import Admission
 from .enqueue import Enqueuer
 from .extender import Extender, Forwarder, forward_timeout
-from .gangplan import PLAN_TIMEOUT, GangPlanner
+from .gangplan import GangPlanner
 from .informer import Reflector
 from .kube import Kube
 from .leader import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, Holder, LeaderElector
-from .limits import DEFAULT_MAX_BODY
+from .limits import DEFAULT_MAX_BODY, PLAN_TIMEOUT
 from .loop import SecondaryScheduler
 from .metrics import Metrics
 from .readiness import DEFAULT_BIND_WAIT, DEFAULT_BINDING_TIMEOUT, DEFAULT_DECISION_DEADLINE, DEFAULT_VOLUME_BIND_TIMEOUT

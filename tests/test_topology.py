@@ -53,8 +53,15 @@ def test_unused_levels_are_ignored_and_nodes_update_incrementally() -> None:
     h.set_node("n2", {CLIQUE: "c2", HOST: "n2"})
     assert h.members(((CLIQUE, "c1"),)) == {"n1"} and h.members(((CLIQUE, "c2"),)) == {"n2"}
     h.remove_node("n1")
-    assert ((CLIQUE, "c1"),) not in h.domains(CLIQUE) and not h.graph.has_node(((CLIQUE, "c1"),))
+    assert ((CLIQUE, "c1"),) not in h.domains(CLIQUE) and h.children(((CLIQUE, "c1"),)) == []
     assert h.children(ROOT) == [((CLIQUE, "c2"),)]
+    assert h.children(((CLIQUE, "c2"),)) == [((CLIQUE, "c2"), (HOST, "n2"))]
+    h.set_node("n3", {CLIQUE: "c2", HOST: "n3"})
+    h.set_node("n4", {CLIQUE: "c0", HOST: "n4"})
+    assert h.children(ROOT) == [((CLIQUE, "c2"),), ((CLIQUE, "c0"),)]  # in the order they appeared
+    assert h.children(((CLIQUE, "c2"),)) == [((CLIQUE, "c2"), (HOST, "n2")), ((CLIQUE, "c2"), (HOST, "n3"))]
+    h.remove_node("n2")
+    assert h.children(((CLIQUE, "c2"),)) == [((CLIQUE, "c2"), (HOST, "n3"))]
 
 
 # --- tori ------------------------------------------------------------------------------------

@@ -2,17 +2,15 @@
 
 A node's path is the sequence of (label key, value) pairs for the configured levels it carries,
 widest first; a domain is a prefix of such a path, so a rack named r1 in zone a and one in zone
-b are different domains. The networkx tree (root -> domains) answers structural
-questions; distances and smallest common domains come straight from the paths, so no query
-walks the graph or computes all-pairs distances. Nodes are added, changed and removed one at a
+b are different domains. A tree of dicts (each domain's children, in the order they appeared)
+answers structural questions; distances and smallest common domains come straight from the
+paths, so no query walks the tree or computes all-pairs distances. Nodes are added, changed and removed one at a
 time, as informer events arrive.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-
-import networkx as nx
 
 Domain = tuple[tuple[str, str], ...]  # ((level, value), ...), widest first; () is the whole cluster
 ROOT: Domain = ()
@@ -29,8 +27,7 @@ def describe(domain: Domain) -> str:
 class Hierarchy:
     def __init__(self, levels: Sequence[str]) -> None:
         self.levels = tuple(levels)
-        self.graph: nx.DiGraph[Domain] = nx.DiGraph()  # root -> domains; nodes are the domains' members
-        self.graph.add_node(ROOT)
+        self._children: dict[Domain, dict[Domain, None]] = {ROOT: {}}  # domain -> its child domains, as an ordered set
         self._paths: dict[str, Domain] = {}
         self._members: dict[Domain, set[str]] = {ROOT: set()}
 
@@ -51,7 +48,8 @@ class Hierarchy:
             d = path[: i + 1]
             if d not in self._members:
                 self._members[d] = set()
-                self.graph.add_edge(parent, d)
+                self._children[parent][d] = None
+                self._children[d] = {}
             self._members[d].add(name)
             parent = d
 
@@ -66,7 +64,8 @@ class Hierarchy:
             members.discard(name)
             if not members:
                 del self._members[d]
-                self.graph.remove_node(d)
+                del self._children[d]  # its children went before it: their members were its members
+                del self._children[d[:-1]][d]
 
     @classmethod
     def of(cls, levels: Sequence[str], nodes: Iterable[tuple[str, Mapping[str, str]]]) -> Hierarchy:
@@ -102,7 +101,7 @@ class Hierarchy:
         return {d: frozenset(m) for d, m in self._members.items() if d and d[-1][0] == level}
 
     def children(self, domain: Domain) -> list[Domain]:
-        return list(self.graph.successors(domain))
+        return list(self._children.get(domain, ()))
 
     def distance(self, a: str, b: str) -> int:
         """Levels crossed between two nodes: 0 for the same node, 1 for siblings in their
