@@ -781,8 +781,8 @@ def _scalar(o: _Obj, kind: str, v: Any, path: str) -> Any:
         return v
     if not isinstance(v, str):
         raise o.fail(path, f"must be a string, got {describe_value(v)}")
-    if len(v) > 64:
-        raise o.fail(path, f"must be at most 64 characters, got {len(v)}")
+    if len(v) > MAX_ATTRIBUTE_STRING:
+        raise o.fail(path, f"must be at most {MAX_ATTRIBUTE_STRING} characters, got {len(v)}")
     if kind == "version":
         try:
             parse_semver(v)
@@ -857,6 +857,7 @@ def _access(o: _Obj, raw: Mapping[str, Any], path: str, what: str) -> NodeAccess
 # --- shared values (allocator/intern.py): one object per distinct value across slices ------
 
 _ATTR_TYPES: dict[str, type] = {"int": int, "bool": bool, "string": str, "version": str}
+MAX_ATTRIBUTE_STRING = 64  # characters of a string or version attribute
 _attr_names: Table[str] = Table()  # (driver, name as written) -> the qualified name, validated
 _attr_values: Table[Attr] = Table()  # (kind, value) or the Attr of a list -> the shared Attr
 _attr_entries: Table[tuple[str, Attr]] = Table()  # (driver, name as written, kind, value) -> (qualified name, Attr)
@@ -960,6 +961,7 @@ def _plain_device(raw: Any, driver: str, pool: str, slice_name: str, access: Nod
         return None
     values = _attr_values.entries
     attrs: list[Attr] = []
+    fresh = False  # a value not seen before (a UUID): then so is the map that holds it
     for v in attributes.values():
         if type(v) is not dict or len(v) != 1:
             return None
@@ -968,11 +970,15 @@ def _plain_device(raw: Any, driver: str, pool: str, slice_name: str, access: Nod
         if type(x) is not _ATTR_TYPES.get(kind):  # exact: a bool is no int here
             return None
         attr = values.get((kind, x))
-        if attr is None:  # a value not seen yet (a UUID): checked and shared as `_device` would
-            try:
-                attr = _shared_attribute(_NOWHERE, v, "", "")
-            except SpecError:
-                return None  # `_device` reports it, at its path
+        if attr is None:  # checked and shared as `_device` would
+            fresh = True
+            if kind == "string" and len(x) <= MAX_ATTRIBUTE_STRING:  # what `_scalar` checks of a string
+                attr = _attr_values.put((kind, x), Attr(kind, x))
+            else:
+                try:
+                    attr = _shared_attribute(_NOWHERE, v, "", "")
+                except SpecError:
+                    return None  # `_device` reports it, at its path
         attrs.append(attr)
     capacity_values = _capacity_values.entries
     caps: list[Capacity] = []
@@ -990,7 +996,8 @@ def _plain_device(raw: Any, driver: str, pool: str, slice_name: str, access: Nod
             except SpecError:
                 return None
         caps.append(cap)
-    return Device((driver, pool, name), slice_name, _shared_map(_attr_maps, dict(zip(names, attrs, strict=True))),
+    attr_map = dict(zip(names, attrs, strict=True))
+    return Device((driver, pool, name), slice_name, attr_map if fresh else _shared_map(_attr_maps, attr_map),
                   _shared_map(_capacity_maps, dict(zip(capacity_names, caps, strict=True))), (), access)
 
 
