@@ -972,7 +972,7 @@ def _plain_device(raw: Any, driver: str, pool: str, slice_name: str, access: Nod
         attr = values.get((kind, x))
         if attr is None:  # checked and shared as `_device` would
             fresh = True
-            if kind == "string" and len(x) <= MAX_ATTRIBUTE_STRING:  # what `_scalar` checks of a string
+            if type(x) is str and kind == "string" and len(x) <= MAX_ATTRIBUTE_STRING:  # what `_scalar` checks of a string
                 attr = _attr_values.put((kind, x), Attr(kind, x))
             else:
                 try:

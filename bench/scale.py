@@ -89,9 +89,9 @@ def _report():
         if line.startswith("VmHWM:"):
             sys.stderr.write("\\nVmHWM " + line.split()[1] + "\\n")
 atexit.register(_report)
-from scheduler.cli import main
+from scheduler.cli import tessera_main
 sys.argv = ["tessera", *sys.argv[1:]]
-sys.exit(main())
+sys.exit(tessera_main())
 """
 
 

@@ -21,6 +21,7 @@ from allocator.explain import DEFAULT_LIMIT, to_text
 from allocator.placement import POLICIES
 from allocator.search import DEFAULT_BUDGET
 
+from .gcpause import freeze_model
 from .limits import DEFAULT_MAX_BODY, PLAN_TIMEOUT
 from .loader import SERVE_BURST, SERVE_QPS, Config, InputError, load_config, load_inputs
 from .progress import Progress
@@ -217,7 +218,7 @@ def _tty(stream: TextIO) -> bool:
         return False
 
 
-def _simulate(args: argparse.Namespace) -> int:
+def _simulate(args: argparse.Namespace, own_process: bool = False) -> int:
     if args.budget < 1:
         print("tessera simulate: --budget must be at least 1", file=sys.stderr)
         return EXIT_INPUT
@@ -230,6 +231,8 @@ def _simulate(args: argparse.Namespace) -> int:
     except InputError as e:
         print(f"tessera simulate: {e}", file=sys.stderr)
         return EXIT_INPUT
+    if own_process:
+        freeze_model()
     progress = Progress(sys.stderr) if not args.quiet and _tty(sys.stderr) else None
     try:
         result = simulate(inputs.cluster, inputs.workload, policy=args.policy, backend=get_backend(args.cel_backend), budget=args.budget,
@@ -445,7 +448,7 @@ def client_limits(args: argparse.Namespace, config: Config) -> tuple[float, int]
             config.client_burst if args.kube_api_burst is None else args.kube_api_burst)
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, own_process: bool = False) -> int:
     import asyncio  # here: simulate needs no event loop
 
     from .kube import StartupError
@@ -512,7 +515,8 @@ def _serve(args: argparse.Namespace) -> int:
                       advertise_url=_advertise_url(args.advertise_address or os.environ.get("POD_IP"), args.port,
                                                    tls is not None),
                       gang_scheduler_names=tuple(dict.fromkeys(args.gang_scheduler_name)),
-                      plan_timeout=args.gang_plan_timeout, volcano_enqueue=not args.no_volcano_enqueue)
+                      plan_timeout=args.gang_plan_timeout, volcano_enqueue=not args.no_volcano_enqueue,
+                      freeze_model=own_process)
     try:
         return asyncio.run(run(options, args.kubeconfig, args.bind_address, args.port, args.metrics_port, tls,
                                ui=not args.no_ui, admission_port=args.admission_port,
@@ -528,21 +532,30 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, own_process: bool = False) -> int:
+    """The commands. Own process: this process is the command's alone (the `tessera` and
+    `kubectl-tessera` programs), so what it has read may be frozen out of the garbage collector's
+    walks for the rest of its life (scheduler/gcpause.py); a caller in a longer-lived process (a
+    test) would have its own garbage frozen with it."""
     args = _parser().parse_args(argv)
     if args.command == "simulate":
-        return _simulate(args)
+        return _simulate(args, own_process)
     if args.command == "serve":
-        return _serve(args)
+        return _serve(args, own_process)
     if args.command == "explain":
         return _explain(args)
     return EXIT_INPUT  # pragma: no cover - argparse rejects unknown commands
 
 
+def tessera_main() -> int:
+    """`tessera`: the program."""
+    return main(sys.argv[1:], own_process=True)
+
+
 def kubectl_main() -> int:
     """`kubectl-tessera`: the kubectl plugin (`kubectl tessera explain POD`), the same commands."""
-    return main(sys.argv[1:])
+    return main(sys.argv[1:], own_process=True)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(tessera_main())

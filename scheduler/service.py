@@ -18,6 +18,7 @@ from .admission import Admission
 from .enqueue import Enqueuer
 from .extender import Extender, Forwarder, forward_timeout
 from .gangplan import GangPlanner
+from .gcpause import freeze_model
 from .informer import Reflector
 from .kube import Kube
 from .leader import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, Holder, LeaderElector
@@ -62,6 +63,7 @@ class Options:
     gang_scheduler_names: tuple[str, ...] = ()
     plan_timeout: float = PLAN_TIMEOUT
     volcano_enqueue: bool = True  # admit memberless Volcano PodGroups (Inqueue) whose minResources fit (scheduler/enqueue.py)
+    freeze_model: bool = False  # the process is tessera serve's own: freeze what it holds once synced (scheduler/gcpause.py)
 
 
 class Service:
@@ -111,6 +113,8 @@ class Service:
         out devices whose claims are not loaded yet."""
         await self.synced()
         log.info("event=synced rebuild=%d", self.state.rebuilds)
+        if self.options.freeze_model:
+            freeze_model()
         if self.elector is not None:
             self._tasks["leader"] = asyncio.get_running_loop().create_task(self.elector.run())
         else:
