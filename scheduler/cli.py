@@ -21,7 +21,7 @@ from allocator.explain import DEFAULT_LIMIT, to_text
 from allocator.placement import POLICIES
 from allocator.search import DEFAULT_BUDGET
 
-from .gcpause import freeze_model
+from .gcpause import collector_paused, freeze_model
 from .limits import DEFAULT_MAX_BODY, PLAN_TIMEOUT
 from .loader import SERVE_BURST, SERVE_QPS, Config, InputError, load_config, load_inputs
 from .progress import Progress
@@ -227,12 +227,13 @@ def _simulate(args: argparse.Namespace, own_process: bool = False) -> int:
         return EXIT_INPUT
     try:
         config = load_config(args.config) if args.config else Config()
-        inputs = load_inputs(args.cluster, args.workload, args.validate)
+        with collector_paused():  # both files and the controllers' expansion: all of it is the model
+            inputs = load_inputs(args.cluster, args.workload, args.validate)
+            if own_process:
+                freeze_model()
     except InputError as e:
         print(f"tessera simulate: {e}", file=sys.stderr)
         return EXIT_INPUT
-    if own_process:
-        freeze_model()
     progress = Progress(sys.stderr) if not args.quiet and _tty(sys.stderr) else None
     try:
         result = simulate(inputs.cluster, inputs.workload, policy=args.policy, backend=get_backend(args.cel_backend), budget=args.budget,
