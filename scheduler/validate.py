@@ -1854,6 +1854,9 @@ _MEMO_TEXT: Final = 256  # longer lines and scalars are not remembered
 _BLOCK_TAGS: Final = frozenset({_STR_TAG, _INT_TAG, _NULL_TAG, _BOOL_TAG, "tag:yaml.org,2002:float",
                                 "tag:yaml.org,2002:timestamp"})
 _plain_values: dict[str, Any] = {}  # plain scalar text -> its value (only immutable ones)
+# The first characters of the plain scalars a resolver may give another tag than str; None when a
+# resolver applies whatever the first character is (keyed None): then every scalar is resolved.
+_IMPLICIT_STARTS: Final = None if None in StrictLoader.yaml_implicit_resolvers else frozenset(StrictLoader.yaml_implicit_resolvers)
 
 
 class _NotBlock(Exception):
@@ -2225,7 +2228,10 @@ class _BlockReader:
         if value is not _UNBUILT:
             return value
         loader = self.loader
-        tag = loader.resolve(yaml.ScalarNode, text, (True, False))
+        if _IMPLICIT_STARTS is not None and text[0] not in _IMPLICIT_STARTS:  # only str's tag can apply (a UUID, a name)
+            tag = _STR_TAG
+        else:
+            tag = loader.resolve(yaml.ScalarNode, text, (True, False))
         if tag not in _BLOCK_TAGS:
             raise _NotBlock
         if tag == _STR_TAG:
