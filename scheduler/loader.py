@@ -409,7 +409,7 @@ def _object(where: str, obj: Mapping[str, Any], reading: Reading) -> Doc | None:
     """The object as simulate uses it (converted to v1), None for a kind it does not use."""
     from .controllers import CONTROLLER_KINDS
     from .convert import CONVERTIBLE, ConversionError, to_v1
-    from .validate import schema_problems
+    from .validate import object_problems, schema_problems
 
     kind = obj.get("kind")
     if not isinstance(kind, str) or not kind:
@@ -428,16 +428,21 @@ def _object(where: str, obj: Mapping[str, Any], reading: Reading) -> Doc | None:
     if ns is not None and (not isinstance(ns, str) or not ns):
         raise InputError(f"{where}: {kind} {meta['name']}: metadata.namespace must be a non-empty string")
     name = f"{kind} {ns + '/' if ns else ''}{meta['name']}"
-    reading.problems.extend(f"{where}: {name}: {pr.path}: {pr.message}" for pr in schema_problems(obj))
     if api in CONVERTIBLE.get(kind, ()):
+        reading.problems.extend(f"{where}: {name}: {pr.path}: {pr.message}" for pr in schema_problems(obj))
         try:
             obj = to_v1(obj)
         except ConversionError as e:
             reading.problems.append(f"{where}: {e}")
             return None
         reading.converted[(kind, str(api))] += 1
-    doc = Doc(obj, where)
-    reading.problems.extend(_rule_problems(doc))
+        doc = Doc(obj, where)
+        reading.problems.extend(_rule_problems(doc))
+    else:  # the rules see the object as the schema did: checked in one go
+        schema, rules = object_problems(obj)
+        reading.problems.extend(f"{where}: {name}: {pr.path}: {pr.message}" for pr in schema)
+        doc = Doc(obj, where)
+        reading.problems.extend(f"{where}: {_rules_name(doc)}: {pr.path}: {pr.message}" for pr in rules)
     if kind == "ResourceSlice":
         return _parsed_slice(doc)
     return doc
@@ -457,7 +462,10 @@ def _parsed_slice(doc: Doc) -> Doc:
 def _rule_problems(doc: Doc) -> list[str]:
     from .validate import rule_problems
 
+    return [f"{doc.where}: {_rules_name(doc)}: {pr.path}: {pr.message}" for pr in rule_problems(doc.obj)]
+
+
+def _rules_name(doc: Doc) -> str:
     meta = doc.obj.get("metadata") or {}
     ns = meta.get("namespace")
-    name = f"{doc.kind} {ns + '/' if ns else ''}{meta.get('name')}"
-    return [f"{doc.where}: {name}: {pr.path}: {pr.message}" for pr in rule_problems(doc.obj)]
+    return f"{doc.kind} {ns + '/' if ns else ''}{meta.get('name')}"

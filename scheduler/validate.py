@@ -60,8 +60,8 @@ try:
 except ImportError:  # pragma: no cover - PyYAML without libyaml
     from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
-__all__ = ["MAX_DEPTH", "MAX_PROBLEMS", "SCHEMA_SOURCE", "Problem", "StrictLoader", "rule_problems", "schema_problems",
-           "yaml_documents"]
+__all__ = ["MAX_DEPTH", "MAX_PROBLEMS", "SCHEMA_SOURCE", "Problem", "StrictLoader", "object_problems", "rule_problems",
+           "schema_problems", "yaml_documents"]
 
 SCHEMA_SOURCE: Final = "kubernetes_asyncio 36.1.0 models (Kubernetes v1.36.1 OpenAPI)"
 MAX_DEPTH: Final = 64
@@ -398,10 +398,12 @@ class _Full(Exception):
 
 
 class _Sink:
-    __slots__ = ("made", "problems", "seen")
+    __slots__ = ("made", "plain_devices", "problems", "seen")
 
     def __init__(self) -> None:
         self.problems: list[Problem] = []
+        # id(list of devices) -> (that list, whether each device is plain: `_plain_device`)
+        self.plain_devices: dict[int, tuple[Any, list[bool]]] = {}
         self.made: list[Any] = []  # objects built during the walk, kept alive so their ids stay unique
         # (id(container), id(type)) already walked. YAML aliases share one Python object between
         # places; walking it once per type keeps an alias bomb linear (its problems are reported
@@ -571,40 +573,69 @@ def _build_fast_device(model: _Model) -> _FastDevice | None:
 
 
 def _plain_device(d: Any, fast: _FastDevice) -> bool:
-    """Whether a device of the common shape (only `name`, `attributes` and `capacity`; a string
-    name; each attribute one scalar of its field's exact type, an int within int64; each capacity
-    `{"value": string}`) has no schema problem. Everything it accepts, `_walk` accepts with no
-    problem: the fields are known and each value's type is one `_scalar_ok` passes. False means
-    only "not shown plain here": `_walk` decides."""
+    """Whether a device of the common shape has no problem at all, of schema or of rule, checked
+    in one loop: only `name`, `attributes` and `capacity`; a name that is a DNS label; at most
+    MAX_ATTRIBUTES_AND_CAPACITIES attributes and capacities, each name a qualified name that passed
+    before (`_clean_names`); each attribute one scalar of its field's exact type (a bool is no int
+    here): an `int` within int64, a `bool`, a `string` of at most ATTRIBUTE_MAX_VALUE_LENGTH bytes
+    or a `version` that is semver (as long); each capacity `{"value": string}`. Everything it
+    accepts, `_walk` accepts with no problem (the fields are known and each value's type is one
+    `_scalar_ok` passes) and `_device` too (in a slice without perDeviceNodeSelection: no taints,
+    counters, node fields or binding conditions, so those rules have nothing to report). False
+    means only "not shown plain here": `_walk` and `_device` decide, with their messages."""
     if type(d) is not dict:
         return False
     value_types = fast.value_types
+    named = False
+    total = 0
     for k, v in d.items():
         if k == "name":
             if type(v) is not str:
                 return False
+            if v not in _clean_labels:
+                if not (0 < len(v) <= 63 and _DNS1123_LABEL.fullmatch(v)):
+                    return False
+                _remember(_clean_labels, v)
+            named = True
         elif k == "attributes":
             if type(v) is not dict:
                 return False
-            for a in v.values():
-                if type(a) is not dict or len(a) != 1:
+            total += len(v)
+            for name, a in v.items():
+                if type(a) is not dict or len(a) != 1 or name not in _clean_names:
                     return False
-                for field_name, x in a.items():  # noqa: B007  (the one entry)
+                for kind, x in a.items():  # noqa: B007  (the one entry)
                     pass
                 tx = type(x)
-                if value_types.get(field_name) is not tx:
+                if value_types.get(kind) is not tx:
                     return False
-                if tx is int and not -_INT64 <= x < _INT64:
+                if tx is str:
+                    if kind == "string":
+                        if (len(x) if x.isascii() else len(x.encode())) > ATTRIBUTE_MAX_VALUE_LENGTH:
+                            return False
+                    elif kind == "version":
+                        if x not in _clean_versions:
+                            if not _SEMVER.fullmatch(x) or len(x.encode()) > ATTRIBUTE_MAX_VALUE_LENGTH:
+                                return False
+                            _remember(_clean_versions, x)
+                    else:
+                        return False
+                elif tx is int:
+                    if kind != "int" or not -_INT64 <= x < _INT64:
+                        return False
+                elif kind != "bool":
                     return False
         elif k == "capacity":
             if type(v) is not dict:
                 return False
-            for c in v.values():
-                if type(c) is not dict or len(c) != 1 or type(c.get(fast.capacity_value)) is not str:
+            total += len(v)
+            for name, c in v.items():
+                if type(c) is not dict or len(c) != 1 or type(c.get(fast.capacity_value)) is not str \
+                        or name not in _clean_names:
                     return False
         else:
             return False
-    return True
+    return named and total <= MAX_ATTRIBUTES_AND_CAPACITIES
 
 
 def _walk_devices(sink: _Sink, devices: list[Any] | tuple[Any, ...], t: _Type, fast: _FastDevice, path: str, depth: int) -> None:
@@ -613,14 +644,18 @@ def _walk_devices(sink: _Sink, devices: list[Any] | tuple[Any, ...], t: _Type, f
     is recorded as visited as `_walk` records it (the device and its two maps: the only containers
     in it with containers inside), so an alias of it met later is skipped as before; its attribute
     and capacity objects hold scalars only, and walking one again finds nothing either way. The
-    caller makes sure `depth + 2` is within MAX_DEPTH, so no depth limit is met inside a device."""
+    caller makes sure `depth + 2` is within MAX_DEPTH, so no depth limit is met inside a device.
+    Which devices were plain is kept in `sink.plain_devices` for the rules of the same object."""
     seen = sink.seen
     t_id, attributes_id, capacity_id = id(t), id(fast.attributes), id(fast.capacity)
+    plain = [False] * len(devices)
+    sink.plain_devices[id(devices)] = (devices, plain)
     for i, v in enumerate(devices):
         key = (id(v), t_id)
         if key in seen:
             continue
         if _plain_device(v, fast):
+            plain[i] = True
             seen.add(key)
             attributes, capacity = v.get("attributes"), v.get("capacity")
             if attributes is not None:
@@ -790,11 +825,12 @@ def _is_number(value: Any) -> TypeGuard[int | float]:
 class _Rules:
     """Collects rule violations with the API server's wording (field.Error bodies)."""
 
-    __slots__ = ("problems", "seen")
+    __slots__ = ("plain_devices", "problems", "seen")
 
-    def __init__(self) -> None:
+    def __init__(self, plain_devices: Mapping[int, tuple[Any, list[bool]]] | None = None) -> None:
         self.problems: list[Problem] = []
         self.seen: set[int] = set()
+        self.plain_devices = plain_devices or {}  # what the schema walk of the same object found plain
 
     def first_visit(self, value: object) -> bool:
         """False for an object already checked: YAML aliases share objects, and checking each
@@ -1022,9 +1058,18 @@ def _slice_spec(r: _Rules, spec: Mapping[Any, Any], p: str) -> None:
 
     devices = _items(spec.get("devices"))
     per_device = spec.get("perDeviceNodeSelection") is True
-    # Devices of the common shape pass every device rule (`_plain_device_rules`); only the others
-    # are checked one by one. A plain device is no "advanced" one (no taints, counters or lists).
-    plain = [False] * len(devices) if per_device else [_plain_device_rules(d) for d in devices]
+    # Devices of the common shape pass every device rule (`_plain_device`, found by the schema walk
+    # of the same object when there was one); only the others are checked one by one. A plain
+    # device is no "advanced" one (no taints, counters or lists).
+    known = r.plain_devices.get(id(devices))
+    fast = _fast_device("V1Device")
+    if per_device or (fast is None and known is None):
+        plain = [False] * len(devices)
+    elif known is not None and known[0] is devices:
+        plain = known[1]
+    else:
+        assert fast is not None
+        plain = [_plain_device(d, fast) for d in devices]
     small = len(devices) <= RESOURCE_SLICE_MAX_DEVICES  # decide the limit only for a list that can meet it
     advanced = small and any(not ok and _advanced_device(d) for d, ok in zip(devices, plain, strict=True))
     limit = RESOURCE_SLICE_MAX_DEVICES_ADVANCED if advanced else RESOURCE_SLICE_MAX_DEVICES
@@ -1048,66 +1093,6 @@ def _slice_spec(r: _Rules, spec: Mapping[Any, Any], p: str) -> None:
 
 _clean_labels: set[str] = set()  # device names that passed dns_label
 _clean_versions: set[str] = set()  # attribute versions that passed `_attribute_version`
-
-
-def _plain_device_rules(d: Any) -> bool:
-    """Whether `_device` (in a slice without perDeviceNodeSelection) finds no problem in a device
-    of the common shape, checked in one loop: only `name`, `attributes` and `capacity`; a name
-    that is a DNS label; at most MAX_ATTRIBUTES_AND_CAPACITIES attributes and capacities, each
-    name a qualified name that passed before (`_clean_names`); each attribute one non-null
-    `int`, `bool`, `string` (at most ATTRIBUTE_MAX_VALUE_LENGTH bytes) or `version` (semver, as
-    long); no capacity with a `requestPolicy`. No taints, counters, node fields or binding
-    conditions, so those rules have nothing to report. False means only "not shown plain here":
-    `_device` decides, with its messages."""
-    if type(d) is not dict:
-        return False
-    named = False
-    total = 0
-    for k, v in d.items():
-        if k == "name":
-            if type(v) is not str:
-                return False
-            if v not in _clean_labels:
-                if not (0 < len(v) <= 63 and _DNS1123_LABEL.fullmatch(v)):
-                    return False
-                _remember(_clean_labels, v)
-            named = True
-        elif k == "attributes":
-            if type(v) is not dict:
-                return False
-            total += len(v)
-            for name, a in v.items():
-                if type(name) is not str or name not in _clean_names or type(a) is not dict or len(a) != 1:
-                    return False
-                for kind, x in a.items():  # noqa: B007  (the one entry)
-                    pass
-                if kind == "string":
-                    if type(x) is not str:
-                        return False
-                    if (len(x) if x.isascii() else len(x.encode())) > ATTRIBUTE_MAX_VALUE_LENGTH:
-                        return False
-                elif kind in ("int", "bool"):
-                    if x is None:
-                        return False
-                elif kind == "version":
-                    if type(x) is not str:
-                        return False
-                    if x not in _clean_versions:
-                        if not _SEMVER.fullmatch(x) or len(x.encode()) > ATTRIBUTE_MAX_VALUE_LENGTH:
-                            return False
-                        _remember(_clean_versions, x)
-                else:
-                    return False
-        elif k == "capacity":
-            if type(v) is not dict:
-                return False
-            total += len(v)
-            for name, c in v.items():
-                if type(name) is not str or name not in _clean_names or type(c) is not dict or "requestPolicy" in c:
-                    return False
-        else:
-            return False
-    return named and total <= MAX_ATTRIBUTES_AND_CAPACITIES
 
 
 def _pool(r: _Rules, pool: Mapping[Any, Any], p: str) -> None:
@@ -1622,12 +1607,25 @@ def rule_problems(obj: Mapping[str, Any]) -> list[Problem]:
     ResourceClaimTemplate, and for pods and the pod templates of Deployment, ReplicaSet,
     StatefulSet, DaemonSet, Job, CronJob, PodTemplate, ReplicationController, JobSet and
     LeaderWorkerSet. Tolerates wrong shapes (those are `schema_problems`)."""
+    return _rule_problems(obj, _Rules())
+
+
+def object_problems(obj: Mapping[str, Any]) -> tuple[list[Problem], list[Problem]]:
+    """`schema_problems(obj)` and `rule_problems(obj)` of one object, in one go: the devices the
+    schema walk found plain are not looked at again by the rules. Only for an object the rules
+    take as it is (not converted between the two)."""
+    sink = _Sink()
+    with contextlib.suppress(_Full):
+        _check_object(sink, obj, "", 0)
+    return sink.problems, _rule_problems(obj, _Rules(sink.plain_devices))
+
+
+def _rule_problems(obj: Mapping[str, Any], r: _Rules) -> list[Problem]:
     if not isinstance(obj, Mapping):
         return []
     kind, api_version = obj.get("kind"), obj.get("apiVersion")
     if not isinstance(kind, str) or not isinstance(api_version, str | None):
         return []
-    r = _Rules()
     spec = _mapping(obj.get("spec"))
     if kind in ("ResourceSlice", "DeviceClass", "ResourceClaim", "ResourceClaimTemplate"):
         if api_version not in (*_DRA_VERSIONS, None):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import allocator as alloc
@@ -387,9 +387,12 @@ def _mutated_devices(draw: st.DrawFn) -> list[Any]:
 
 
 def _everything(obj: Obj) -> tuple[Any, ...]:
-    from scheduler.validate import rule_problems, schema_problems
+    """Schema and rules one by one and in one go (the rules taking the schema walk's plain devices)."""
+    from scheduler.validate import object_problems, rule_problems, schema_problems
 
-    return schema_problems(obj), rule_problems(obj), parse_or_error(obj)
+    schema, rules = schema_problems(obj), rule_problems(obj)
+    assert object_problems(obj) == (schema, rules)
+    return schema, rules, parse_or_error(obj)
 
 
 def _full_checks(obj: Obj) -> tuple[Any, ...]:
@@ -406,15 +409,36 @@ def _full_checks(obj: Obj) -> tuple[Any, ...]:
 
     clear()
     with mock.patch.object(validate, "_fast_device", lambda name: None), \
-            mock.patch.object(validate, "_plain_device_rules", lambda d: False), \
+            mock.patch.object(validate, "_plain_device", lambda d, fast: False), \
             mock.patch.object(parse, "_plain_device", lambda *args: None):
         got = _everything(obj)
     clear()
     return got
 
 
+def _gpu_with(attribute: str, value: Any, field: str = "") -> list[Any]:
+    from bench.scale import nvidia_gpu
+
+    d = nvidia_gpu(1, 2)
+    if field:
+        d[field] = value
+    else:
+        d["attributes"][attribute] = value
+    return [nvidia_gpu(0, 2), d]
+
+
 @settings(max_examples=300, deadline=None)
 @given(_mutated_devices(), st.booleans())
+@example(_gpu_with("uuid", {"string": "x" * 65}), False)
+@example(_gpu_with("uuid", {"string": "é" * 33}), False)
+@example(_gpu_with("driverVersion", {"version": "01.2.3"}), False)
+@example(_gpu_with("driverVersion", {"version": "1." * 40 + "1"}), False)
+@example(_gpu_with("index", {"int": 2**63}), False)
+@example(_gpu_with("index", {"int": True}), False)
+@example(_gpu_with("index", {"bool": 1}), False)
+@example(_gpu_with("bad name", {"int": 1}), False)
+@example(_gpu_with("", "Bad_Name", field="name"), False)
+@example(_gpu_with("", {"memory": {"value": "1Gi", "requestPolicy": {"default": "1Gi"}}}, field="capacity"), False)
 def test_device_fast_paths_find_what_the_full_checks_find(devices: list[Any], per_device: bool) -> None:
     """With the memos warm (a clean fleet slice checked and parsed first), a slice of mutated
     devices gets exactly the problems, parse and errors it gets with no fast path and no memo."""
