@@ -11,7 +11,8 @@ type, UUID, PCIe root) and a memory capacity each, eight per node in one Resourc
 - **serve initial list**: in one process, the informer's initial list of Nodes and ResourceSlices
   as `Reflector` makes it: pages of 500 as the API server sends them (kept on disk until asked
   for, as they would be on the wire), each parsed as `Kube` parses it (orjson) and handed to the
-  store and the cluster state before the next, then the first decision-ready Session; RSS per
+  store and the cluster state before the next, then (the model frozen out of the garbage
+  collector's walks, as `tessera serve` does once synced) the first decision-ready Session; RSS per
   device after that. Then one slice changed (a watch MODIFIED event) and the Session made
   current again (only that slice's pool is rebuilt): informer event to decision-ready.
 - **simulate at scale**: N nodes x 8 GPUs and 4N pods of 1-8 GPUs (`bench.workloads.mixed_pods`),
@@ -167,6 +168,7 @@ def serve_list(nodes: int) -> dict[str, Any]:
     """In this process (run it in a fresh one: `python -m bench.scale serve-list N`)."""
     import asyncio
 
+    from scheduler.gcpause import freeze_model
     from scheduler.informer import PAGE_SIZE, Reflector
     from scheduler.metrics import Metrics
     from scheduler.resources import NODES, RESOURCE_SLICES
@@ -191,6 +193,7 @@ def serve_list(nodes: int) -> dict[str, Any]:
         t = time.perf_counter()
         for r in reflectors.values():
             asyncio.run(r._list())  # the informer's initial list, page by page
+        freeze_model()  # as `tessera serve` does once its informers synced
         state.session()
         seconds = time.perf_counter() - t
         pages = server.requests
