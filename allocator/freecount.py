@@ -29,6 +29,9 @@ class Free:
     dedicated: int
     shared: int
     total: int  # matching devices, free or not
+    # Some matching device consumes counters or may be allocated more than once: then counting
+    # free devices could mislead (the search decides).
+    tricky: bool = False
 
     def slots(self, requests: int = 1) -> int:
         return self.dedicated + self.shared * requests
@@ -37,7 +40,7 @@ class Free:
 class _SelectorIndex:
     """Free counts of one selector on every node, bucketed by dedicated count."""
 
-    __slots__ = ("admin", "buckets", "counts", "position", "selector", "shared")
+    __slots__ = ("admin", "buckets", "counts", "position", "selector", "shared", "tricky")
 
     def __init__(self, selector: Selector, admin: bool) -> None:
         self.selector = selector
@@ -45,6 +48,7 @@ class _SelectorIndex:
         self.counts: dict[str, Free] = {}
         self.buckets: dict[int, list[str]] = {}  # dedicated count -> sorted node names (nodes without shared devices)
         self.shared: dict[str, Free] = {}  # nodes with free shared devices, scored one by one
+        self.tricky: set[str] = set()  # nodes whose counts could mislead (`Free.tricky`)
         self.position = -1
 
     def put(self, name: str, f: Free) -> None:
@@ -58,6 +62,10 @@ class _SelectorIndex:
                 b = self.buckets[old.dedicated]
                 del b[bisect.bisect_left(b, name)]
         self.counts[name] = f
+        if f.tricky:
+            self.tricky.add(name)
+        else:
+            self.tricky.discard(name)
         if f.shared:
             self.shared[name] = f
         else:
@@ -74,8 +82,9 @@ class FreeIndex:
 
     def _count(self, ix: _SelectorIndex, node: Node) -> Free:
         devices = matches(ix.selector, self._pools.view(node)).devices
+        tricky = any(d.consumes_counters or d.allow_multiple_allocations for d in devices)
         if ix.admin:
-            return Free(len(devices), 0, len(devices))
+            return Free(len(devices), 0, len(devices), tricky)
         ledger = self._ledger
         dedicated = shared = 0
         for d in devices:
@@ -85,7 +94,7 @@ class FreeIndex:
                 shared += 1
             else:
                 dedicated += 1
-        return Free(dedicated, shared, len(devices))
+        return Free(dedicated, shared, len(devices), tricky)
 
     def _index(self, selector: Selector, admin: bool) -> _SelectorIndex:
         key = (selector.key, admin)
@@ -119,6 +128,14 @@ class FreeIndex:
 
     def free(self, selector: Selector, node: Node, admin: bool = False) -> Free:
         return self._index(selector, admin).counts[node.name]
+
+    def counts(self, selector: Selector, admin: bool = False) -> dict[str, Free]:
+        """Every node's free counts for the selector, current (read-only; until the next placement)."""
+        return self._index(selector, admin).counts
+
+    def tricky(self, selector: Selector, admin: bool = False) -> set[str]:
+        """The nodes whose counts for the selector could mislead (read-only; until the next placement)."""
+        return self._index(selector, admin).tricky
 
     def candidates(self, selector: Selector, admin: bool, need: int, requests: int, best_fit: bool) -> Iterator[tuple[int, str]]:
         """(leftover slots, node name) for every node with at least `need` slots: by leftover

@@ -27,7 +27,7 @@ from topology import Domain, TopologyConfig
 from topology.config import HOSTNAME
 
 from .cel import Backend, get_backend
-from .freecount import FreeIndex
+from .freecount import Free, FreeIndex
 from .ledger import Ledger
 from .model import (
     MAX_RESERVED_FOR,
@@ -895,9 +895,16 @@ class Session:
         pins = [c.allocation.node_selector for c in prep.allocated
                 if c.allocation is not None and c.allocation.node_selector is not None]
         counted: set[str] | None = None
+        tricky: set[str] = set()
+        counts: dict[str, Free] = {}
+        # One kind of device: a node that lacks enough falls short by what its free counts say,
+        # so nodes with equal counts fall short alike (the reason is worked out once per count).
+        shortfalls: dict[Free, Shortfall | None] = {}
         if bulk and prep.inputs and len(prep.check.groups) == 1 and not prep.check.singles:
             g = prep.check.groups[0]
             counted = {name for _, name in self.cluster.free.candidates(g.selector, g.admin, g.need, g.requests, True)}
+            tricky = self.cluster.free.tricky(g.selector, g.admin)
+            counts = self.cluster.free.counts(g.selector, g.admin)
         node_by_name = self.cluster.node_by_name
         for name in names:
             node = node_by_name.get(name)
@@ -926,8 +933,15 @@ class Session:
                 out.ok.append(name)
                 continue
             fits = None if counted is None else name in counted
-            if fits and simple and not self._tricky(prep.check.groups[0].selector, node):
+            if fits and simple and name not in tricky:
                 out.ok.append(name)
+                continue
+            if fits is False and name in counts:
+                free = counts[name]
+                if free not in shortfalls:
+                    shortfalls[free] = prep.check.shortfall(node)
+                short = shortfalls[free]
+                out.failed[name] = short.describe(name, best=False) if short is not None else f"node {name} lacks free devices"
                 continue
             why = self._fits(prep, node, simple, spent, fits)
             if why is None:

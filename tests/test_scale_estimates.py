@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 from unittest.mock import patch
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import allocator as alloc
@@ -158,18 +158,23 @@ def test_domain_state_by_path_equals_the_state_per_node(
     assert got == want
 
 
-filter_nodes = st.lists(st.tuples(st.integers(0, 4), st.sampled_from([None, "2", "8"]), st.booleans(), st.booleans(),
-                                  st.booleans()), min_size=1, max_size=10)
+filter_nodes = st.lists(st.tuples(st.integers(0, 4), st.sampled_from([None, "2", "8"]), st.booleans(),
+                                  st.sampled_from(["plain", "shared", "counters"]), st.booleans()), min_size=1, max_size=10)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(filter_nodes, st.lists(st.integers(0, 9), max_size=5), st.integers(1, 3), st.sampled_from([None, "1", "4"]),
        st.booleans(), st.booleans(), st.one_of(st.none(), st.integers(0, 9)), st.lists(st.integers(0, 12), max_size=14))
+@example([(4, None, False, "counters", False), (4, None, False, "plain", False)], [], 3, None, False, False, None, [])
+@example([(2, None, False, "plain", False), (1, None, False, "plain", False), (0, None, False, "plain", False),
+          (2, None, False, "plain", False)], [0], 2, None, False, False, None, [])
 def test_filter_in_bulk_answers_as_node_by_node(
-        spec: list[tuple[int, str | None, bool, bool, bool]], busy: list[int], count: int, cpu: str | None,
+        spec: list[tuple[int, str | None, bool, str, bool]], busy: list[int], count: int, cpu: str | None,
         tolerate: bool, selector: bool, pinned_on: int | None, asked: list[int]) -> None:
     """Session.filter over many nodes (static rules per shape, NodeResourcesFit on the nodes that
-    report allocatable, free counts from the index) says what it says node by node."""
+    report allocatable, free counts from the index, a reason per free count) says what it says
+    node by node; nodes with shared devices or shared counters, where counts could mislead, are
+    searched either way."""
     objs: list[Obj] = [GPU_CLASS, template("t", exact("g", count=count))]
     for i, (n, alloc_cpu, tainted, shared, labelled) in enumerate(spec):
         nd = node(f"n{i}", {"pool": "a"} if labelled else {},
@@ -179,9 +184,16 @@ def test_filter_in_bulk_answers_as_node_by_node(
         objs.append(nd)
         if n:
             devs = gpus(n)
-            if shared:  # devices counting cannot settle: the node is searched
+            if shared == "shared":  # devices counting cannot settle: the node is searched
                 devs = [{**d, "allowMultipleAllocations": True} for d in devs]
-            objs.append(rslice(f"n{i}-gpus", devs, node=f"n{i}"))
+            if shared == "counters":  # room for two of them at a time, however many there are
+                objs.append(rslice(f"n{i}-counters", pool=f"n{i}", count=2, nodeName=f"n{i}",
+                                   sharedCounters=[{"name": "mem", "counters": {"memory": {"value": "8Gi"}}}]))
+                devs = [{**d, "consumesCounters": [{"counterSet": "mem", "counters": {"memory": {"value": "4Gi"}}}]}
+                        for d in devs]
+                objs.append(rslice(f"n{i}-gpus", devs, node=f"n{i}", pool=f"n{i}", count=2))
+            else:
+                objs.append(rslice(f"n{i}-gpus", devs, node=f"n{i}"))
     claims: dict[str, str] = {}
     if pinned_on is not None:
         where = f"n{pinned_on % len(spec)}"
