@@ -336,21 +336,34 @@ class _Check:
 
     def score(self, node: Node) -> int | None:
         """Free slots left over on the node (lower fits better), or None when it cannot hold the pod."""
-        score = 0
-        for g in self.groups:
-            have = self.free.free(g.selector, node, g.admin).slots(g.requests)
-            if have < g.need:
-                return None
-            score += have - g.need
-        for nd in self.singles:
-            for alt, sel, need in nd.alts:
-                have = self.free.free(sel, node, alt.admin_access).slots()
-                if have >= need:
-                    score += have - need
+        return self.scores([node])[0]
+
+    def scores(self, nodes: Sequence[Node]) -> list[int | None]:
+        """`score` of each node, the free counts looked up once for all of them."""
+        groups = [(self.free.counts(g.selector, g.admin), g.requests, g.need) for g in self.groups]
+        singles = [[(self.free.counts(sel, alt.admin_access), need) for alt, sel, need in nd.alts] for nd in self.singles]
+        out: list[int | None] = []
+        for node in nodes:
+            name = node.name
+            score: int | None = 0
+            for counts, requests, need in groups:
+                have = counts[name].slots(requests)
+                if have < need:
+                    score = None
                     break
-            else:
-                return None
-        return score
+                score += have - need  # type: ignore[operator]
+            if score is not None:
+                for alts in singles:
+                    for counts, need in alts:
+                        have = counts[name].slots()
+                        if have >= need:
+                            score += have - need
+                            break
+                    else:
+                        score = None
+                        break
+            out.append(score)
+        return out
 
     def shortfall(self, node: Node) -> Shortfall | None:
         """The first request the node cannot hold, in the words of a reason."""
@@ -1006,22 +1019,21 @@ class Session:
         if isinstance(prep, Unschedulable) or isinstance(gate, Unschedulable) or not nodes:
             return dict.fromkeys(names, 0)
         prefs = gate.ctx.scores(nodes) or {}
-        keyed: list[tuple[tuple[int, ...], str]]
+        keyed: list[tuple[tuple[int, ...], str]]  # (the node's place in Tessera's order, lower first; its name)
         if not prep.inputs:
-            keyed = sorted(((-prefs.get(n.name, 0), self.cluster.free.free_total(n)), n.name) for n in nodes)
+            keyed = [((-prefs.get(n.name, 0), self.cluster.free.free_total(n)), n.name) for n in nodes]
+        elif self._multi_node_domains:
+            domains = _Domains(self.cluster, prep.check)
+            keyed = [((-prefs.get(n.name, 0), *domains.key(n.name, s)[:3]), n.name)
+                     for n, s in zip(nodes, prep.check.scores(nodes), strict=True) if s is not None]
         else:
-            domains = _Domains(self.cluster, prep.check) if self._multi_node_domains else None
-            keyed = []
-            for n in nodes:
-                s = prep.check.score(n)
-                if s is not None:
-                    keyed.append(((-prefs.get(n.name, 0), *(domains.key(n.name, s)[:3] if domains else (s,))), n.name))
-            keyed.sort()
-        out = dict.fromkeys(names, 0)
+            keyed = [((-prefs.get(n.name, 0), s), n.name) for n, s in zip(nodes, prep.check.scores(nodes), strict=True)
+                     if s is not None]
         distinct = sorted({k for k, _ in keyed})
+        score = {k: max(1, 10 - (10 * i) // len(distinct)) for i, k in enumerate(distinct)}
+        out = dict.fromkeys(names, 0)
         for k, name in keyed:
-            pos = distinct.index(k)
-            out[name] = max(1, 10 - (10 * pos) // max(1, len(distinct)))
+            out[name] = score[k]
         return out
 
     def allowed_nodes(self, pod: Pod) -> Mapping[str, Node]:

@@ -217,3 +217,43 @@ def test_filter_in_bulk_answers_as_node_by_node(
     with patch.object(placement, "BULK_FILTER_SHARE", 0):
         single = s.filter(p, names)
     assert (bulk.ok, bulk.failed, bulk.unresolvable) == (single.ok, single.failed, single.unresolvable)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 8), st.booleans()), min_size=1, max_size=12), st.lists(st.integers(0, 11), max_size=8),
+       st.integers(1, 3), st.lists(st.integers(0, 14), max_size=14))
+def test_prioritize_scores_nodes_by_what_is_left_over(spec: list[tuple[int, bool]], busy: list[int], count: int,
+                                                      asked: list[int]) -> None:
+    """Session.rank (the extender's prioritize), against a plain reference: nodes that cannot hold
+    the pod score 0; the others score 10 down to 1 by how many free devices the pod leaves over,
+    fewest first (best fit), equal leftovers equal scores, each distinct leftover a step down."""
+    objs: list[Obj] = [GPU_CLASS, template("t", exact("g", count=count))]
+    for i, (n, shared) in enumerate(spec):
+        objs.append(node(f"n{i}"))
+        if n:
+            devs = gpus(n)
+            if shared:
+                devs = [{**d, "allowMultipleAllocations": True} for d in devs]
+            objs.append(rslice(f"n{i}-gpus", devs, node=f"n{i}"))
+    s = World.of(*objs).session
+    for i, b in enumerate(busy):
+        s.schedule(alloc.parse_pod(pod(f"busy-{i}", templates={"g": "t"}, nodeName=f"n{b % len(spec)}")))
+    p = alloc.parse_pod(pod("p", {}, {"g": "t"}))
+    names = [f"n{a}" for a in asked] or [f"n{i}" for i in range(len(spec))]
+    got = s.rank(p, names)
+    prep = s.prepare(p)
+    assert isinstance(prep, Prepared)
+    leftover = {}
+    for name in names:
+        nd = s.cluster.node_by_name.get(name)
+        if nd is None:
+            continue
+        g = prep.check.groups[0]
+        have = s.cluster.free.free(g.selector, nd, g.admin).slots(g.requests)
+        if have >= g.need:
+            leftover[name] = have - g.need
+    distinct = sorted(set(leftover.values()))
+    want = {name: (max(1, 10 - (10 * distinct.index(leftover[name])) // len(distinct)) if name in leftover else 0)
+            for name in names}
+    assert got == want
+    assert list(got) == list(dict.fromkeys(names))
