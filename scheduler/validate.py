@@ -42,6 +42,7 @@ import bisect
 import contextlib
 import datetime as dt
 import difflib
+import itertools
 import json
 import math
 import operator
@@ -1929,14 +1930,11 @@ class _BlockReader:
         memo = self.lines
         entries: list[Any] = list(map(memo.get, lines))  # (shape id, value, tokens) of each line
         if None in entries:
-            long: list[str] = []
-            for line in set(lines).difference(memo):
-                memo[line] = self._entry(line)
-                if len(line) > _MEMO_TEXT:
-                    long.append(line)
-            entries = list(map(memo.__getitem__, lines))
-            for line in long:
-                del memo[line]
+            for i in itertools.compress(itertools.count(), map(operator.is_, entries, itertools.repeat(None))):
+                line = lines[i]
+                entry = entries[i] = memo.get(line) or self._entry(line)  # a line met twice in this document: once
+                if len(line) <= _MEMO_TEXT:
+                    memo[line] = entry
         shape = tuple(map(_SHAPE_ID, entries))
         plan = self.documents.get(shape)
         if plan is None or plan is _SEEN_ONCE:
