@@ -52,6 +52,46 @@ def nvidia_gpu(i: int, node: int) -> Obj:
         "capacity": {"memory": {"value": "81559Mi"}}}
 
 
+_CONDITIONS = (("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+               ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+               ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+               ("Ready", "True", "KubeletReady", "kubelet is posting ready status"))
+
+
+def kubelet_node(n: int) -> Obj:
+    """A Node as kubelet registers it and `kubectl get -o json` prints it (about 10 KB of JSON):
+    cloud and GPU feature labels, conditions, addresses, node info and 40 images."""
+    name = f"node-{n:05d}"
+    labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+              "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64",
+              "node.kubernetes.io/instance-type": "p5.48xlarge", "topology.kubernetes.io/region": "us-east-1",
+              "topology.kubernetes.io/zone": f"us-east-1{'abc'[n % 3]}", "nvidia.com/gpu.present": "true",
+              "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu.count": "8",
+              "nvidia.com/cuda.driver.major": "570", "nvidia.com/gpu.clique": f"cluster-uuid.{n // 18}",
+              "eks.amazonaws.com/nodegroup": "gpu-a", "karpenter.sh/capacity-type": "on-demand"}
+    images = [{"names": [f"registry.example.com/team/image-{i}@sha256:{n * 131 + i:064x}",
+                         f"registry.example.com/team/image-{i}:v1.{i}"], "sizeBytes": 100_000_000 + i * 12_345}
+              for i in range(40)]
+    conditions = [{"type": t, "status": s, "lastHeartbeatTime": "2026-12-01T10:00:00Z",
+                   "lastTransitionTime": "2026-11-01T10:00:00Z", "reason": r, "message": m} for t, s, r, m in _CONDITIONS]
+    resources = {"cpu": "192", "memory": "2097152Mi", "pods": "110", "ephemeral-storage": "3750000Mi",
+                 "hugepages-1Gi": "0", "hugepages-2Mi": "0"}
+    cidr = f"10.{n // 256}.{n % 256}.0/24"
+    annotations = {"node.alpha.kubernetes.io/ttl": "0", "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+                   "csi.volume.kubernetes.io/nodeid": json.dumps({"ebs.csi.aws.com": f"i-{n:017x}"})}
+    info = {"machineID": f"{n:032x}", "systemUUID": f"{n:032x}", "bootID": f"{n:032x}", "kernelVersion": "6.1.0",
+            "osImage": "Amazon Linux 2023", "containerRuntimeVersion": "containerd://1.7.20", "kubeletVersion": "v1.36.0",
+            "kubeProxyVersion": "v1.36.0", "operatingSystem": "linux", "architecture": "amd64"}
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "uid": f"{n:08x}-aaaa-bbbb-cccc-{n:012x}", "resourceVersion": str(1000 + n),
+                         "creationTimestamp": "2026-11-01T10:00:00Z", "labels": labels, "annotations": annotations},
+            "spec": {"providerID": f"aws:///us-east-1a/i-{n:017x}", "podCIDR": cidr, "podCIDRs": [cidr]},
+            "status": {"capacity": resources, "allocatable": dict(resources), "conditions": conditions,
+                       "addresses": [{"type": "InternalIP", "address": f"10.0.{n // 256}.{n % 256}"},
+                                     {"type": "Hostname", "address": name}],
+                       "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}, "nodeInfo": info, "images": images}}
+
+
 def nvidia_node(n: int) -> list[Obj]:
     name = f"node-{n:05d}"
     return [{"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}},

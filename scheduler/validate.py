@@ -716,7 +716,67 @@ def _check_object(sink: _Sink, obj: Any, path: str, depth: int) -> None:
     api_version = obj.get("apiVersion")
     model = _MODEL_BY_VERSION.get((api_version, kind)) if isinstance(api_version, str) else _MODEL_BY_KIND.get(kind)
     if model is not None:
-        _walk(sink, obj, _parse_type(model), path, depth)
+        t = _parse_type(model)
+        # Most objects have no problem: shown so without building a path (a Node that kubectl
+        # printed, images and conditions and all); only the others are walked. A slice's devices
+        # have their own fast path, whose verdicts the rules reuse.
+        if kind != "ResourceSlice" and _clean(obj, t, depth, set()):
+            return
+        _walk(sink, obj, t, path, depth)
+
+
+def _clean(value: Any, t: _Type, depth: int, visited: set[int]) -> bool:
+    """Whether `_walk` would find no problem in the value, checked without paths or a sink. False
+    means only "not shown clean here" (a problem, a key that is no string, a mapping that is no
+    dict, an object met twice: a YAML alias): `_walk` decides. Each container is visited once."""
+    if value is None:
+        return True
+    kind = t.kind
+    if kind == "object":
+        return True
+    if kind == "model":
+        if type(value) is not dict or depth > MAX_DEPTH or id(value) in visited:
+            return False
+        visited.add(id(value))
+        fields = _model(t.model).fields
+        for k, v in value.items():
+            ft = fields.get(k) if type(k) is str else None
+            if ft is None:
+                return False
+            fk = ft.kind
+            if fk == "str":
+                if type(v) is not str and not _scalar_ok(v, ft):
+                    return False
+            elif fk == "int":
+                if not (type(v) is int and -_INT64 <= v < _INT64) and not _scalar_ok(v, ft):
+                    return False
+            elif not _clean(v, ft, depth + 1, visited):
+                return False
+        return True
+    if kind == "list":
+        if type(value) is not list or depth > MAX_DEPTH or id(value) in visited:
+            return False
+        visited.add(id(value))
+        item = t.item or _ANY
+        if item.kind == "object":
+            return True
+        if item.kind == "str":
+            return all(type(v) is str or _scalar_ok(v, item) for v in value)
+        for v in value:  # noqa: SIM110  (a loop: all() over a generator costs a frame per item)
+            if not _clean(v, item, depth + 1, visited):
+                return False
+        return True
+    if kind == "map":
+        if type(value) is not dict or depth > MAX_DEPTH or id(value) in visited:
+            return False
+        visited.add(id(value))
+        item = t.item or _ANY
+        if item.kind == "object":
+            return True
+        if item.kind == "str":
+            return all(type(v) is str or _scalar_ok(v, item) for v in value.values())
+        return all(_clean(v, item, depth + 1, visited) for v in value.values())
+    return _scalar_ok(value, t)
 
 
 _LIST_FIELDS: Final = {"apiVersion": _Type("str"), "kind": _Type("str"), "metadata": _Type("model", model="V1ListMeta")}

@@ -1049,3 +1049,97 @@ def test_the_parameters_size_is_the_compact_json_size(value: Any) -> None:
     exact = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
     assert _compact_json_size(value, 10_000) == exact
     assert _compact_json_size(value, 3) >= min(exact, 4)  # stops early, never under-counts past the limit
+
+
+# ---------------------------------------------------------------------------------------------
+# The clean fast path (`validate._clean`) finds exactly what the walk finds
+# ---------------------------------------------------------------------------------------------
+
+def _containers(value: Any, into: list[Any]) -> list[Any]:
+    """Every dict and list in the value, each once (an alias may make a cycle)."""
+    if isinstance(value, dict | list) and not any(c is value for c in into):
+        into.append(value)
+        for v in value.values() if isinstance(value, dict) else value:
+            _containers(v, into)
+    return into
+
+
+_ODD_VALUES = [None, True, 1, -1, 2**63, 1.5, 4.0, "x", "", "2026-12-01T10:00:00Z", "yesterday", [], [1], ["a"], {}, {"a": 1},
+               {"name": "x"}, __import__("datetime").date(2026, 12, 1)]
+_KEYS = ["name", "namespace", "labels", "spec", "status", "unknownField", "count", "images", "names", "sizeBytes", "type",
+         "taints", "effect", "allocatable", 1, True, "podCIDRs", "containers", "resources", "requests"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from([name for name, obj in FIXTURE_OBJECTS if obj.get("kind") != "ResourceSlice"]) | st.just("node"),
+       st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(["set", "delete", "alias", "append"]),
+                          st.sampled_from(_KEYS), st.sampled_from(range(len(_ODD_VALUES)))), max_size=4))
+def test_objects_shown_clean_without_the_walk_are_those_the_walk_finds_clean(name: str, edits: list[tuple[int, str, Any, int]]) -> None:
+    """Every fixture object (and a Node as kubectl prints it), with up to four edits anywhere:
+    a field set to a value of another shape, a field deleted, a subtree made an alias of another
+    (as YAML's anchors make, cycles included), an item appended. The problems are those of the
+    walk alone."""
+    from unittest import mock
+
+    from bench.scale import kubelet_node
+
+    obj = copy.deepcopy(kubelet_node(7) if name == "node" else dict(FIXTURE_OBJECTS)[name])
+    for at, op, key, v in edits:
+        containers = _containers(obj, [])
+        target = containers[at % len(containers)]
+        value = copy.deepcopy(_ODD_VALUES[v])
+        if op == "alias":
+            value = containers[(at * 7 + 3) % len(containers)]
+        if isinstance(target, dict):
+            if op == "delete":
+                target.pop(key, None)
+            else:
+                target[key] = value
+        elif op == "delete" and target:
+            target.pop()
+        elif op != "delete":
+            target.append(value)
+    with mock.patch.object(validate, "_clean", lambda *args: False):
+        walked = schema_problems(obj)
+    assert schema_problems(obj) == walked
+
+
+def test_objects_without_problems_are_shown_clean_without_the_walk() -> None:
+    """The fast path is the one taken: every fixture object the walk finds clean (a slice's
+    devices aside: they have their own), and a Node as kubectl prints it."""
+    from bench.scale import kubelet_node
+
+    objects = [obj for _, doc in FIXTURE_OBJECTS for obj in (doc["items"] if doc["kind"] == "List" else [doc])]
+    checked = 0
+    for obj in [kubelet_node(7), *objects]:
+        model = validate._MODEL_BY_VERSION.get((str(obj.get("apiVersion")), str(obj.get("kind"))))
+        if model is None or obj["kind"] == "ResourceSlice" or schema_problems(obj):
+            continue
+        assert validate._clean(obj, validate._parse_type(model), 0, set()), obj["metadata"]["name"]
+        checked += 1
+    assert checked >= 20
+
+
+@pytest.mark.parametrize(("where", "value"), [
+    ("status.images.0.sizeBytes", 2**63), ("status.images.0.sizeBytes", True), ("status.images.0.sizeBytes", 1.5),
+    ("status.daemonEndpoints.kubeletEndpoint.Port", "10250"), ("spec.podCIDRs", "10.0.0.0/24"),
+    ("status.conditions.0.lastHeartbeatTime", "yesterday"), ("spec.unschedulable", "yes"),
+    ("status.images.0.digest", "sha256:0"), ("status.nodeInfo", []), ("metadata.annotations", ["a"]),
+])
+def test_a_kubectl_node_with_one_wrong_field_gets_the_walks_problem(where: str, value: Any) -> None:
+    from unittest import mock
+
+    from bench.scale import kubelet_node
+
+    obj = kubelet_node(3)
+    *parents, last = where.split(".")
+    target: Any = obj
+    for part in parents:
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    if isinstance(target, list):
+        target[int(last)] = value
+    else:
+        target[last] = value
+    with mock.patch.object(validate, "_clean", lambda *args: False):
+        walked = schema_problems(obj)
+    assert walked and schema_problems(obj) == walked
