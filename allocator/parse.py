@@ -286,6 +286,8 @@ def _requirement(o: _Obj, raw: Any, path: str, field: bool) -> Requirement:
 
 
 def parse_node(obj: Mapping[str, Any]) -> Node:
+    if type(obj) is ParsedObject and isinstance(obj.model, Node):
+        return obj.model
     _, name, o = object_metadata(obj, "Node", namespaced=False)
     labels = _labels(o, obj["metadata"], "labels")
     spec = o.mapping(obj, "spec", "")
@@ -1097,8 +1099,8 @@ def _parse_device(o: _Obj, raw: Any, path: str, driver: str, pool: str, slice_na
 
 class ParsedObject(dict[str, Any]):
     """A Kubernetes object reduced to its identity (apiVersion, kind, metadata) once parsed, with
-    the model parsed from it: `parse_resource_slice` of it is that slice. A reader holding many
-    objects (simulate's documents) keeps these instead of the raw JSON."""
+    the model parsed from it: `parse_resource_slice` (`parse_node`) of it is that slice (node). A
+    reader holding many objects (simulate's documents) keeps these instead of the raw JSON."""
 
     __slots__ = ("model",)
 

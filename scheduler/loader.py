@@ -18,14 +18,14 @@ import math
 import pathlib
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import yaml
 
 from allocator.errors import SpecError
-from allocator.parse import ParsedObject, parse_resource_slice
+from allocator.parse import ParsedObject, parse_node, parse_resource_slice
 from allocator.podspec import SpreadConstraint, parse_default_spread
 from topology import TopologyConfig, parse_topology_config
 from topology.config import ConfigError, Key
@@ -444,16 +444,19 @@ def _object(where: str, obj: Mapping[str, Any], reading: Reading) -> Doc | None:
         doc = Doc(obj, where)
         reading.problems.extend(f"{where}: {_rules_name(doc)}: {pr.path}: {pr.message}" for pr in rules)
     if kind == "ResourceSlice":
-        return _parsed_slice(doc)
+        return _parsed(doc, parse_resource_slice)
+    if kind == "Node":
+        return _parsed(doc, parse_node)
     return doc
 
 
-def _parsed_slice(doc: Doc) -> Doc:
-    """A slice parsed now, its Doc keeping only the object's identity and the parsed slice
+def _parsed(doc: Doc, parse: Callable[[Mapping[str, Any]], Any]) -> Doc:
+    """A slice or node parsed now, its Doc keeping only the object's identity and the parsed model
     (`allocator.parse.ParsedObject`): no raw device JSON outlives its own document, which is most
-    of a fleet's file. A slice that does not parse stays raw, so simulate reports it as ever."""
+    of a fleet's file, and no node's status (images, conditions: most of a node `kubectl get`
+    prints). One that does not parse stays raw, so simulate reports it as ever."""
     try:
-        parsed = parse_resource_slice(doc.obj)
+        parsed = parse(doc.obj)
     except SpecError:
         return doc
     return Doc(ParsedObject.of(doc.obj, parsed), doc.where)
