@@ -39,9 +39,11 @@ def rv_int(obj: Obj) -> int:
     return int(rv) if str(rv).isdigit() else 0
 
 
-# Kinds whose handler keeps its own parsed model and never needs the raw object again: the store
-# keeps only their identity (kind, name, resourceVersion), not a fleet's worth of device JSON.
-IDENTITY_ONLY = frozenset({"ResourceSlice"})
+# Kinds whose handlers keep their own parsed model and never need the raw object again (no
+# handler reads a previous Node or slice): the store keeps only their identity (kind, name,
+# resourceVersion), not a fleet's worth of device JSON or of node status (kubelet's images and
+# conditions are most of a Node: about 10 KB of JSON each).
+IDENTITY_ONLY = frozenset({"ResourceSlice", "Node"})
 
 
 def identity(obj: Obj) -> Obj:

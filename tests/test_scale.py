@@ -231,6 +231,41 @@ def test_simulate_reads_a_json_dump_as_it_reads_the_yaml(tmp_path: pathlib.Path)
 # --- the informer keeps no slice JSON -------------------------------------------------------------
 
 @pytest.mark.asyncio
+async def test_the_informer_keeps_only_a_nodes_identity_and_state_still_sees_its_labels_and_resources() -> None:
+    from bench.scale import kubelet_node
+    from scheduler.resources import NODES
+
+    api = FakeApiServer()
+    await api.start()
+    api.create(kubelet_node(1))
+    kube = Kube.for_url(api.url)
+    state = ClusterState()
+    r = Reflector(kube, NODES, state.on_event, Metrics())
+    task = asyncio.get_running_loop().create_task(r.run())
+    try:
+        await asyncio.wait_for(r.synced.wait(), 30)
+        (kept,) = r.store.objects.values()
+        assert "status" not in kept and kept["metadata"]["name"] == "node-00001" and kept["metadata"]["resourceVersion"]
+        node = state.nodes["node-00001"]
+        assert node.labels["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3" and node.allocatable["pods"] == 110_000
+        changed = kubelet_node(1)
+        changed["metadata"]["labels"]["team"] = "a"
+        changed["spec"]["taints"] = [{"key": "gpu", "value": "true", "effect": "NoSchedule"}]
+        api.put(changed)
+        await eventually(lambda: state.nodes["node-00001"].labels.get("team") == "a")
+        assert [t.key for t in state.nodes["node-00001"].taints] == ["gpu"]
+        (kept,) = r.store.objects.values()
+        assert "status" not in kept and "spec" not in kept
+        api.delete("Node", "node-00001")
+        await eventually(lambda: "node-00001" not in state.nodes)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await kube.close()
+        await api.stop()
+
+
+@pytest.mark.asyncio
 async def test_the_informer_keeps_only_a_slices_identity_and_state_still_sees_its_devices() -> None:
     api = FakeApiServer()
     await api.start()
