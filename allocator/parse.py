@@ -213,12 +213,15 @@ def _labels(o: _Obj, meta: Mapping[str, Any], key: str) -> dict[str, str]:
 
 
 def _string_map(o: _Obj, raw: Mapping[str, Any], path: str) -> dict[str, str]:
-    """A map of strings; YAML's unquoted numbers and booleans are read as the strings they spell."""
+    """A map of strings; YAML's unquoted numbers and booleans are read as the strings they spell.
+    Keys and values are shared (`text`): a fleet's nodes repeat most of their labels."""
     out = {}
     for k, v in raw.items():
-        if not isinstance(k, str):
-            raise o.fail(path, f"keys must be strings, got {describe_value(k)}")
-        out[k] = _scalar_text(o, v, f"{path}[{k}]")
+        if type(k) is not str:
+            if not isinstance(k, str):
+                raise o.fail(path, f"keys must be strings, got {describe_value(k)}")
+            k = str(k)
+        out[text(k)] = text(v) if type(v) is str else _scalar_text(o, v, f"{path}[{k}]")
     return out
 
 
@@ -285,6 +288,19 @@ def _requirement(o: _Obj, raw: Any, path: str, field: bool) -> Requirement:
     return Requirement(key, op, values)
 
 
+_millis: Table[int] = Table()  # (type, quantity as written) -> its milli-units (nodes repeat their allocatable)
+
+
+def _milli_of(o: _Obj, v: Any, path: str) -> int:
+    key = (type(v), v) if type(v) is str or type(v) is int else None
+    hit = _millis.get(key) if key is not None else None
+    if hit is None:
+        hit = milli(o.quantity(v, path).value)
+        if key is not None:
+            _millis.put(key, hit)
+    return hit
+
+
 def parse_node(obj: Mapping[str, Any]) -> Node:
     if type(obj) is ParsedObject and isinstance(obj.model, Node):
         return obj.model
@@ -295,7 +311,7 @@ def parse_node(obj: Mapping[str, Any]) -> Node:
     for p, t in o.objects(spec, "taints", "spec"):
         taints.append(Taint(o.text(t, "key", p, required=True), o.text(t, "value", p),
                             o.text(t, "effect", p, required=True)))
-    allocatable = {str(k): milli(o.quantity(v, f"status.allocatable[{k}]").value)
+    allocatable = {text(str(k)): _milli_of(o, v, f"status.allocatable[{k}]")
                    for k, v in o.mapping(o.mapping(obj, "status", ""), "allocatable", "status").items()}
     return Node(name, labels, o.flag(spec, "unschedulable", "spec"), tuple(taints), allocatable)
 
@@ -867,7 +883,7 @@ _attr_maps: Table[dict[str, Attr]] = Table()  # ((qualified name, id(attr)), ...
 _capacity_values: Table[Capacity] = Table()  # (type, value) -> the shared Capacity without a policy
 _capacity_maps: Table[dict[str, Capacity]] = Table()
 _device_names: Table[str] = Table()  # validated device names ("gpu-0" on every node)
-SHARED_TABLES: list[Table[Any]] = [_attr_names, _attr_values, _attr_entries, _attr_maps, _capacity_values, _capacity_maps,
+SHARED_TABLES: list[Table[Any]] = [_millis, _attr_names, _attr_values, _attr_entries, _attr_maps, _capacity_values, _capacity_maps,
                                    _device_names]
 
 
