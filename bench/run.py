@@ -297,6 +297,15 @@ def write_readme(results: dict[str, Any]) -> None:
                         f"<= 5 s, <= 4 KB per device |")
         rows.append(f"| serve's initial list, {sl['nodes']:,} nodes x 8 GPUs: list bodies to decision-ready Session | "
                     f"{sl['seconds']} s, {sl['rss_per_device_kb']} KB RSS per device | <= 5 s, <= 4 KB per device |")
+        ingk, slk = sc.get("simulate_ingest_kubelet_nodes"), sc.get("serve_list_kubelet_nodes")
+        if ingk and slk:
+            for fmt, what in (("yaml", "YAML"), ("json", "`kubectl get -o json` List")):
+                r = ingk[fmt]
+                rows.append(f"| the same with Nodes as kubelet registers them (10 KB each), {what} ({r['file_mb']} MB) | "
+                            f"{r['seconds']} s ({r['seconds_over_base']} s over a 1-node run), {r['rss_per_device_kb']} KB "
+                            f"RSS per device, node included (peak {r['peak_rss_mb']} MB) | |")
+            rows.append(f"| serve's initial list with Nodes as kubelet registers them | {slk['seconds']} s, "
+                        f"{slk['rss_per_device_kb']} KB RSS per device, node included | |")
         rows.append(f"| one changed slice at {sl['nodes']:,} nodes: watch event to decision-ready | "
                     f"{sl['slice_update_to_ready_ms']} ms | |")
         rows.append(f"| simulate {sim['nodes']:,} nodes x 8 GPUs, {sim['pods']:,} pods of 1-8 GPUs (CLI, JSON cluster) | "

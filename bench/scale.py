@@ -6,7 +6,9 @@ type, UUID, PCIe root) and a memory capacity each, eight per node in one Resourc
 
 - **simulate ingest**: `tessera simulate` as a subprocess on a cluster file of N nodes and an
   empty workload, as YAML and as a `kubectl get -o json` List: wall time and peak RSS (the
-  process's `ru_maxrss`). RSS per device is (peak - peak of the same run on one node) / devices,
+  process's `ru_maxrss`). Once with minimal Nodes (name and hostname label: the devices' cost
+  alone) and once with Nodes as kubelet registers them (`kubelet_node`, about 10 KB of JSON each:
+  what a real cluster's dump holds). RSS per device is (peak - peak of the same run on one node) / devices,
   so the interpreter, imports and the schemas are the fixed base.
 - **serve initial list**: in one process, the informer's initial list of Nodes and ResourceSlices
   as `Reflector` makes it: pages of 500 as the API server sends them (kept on disk until asked
@@ -92,9 +94,12 @@ def kubelet_node(n: int) -> Obj:
                        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}, "nodeInfo": info, "images": images}}
 
 
-def nvidia_node(n: int) -> list[Obj]:
+def nvidia_node(n: int, kubelet: bool = False) -> list[Obj]:
+    """A node and its GPUs' slice; the Node minimal, or as kubelet registers it."""
     name = f"node-{n:05d}"
-    return [{"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}},
+    node = kubelet_node(n) if kubelet else {"apiVersion": "v1", "kind": "Node",
+                                            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}}
+    return [node,
             {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice", "metadata": {"name": f"{name}-gpu.nvidia.com-x7k2p"},
              "spec": {"driver": DRIVER, "pool": {"name": name, "generation": 1, "resourceSliceCount": 1}, "nodeName": name,
                       "devices": [nvidia_gpu(i, n) for i in range(DEVICES_PER_NODE)]}}]
@@ -105,15 +110,15 @@ def gpu_class() -> Obj:
             "spec": {"selectors": [{"cel": {"expression": f'device.driver == "{DRIVER}"'}}]}}
 
 
-def fleet(nodes: int) -> list[Obj]:
+def fleet(nodes: int, kubelet: bool = False) -> list[Obj]:
     out = [gpu_class()]
     for n in range(nodes):
-        out += nvidia_node(n)
+        out += nvidia_node(n, kubelet)
     return out
 
 
-def write_fleet(path: pathlib.Path, nodes: int, fmt: str) -> None:
-    objs = fleet(nodes)
+def write_fleet(path: pathlib.Path, nodes: int, fmt: str, kubelet: bool = False) -> None:
+    objs = fleet(nodes, kubelet)
     if fmt == "json":
         path.write_bytes(orjson.dumps({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": objs}))
     else:
@@ -147,15 +152,15 @@ def run_measured(args: list[str]) -> tuple[float, int, bytes]:
     return seconds, int(hwm[-1].split()[1]) * 1024, proc.stdout
 
 
-def bench_simulate_ingest(nodes: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"nodes": nodes, "devices": nodes * DEVICES_PER_NODE}
+def bench_simulate_ingest(nodes: int, kubelet: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"nodes": nodes, "devices": nodes * DEVICES_PER_NODE, "kubelet_nodes": kubelet}
     with tempfile.TemporaryDirectory() as tmp:
         empty = pathlib.Path(tmp) / "empty.yaml"
         empty.write_text("")
         for fmt in ("yaml", "json"):
             base_file, big_file = pathlib.Path(tmp) / f"base.{fmt}", pathlib.Path(tmp) / f"fleet.{fmt}"
-            write_fleet(base_file, 1, fmt)
-            write_fleet(big_file, nodes, fmt)
+            write_fleet(base_file, 1, fmt, kubelet)
+            write_fleet(big_file, nodes, fmt, kubelet)
             args = ["simulate", "--workload", str(empty), "--format", "json"]
             _, base_rss, _ = run_measured([*args, "--cluster", str(base_file)])
             seconds, rss, _ = run_measured([*args, "--cluster", str(big_file)])
@@ -204,8 +209,8 @@ def _pages(kind: str, items: list[Obj], size: int) -> list[bytes]:
     return out
 
 
-def serve_list(nodes: int) -> dict[str, Any]:
-    """In this process (run it in a fresh one: `python -m bench.scale serve-list N`)."""
+def serve_list(nodes: int, kubelet: bool = False) -> dict[str, Any]:
+    """In this process (run it in a fresh one: `python -m bench.scale serve-list N [kubelet]`)."""
     import asyncio
 
     from scheduler.gcpause import freeze_model
@@ -214,7 +219,7 @@ def serve_list(nodes: int) -> dict[str, Any]:
     from scheduler.resources import NODES, RESOURCE_SLICES
     from scheduler.state import ClusterState
 
-    objs = fleet(nodes)
+    objs = fleet(nodes, kubelet)
     resources = {"Node": NODES, "ResourceSlice": RESOURCE_SLICES}
     bodies = {resources[kind].list_path: _pages(kind, [dict(o, metadata={**o["metadata"], "resourceVersion": str(i + 2)})
                                                        for i, o in enumerate(objs) if o["kind"] == kind], PAGE_SIZE)
@@ -244,13 +249,14 @@ def serve_list(nodes: int) -> dict[str, Any]:
     state.session()
     update = time.perf_counter() - t
     devices = nodes * DEVICES_PER_NODE
-    return {"nodes": nodes, "devices": devices, "seconds": round(seconds, 2), "pages": pages,
+    return {"nodes": nodes, "devices": devices, "kubelet_nodes": kubelet, "seconds": round(seconds, 2), "pages": pages,
             "rss_per_device_kb": round((rss - base) / devices / 1024, 2),
             "slice_update_to_ready_ms": round(update * 1000, 1), "full_rebuilds": state.full_rebuilds}
 
 
-def bench_serve_list(nodes: int) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-m", "bench.scale", "serve-list", str(nodes)], capture_output=True, check=True,
+def bench_serve_list(nodes: int, kubelet: bool = False) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-m", "bench.scale", "serve-list", str(nodes), *(["kubelet"] if kubelet else [])],
+                          capture_output=True, check=True,
                           cwd=pathlib.Path(__file__).resolve().parent.parent)
     result: dict[str, Any] = json.loads(proc.stdout)
     return result
@@ -272,18 +278,21 @@ def bench_simulate_scale(nodes: int, pods: int) -> dict[str, Any]:
 def run(quick: bool = False) -> dict[str, Any]:
     nodes = 1000 if quick else 10_000
     return {"simulate_ingest": bench_simulate_ingest(nodes), "serve_list": bench_serve_list(nodes),
+            "simulate_ingest_kubelet_nodes": bench_simulate_ingest(nodes, kubelet=True),
+            "serve_list_kubelet_nodes": bench_serve_list(nodes, kubelet=True),
             "simulate_scale": bench_simulate_scale(nodes // 10 if quick else 10_000, 4 * (nodes // 10 if quick else 10_000))}
 
 
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "serve-list":
-        print(json.dumps(serve_list(int(sys.argv[2]))))
+        print(json.dumps(serve_list(int(sys.argv[2]), kubelet="kubelet" in sys.argv[3:])))
     elif len(sys.argv) >= 2 and sys.argv[1] in ("ingest", "scale", "serve"):
         n = int(sys.argv[2]) if len(sys.argv) >= 3 else 10_000
+        kubelet = "kubelet" in sys.argv[3:]
         if sys.argv[1] == "ingest":
-            print(json.dumps(bench_simulate_ingest(n), indent=2))
+            print(json.dumps(bench_simulate_ingest(n, kubelet), indent=2))
         elif sys.argv[1] == "serve":
-            print(json.dumps(bench_serve_list(n), indent=2))
+            print(json.dumps(bench_serve_list(n, kubelet), indent=2))
         else:
             print(json.dumps(bench_simulate_scale(n, 4 * n), indent=2))
     else:
