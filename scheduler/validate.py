@@ -2015,9 +2015,20 @@ class _BlockReader:
     def _entry(self, line: str) -> tuple[int, Any, tuple[tuple[Any, ...], ...]]:
         """(shape id, value, tokens) of a line. A `key: value` line whose key part (up to its first
         `: `, unquoted) was met before costs only its value: `_tokens` takes the key from that part
-        alone and the value from the rest alone, so `key:` tells the first's tokens."""
+        alone and the value from the rest alone, so `key:` tells the first's tokens. A `- value`
+        line is taken apart as `_tokens` would, without its general steps."""
         i = line.find(": ")
-        if i > 0:
+        if i < 0:
+            # `- value`, an item of a list of scalars (a node's image names): `_tokens` would take
+            # its one `- ` and then the rest as a scalar (it is no key: it holds no `: `).
+            s = line.lstrip(" ")
+            if s.startswith("- "):
+                after = s[1:]
+                rest = after.lstrip(" ")
+                if rest and rest[0] not in "-'\"#" and not rest.endswith(":"):
+                    col = len(line) - len(s)
+                    return self._shaped(((col, _ITEM), (col + 1 + len(after) - len(rest), _SCALAR, self._scalar(rest))))
+        else:
             head = self.heads.get(line[:i])
             if head is None:
                 head = self.heads[line[:i]] = self._head(line[:i])
