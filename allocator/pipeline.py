@@ -238,7 +238,9 @@ class Context:
         node list (`_reporting`), so a pod on a fleet whose nodes report none costs O(1) here, not
         O(nodes), and `nodes` itself comes back when every node passes."""
         if not self.trivial:
-            return [n for n in nodes if (r := self.reject(n)) is None or _count(rejected, r)]
+            if self.pod.host_ports:
+                return [n for n in nodes if (r := self.reject(n)) is None or _count(rejected, r)]
+            return self._survivors_by_domain(nodes, rejected)
         checked = _reporting(nodes)
         if not checked:
             return nodes
@@ -252,6 +254,38 @@ class Context:
         if not failed:
             return nodes
         return [n for n in nodes if id(n) not in failed]
+
+    def _survivors_by_domain(self, nodes: list[Node], rejected: Counter[str]) -> list[Node]:
+        """`survivors` for a pod with spread or affinity rules (and no host ports): what those
+        rules say of a node depends only on its values for their topology keys, so it is asked
+        once per distinct set of values (a zone and rack), not once per node."""
+        keys = self._rule_keys()
+        verdicts: dict[tuple[str | None, ...], Rejection | None] = {}
+        out: list[Node] = []
+        pod, pods, classes = self.pod, self.pods, self.classes
+        for n in nodes:
+            why = resource_fit(pod, n, pods, classes)
+            if why is not None:
+                rejected[why] += 1
+                continue
+            values = tuple(map(n.labels.get, keys))
+            if values in verdicts:
+                r = verdicts[values]
+            else:
+                r = verdicts[values] = self.reject_spread(n) or self.reject_affinity(n)
+            if r is None:
+                out.append(n)
+            else:
+                rejected[r.reason] += 1
+        return out
+
+    def _rule_keys(self) -> tuple[str, ...]:
+        """The node labels `reject_spread` and `reject_affinity` read."""
+        keys = [s.c.topology_key for s in self.hard]
+        keys += [t.topology_key for t in self.required_terms]
+        keys += [t.topology_key for t, _ in self.anti]
+        keys += list(self.existing_anti)
+        return tuple(dict.fromkeys(keys))
 
     def rejections(self, nodes: list[Node]) -> dict[str, Rejection] | None:
         """For a pod with no ports, spread or affinity, the nodes of `nodes` that `reject` refuses,

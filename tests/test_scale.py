@@ -328,6 +328,72 @@ def test_bulk_survivors_are_the_node_by_node_survivors(shapes: list[tuple[bool, 
         assert rejected == want_rejected
 
 
+ZONE, RACK, HOST = "topology.kubernetes.io/zone", "rack", "kubernetes.io/hostname"
+rule_nodes = st.lists(st.tuples(st.sampled_from(["a", "b", "c", None]), st.sampled_from(["r1", "r2", None]),
+                                st.sampled_from([None, "1", "4"])), min_size=1, max_size=12)
+rule_terms = st.lists(st.tuples(st.sampled_from(["spread", "affinity", "anti"]), st.sampled_from([ZONE, RACK, HOST]),
+                                st.sampled_from(["web", "db"]), st.integers(1, 2)), min_size=1, max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rule_nodes, rule_terms, st.lists(st.tuples(st.integers(0, 11), st.sampled_from(["web", "db"]), st.booleans()), max_size=12),
+       st.sampled_from(["web", "db"]), st.sampled_from(["500m", "2"]))
+def test_survivors_by_domain_are_the_node_by_node_survivors(shapes: list[tuple[str | None, str | None, str | None]],
+                                                            terms: list[tuple[str, str, str, int]],
+                                                            placed: list[tuple[int, str, bool]], app: str, cpu: str) -> None:
+    """A pod with spread, affinity and anti-affinity rules on nodes of zones and racks (some
+    without the labels, some reporting little cpu), among pods placed before (some anti-affine
+    to the pod's app): the nodes `survivors` keeps, asking each rule once per set of label values,
+    and why it drops the others, are what `reject` says node by node."""
+    nodes: list[Node] = []
+    for i, (zone, rack, alloc_cpu) in enumerate(shapes):
+        labels = {HOST: f"n{i:02d}", **({ZONE: zone} if zone else {}), **({RACK: rack} if rack else {})}
+        status = {"allocatable": {"cpu": alloc_cpu, "pods": "110"}} if alloc_cpu else {}
+        nodes.append(parse_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": f"n{i:02d}", "labels": labels},
+                                 "status": status}))
+
+    def term(key: str, of: str) -> Obj:
+        return {"labelSelector": {"matchLabels": {"app": of}}, "topologyKey": key}
+
+    index = PodIndex()
+    for j, (k, other, anti) in enumerate(placed):
+        if k < len(nodes):
+            spec: Obj = {"containers": [{"name": "c", "resources": {"requests": {"cpu": "500m"}}}]}
+            if anti:
+                spec["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term(HOST, app)]}}
+            index.place(parse_pod({"metadata": {"name": f"q{j}", "labels": {"app": other}}, "spec": spec}), nodes[k].name)
+    spread: list[Obj] = []
+    affinity: list[Obj] = []
+    anti_terms: list[Obj] = []
+    for what, key, of, skew in terms:
+        if what == "spread":
+            if any(c["topologyKey"] == key for c in spread):
+                continue  # one constraint per key and mode, as the API server requires
+            spread.append({"maxSkew": skew, "topologyKey": key, "whenUnsatisfiable": "DoNotSchedule",
+                           "labelSelector": {"matchLabels": {"app": of}}})
+        elif what == "affinity":
+            affinity.append(term(key, of))
+        else:
+            anti_terms.append(term(key, of))
+    pod_spec: Obj = {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}], "topologySpreadConstraints": spread,
+                     "affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": affinity},
+                                  "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": anti_terms}}}
+    pod = parse_pod({"metadata": {"name": "p", "labels": {"app": app}}, "spec": pod_spec})
+    by_name = {n.name: n for n in nodes}
+    ctx = Context(pod, nodes, by_name, index, {}, {}, lambda p, c, k: [n for n in nodes if c.topology_key in n.labels])
+    want_rejected: Counter[str] = Counter()
+    want = []
+    for n in nodes:
+        r = ctx.reject(n)
+        if r is None:
+            want.append(n)
+        else:
+            want_rejected[r.reason] += 1
+    rejected: Counter[str] = Counter()
+    assert ctx.survivors(nodes, rejected) == want
+    assert rejected == want_rejected
+
+
 def test_the_bulk_filter_notices_a_list_changed_in_place() -> None:
     nodes = [parse_node({"metadata": {"name": "a"}})]
     pod = parse_pod({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}})
