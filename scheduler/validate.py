@@ -753,29 +753,20 @@ def _clean(value: Any, t: _Type, depth: int, visited: set[int]) -> bool:
             elif not _clean(v, ft, depth + 1, visited):
                 return False
         return True
-    if kind == "list":
-        if type(value) is not list or depth > MAX_DEPTH or id(value) in visited:
+    if kind in ("list", "map"):
+        if type(value) is not (list if kind == "list" else dict) or depth > MAX_DEPTH or id(value) in visited:
             return False
         visited.add(id(value))
         item = t.item or _ANY
         if item.kind == "object":
             return True
+        items: Iterable[Any] = value.values() if type(value) is dict else value
         if item.kind == "str":
-            return all(type(v) is str or _scalar_ok(v, item) for v in value)
-        for v in value:  # noqa: SIM110  (a loop: all() over a generator costs a frame per item)
+            return all(type(v) is str or _scalar_ok(v, item) for v in items)
+        for v in items:  # noqa: SIM110  (a loop: all() over a generator costs a frame per item)
             if not _clean(v, item, depth + 1, visited):
                 return False
         return True
-    if kind == "map":
-        if type(value) is not dict or depth > MAX_DEPTH or id(value) in visited:
-            return False
-        visited.add(id(value))
-        item = t.item or _ANY
-        if item.kind == "object":
-            return True
-        if item.kind == "str":
-            return all(type(v) is str or _scalar_ok(v, item) for v in value.values())
-        return all(_clean(v, item, depth + 1, visited) for v in value.values())
     return _scalar_ok(value, t)
 
 

@@ -8,6 +8,8 @@ import asyncio
 import json
 import pathlib
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -228,22 +230,34 @@ def test_simulate_reads_a_json_dump_as_it_reads_the_yaml(tmp_path: pathlib.Path)
     assert run(y) == run(j)
 
 
-# --- the informer keeps no slice JSON -------------------------------------------------------------
+# --- the informer keeps no slice or node JSON --------------------------------------------------------
+
+@asynccontextmanager
+async def _informed(resource: Any, obj: Obj) -> AsyncIterator[tuple[FakeApiServer, Reflector, ClusterState]]:
+    """A Reflector of `resource` feeding a ClusterState from a test API server holding `obj`, synced."""
+    api = FakeApiServer()
+    await api.start()
+    api.create(obj)
+    kube = Kube.for_url(api.url)
+    state = ClusterState()
+    r = Reflector(kube, resource, state.on_event, Metrics())
+    task = asyncio.get_running_loop().create_task(r.run())
+    try:
+        await asyncio.wait_for(r.synced.wait(), 30)
+        yield api, r, state
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await kube.close()
+        await api.stop()
+
 
 @pytest.mark.asyncio
 async def test_the_informer_keeps_only_a_nodes_identity_and_state_still_sees_its_labels_and_resources() -> None:
     from bench.scale import kubelet_node
     from scheduler.resources import NODES
 
-    api = FakeApiServer()
-    await api.start()
-    api.create(kubelet_node(1))
-    kube = Kube.for_url(api.url)
-    state = ClusterState()
-    r = Reflector(kube, NODES, state.on_event, Metrics())
-    task = asyncio.get_running_loop().create_task(r.run())
-    try:
-        await asyncio.wait_for(r.synced.wait(), 30)
+    async with _informed(NODES, kubelet_node(1)) as (api, r, state):
         (kept,) = r.store.objects.values()
         assert "status" not in kept and kept["metadata"]["name"] == "node-00001" and kept["metadata"]["resourceVersion"]
         node = state.nodes["node-00001"]
@@ -258,24 +272,11 @@ async def test_the_informer_keeps_only_a_nodes_identity_and_state_still_sees_its
         assert "status" not in kept and "spec" not in kept
         api.delete("Node", "node-00001")
         await eventually(lambda: "node-00001" not in state.nodes)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await kube.close()
-        await api.stop()
 
 
 @pytest.mark.asyncio
 async def test_the_informer_keeps_only_a_slices_identity_and_state_still_sees_its_devices() -> None:
-    api = FakeApiServer()
-    await api.start()
-    api.create(rslice("s", gpus(2), node="n1"))
-    kube = Kube.for_url(api.url)
-    state = ClusterState()
-    r = Reflector(kube, RESOURCE_SLICES, state.on_event, Metrics())
-    task = asyncio.get_running_loop().create_task(r.run())
-    try:
-        await asyncio.wait_for(r.synced.wait(), 30)
+    async with _informed(RESOURCE_SLICES, rslice("s", gpus(2), node="n1")) as (api, r, state):
         (kept,) = r.store.objects.values()
         assert "spec" not in kept and kept["metadata"]["name"] == "s" and kept["metadata"]["resourceVersion"]
         assert [d.name for d in state.slices["s"].devices] == ["gpu-0", "gpu-1"]
@@ -283,14 +284,22 @@ async def test_the_informer_keeps_only_a_slices_identity_and_state_still_sees_it
         await eventually(lambda: len(state.slices["s"].devices) == 3)
         (kept,) = r.store.objects.values()
         assert "spec" not in kept
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await kube.close()
-        await api.stop()
 
 
 # --- the bulk node filter is the node-by-node one -------------------------------------------------
+
+def node_by_node(ctx: Context, nodes: list[Node]) -> tuple[list[Node], Counter[str]]:
+    """The nodes `reject` lets through, asked one by one, and why it refuses the others."""
+    want_rejected: Counter[str] = Counter()
+    want = []
+    for n in nodes:
+        r = ctx.reject(n)
+        if r is None:
+            want.append(n)
+        else:
+            want_rejected[r.reason] += 1
+    return want, want_rejected
+
 
 node_shapes = st.lists(st.tuples(st.booleans(), st.integers(0, 3)), min_size=0, max_size=12)
 
@@ -314,14 +323,7 @@ def test_bulk_survivors_are_the_node_by_node_survivors(shapes: list[tuple[bool, 
     pod = parse_pod({"metadata": {"name": "p"}, "spec": {"containers": [container]}})
     by_name = {n.name: n for n in nodes}
     ctx = Context(pod, nodes, by_name, index, {}, {}, lambda p, c, k: nodes)
-    want_rejected: Counter[str] = Counter()
-    want = []
-    for n in nodes:
-        r = ctx.reject(n)
-        if r is None:
-            want.append(n)
-        else:
-            want_rejected[r.reason] += 1
+    want, want_rejected = node_by_node(ctx, nodes)
     for _ in range(2):  # cold and cached
         rejected: Counter[str] = Counter()
         assert ctx.survivors(nodes, rejected) == want
@@ -381,14 +383,7 @@ def test_survivors_by_domain_are_the_node_by_node_survivors(shapes: list[tuple[s
     pod = parse_pod({"metadata": {"name": "p", "labels": {"app": app}}, "spec": pod_spec})
     by_name = {n.name: n for n in nodes}
     ctx = Context(pod, nodes, by_name, index, {}, {}, lambda p, c, k: [n for n in nodes if c.topology_key in n.labels])
-    want_rejected: Counter[str] = Counter()
-    want = []
-    for n in nodes:
-        r = ctx.reject(n)
-        if r is None:
-            want.append(n)
-        else:
-            want_rejected[r.reason] += 1
+    want, want_rejected = node_by_node(ctx, nodes)
     rejected: Counter[str] = Counter()
     assert ctx.survivors(nodes, rejected) == want
     assert rejected == want_rejected
