@@ -342,28 +342,25 @@ class _Check:
         """`score` of each node, the free counts looked up once for all of them."""
         groups = [(self.free.counts(g.selector, g.admin), g.requests, g.need) for g in self.groups]
         singles = [[(self.free.counts(sel, alt.admin_access), need) for alt, sel, need in nd.alts] for nd in self.singles]
-        out: list[int | None] = []
-        for node in nodes:
-            name = node.name
-            score: int | None = 0
+
+        def one(name: str) -> int | None:
+            score = 0
             for counts, requests, need in groups:
                 have = counts[name].slots(requests)
                 if have < need:
-                    score = None
-                    break
-                score += have - need  # type: ignore[operator]
-            if score is not None:
-                for alts in singles:
-                    for counts, need in alts:
-                        have = counts[name].slots()
-                        if have >= need:
-                            score += have - need
-                            break
-                    else:
-                        score = None
+                    return None
+                score += have - need
+            for alts in singles:
+                for counts, need in alts:
+                    have = counts[name].slots()
+                    if have >= need:
+                        score += have - need
                         break
-            out.append(score)
-        return out
+                else:
+                    return None
+            return score
+
+        return [one(n.name) for n in nodes]
 
     def shortfall(self, node: Node) -> Shortfall | None:
         """The first request the node cannot hold, in the words of a reason."""
@@ -981,7 +978,7 @@ class Session:
             return short.describe(node.name, best=False) if short is not None else f"node {node.name} lacks free devices"
         if simple:
             g = prep.check.groups[0]
-            if not self._tricky(g.selector, node):
+            if not self.cluster.free.free(g.selector, node, g.admin).tricky:
                 return None
         left = self._steps_left(spent[0])
         if left <= 0:
@@ -998,16 +995,6 @@ class Session:
             return f"search budget exhausted on node {node.name} after {out.steps} steps"
         top = out.rejects.most_common(1)
         return f"on node {node.name} no set of devices satisfies all requests ({top[0][0] if top else 'no combination works'})"
-
-    def _tricky(self, selector: Selector, node: Node) -> bool:
-        """Whether counting free devices could mislead: shared counters or shared devices."""
-        view = self.cluster.pools.view(node)
-        key = ("tricky", selector.key)
-        hit: bool | None = view.cache.get(key)
-        if hit is None:
-            hit = any(d.consumes_counters or d.allow_multiple_allocations for d in matches(selector, view).devices)
-            view.cache[key] = hit
-        return hit
 
     def rank(self, pod: Pod, names: Sequence[str]) -> dict[str, int]:
         """Scores 0-10 for the extender's prioritize: 10 for the node Tessera would pick, then down
@@ -1138,10 +1125,11 @@ class Session:
                     return
                 yield from (allowed[name] for name in domains.reorder(stream, allowed))
                 return
-            scored = [(score if best_fit else 0, name) for _, name in stream
-                      if name in allowed and (score := check.score(allowed[name])) is not None]
+            candidates = [allowed[name] for _, name in stream if name in allowed]
         else:
-            scored = [(score if best_fit else 0, n.name) for n in nodes if (score := check.score(n)) is not None]
+            candidates = list(nodes)
+        scored = [(score if best_fit else 0, n.name) for n, score in zip(candidates, check.scores(candidates), strict=True)
+                  if score is not None]
         if domains is not None:
             keyed = sorted((domains.key(name, score), name) for score, name in scored)
             yield from (allowed[name] for _, name in keyed)
