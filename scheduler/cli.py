@@ -226,7 +226,7 @@ def _simulate(args: argparse.Namespace, own_process: bool = False) -> int:
         print(f"tessera simulate: CEL backend {args.cel_backend} is not installed", file=sys.stderr)
         return EXIT_INPUT
     try:
-        config = load_config(args.config) if args.config else Config()
+        config = load_config(args.config)
         with collector_paused():  # both files and the controllers' expansion: all of it is the model
             inputs = load_inputs(args.cluster, args.workload, args.validate)
             if own_process:
@@ -350,7 +350,7 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"{what}: --limit must be between 1 and 200, got {args.limit}", file=sys.stderr)
         return EXIT_INPUT
     try:
-        config = load_config(args.config) if args.config else Config()
+        config = load_config(args.config)
     except InputError as e:
         print(f"{what}: {e}", file=sys.stderr)
         return EXIT_INPUT
@@ -501,7 +501,7 @@ def _serve(args: argparse.Namespace, own_process: bool = False) -> int:
         print(f"tessera serve: {e}", file=sys.stderr)
         return EXIT_INPUT
     try:
-        config = load_config(args.config) if args.config else Config()
+        config = load_config(args.config)
     except InputError as e:
         print(f"tessera serve: {e}", file=sys.stderr)
         return EXIT_INPUT

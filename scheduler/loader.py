@@ -122,8 +122,11 @@ def _client_connection(raw: Any) -> tuple[float, int]:
     return float(qps), burst
 
 
-def load_config(path: str | pathlib.Path) -> Config:
-    """A Tessera config file (YAML): `topology:`, `podTopologySpread:` and `clientConnection:` sections."""
+def load_config(path: str | pathlib.Path | None) -> Config:
+    """A Tessera config file (YAML): `topology:`, `podTopologySpread:` and `clientConnection:`
+    sections; the defaults without one (no --config)."""
+    if not path:
+        return Config()
     p = pathlib.Path(path)
     try:
         doc = yaml.load(p.read_text(encoding="utf-8"), Loader=_Loader)
@@ -409,7 +412,7 @@ def _object(where: str, obj: Mapping[str, Any], reading: Reading) -> Doc | None:
     """The object as simulate uses it (converted to v1), None for a kind it does not use."""
     from .controllers import CONTROLLER_KINDS
     from .convert import CONVERTIBLE, ConversionError, to_v1
-    from .validate import object_problems, schema_problems
+    from .validate import object_problems, rule_problems, schema_problems
 
     kind = obj.get("kind")
     if not isinstance(kind, str) or not kind:
@@ -428,7 +431,7 @@ def _object(where: str, obj: Mapping[str, Any], reading: Reading) -> Doc | None:
     if ns is not None and (not isinstance(ns, str) or not ns):
         raise InputError(f"{where}: {kind} {meta['name']}: metadata.namespace must be a non-empty string")
     name = f"{kind} {ns + '/' if ns else ''}{meta['name']}"
-    if api in CONVERTIBLE.get(kind, ()):
+    if api in CONVERTIBLE.get(kind, ()):  # the schema of its own version, the rules of v1
         reading.problems.extend(f"{where}: {name}: {pr.path}: {pr.message}" for pr in schema_problems(obj))
         try:
             obj = to_v1(obj)
@@ -436,13 +439,12 @@ def _object(where: str, obj: Mapping[str, Any], reading: Reading) -> Doc | None:
             reading.problems.append(f"{where}: {e}")
             return None
         reading.converted[(kind, str(api))] += 1
-        doc = Doc(obj, where)
-        reading.problems.extend(_rule_problems(doc))
+        rules = rule_problems(obj)
     else:  # the rules see the object as the schema did: checked in one go
         schema, rules = object_problems(obj)
         reading.problems.extend(f"{where}: {name}: {pr.path}: {pr.message}" for pr in schema)
-        doc = Doc(obj, where)
-        reading.problems.extend(f"{where}: {_rules_name(doc)}: {pr.path}: {pr.message}" for pr in rules)
+    reading.problems.extend(f"{where}: {name}: {pr.path}: {pr.message}" for pr in rules)
+    doc = Doc(obj, where)
     if kind == "ResourceSlice":
         return _parsed(doc, parse_resource_slice)
     if kind == "Node":
@@ -461,14 +463,3 @@ def _parsed(doc: Doc, parse: Callable[[Mapping[str, Any]], Any]) -> Doc:
         return doc
     return Doc(ParsedObject.of(doc.obj, parsed), doc.where)
 
-
-def _rule_problems(doc: Doc) -> list[str]:
-    from .validate import rule_problems
-
-    return [f"{doc.where}: {_rules_name(doc)}: {pr.path}: {pr.message}" for pr in rule_problems(doc.obj)]
-
-
-def _rules_name(doc: Doc) -> str:
-    meta = doc.obj.get("metadata") or {}
-    ns = meta.get("namespace")
-    return f"{doc.kind} {ns + '/' if ns else ''}{meta.get('name')}"
