@@ -81,6 +81,12 @@ def claim_of(api: FakeApiServer, pod_name: str, pod_claim: str, namespace: str =
     return None
 
 
+def claims_of(api: FakeApiServer, pod_name: str) -> list[Obj]:
+    """The claims a pod owns (its template claims)."""
+    return [c for c in api.all("ResourceClaim")
+            if any(r.get("name") == pod_name for r in (c["metadata"].get("ownerReferences") or []))]
+
+
 def devices_of(claim: Obj, dedicated: bool = False) -> list[tuple[str, str, str]]:
     """The claim's allocated devices; `dedicated`: only those not shared (no shareID)."""
     results = (((claim.get("status") or {}).get("allocation") or {}).get("devices") or {}).get("results") or []

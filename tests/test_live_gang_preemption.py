@@ -20,7 +20,7 @@ from scheduler.kube import Kube
 from scheduler.service import Options, Service
 from tests.apiserver import FakeApiServer
 from tests.builders import GPU, dclass, exact, gpus, join_group, node, pod, rslice, template
-from tests.live import bound, condition, devices_of, eventually, gpu_cluster, live
+from tests.live import bound, claims_of, condition, devices_of, eventually, gpu_cluster, live
 
 Obj = dict[str, Any]
 pytestmark = pytest.mark.asyncio
@@ -118,9 +118,7 @@ async def test_a_high_priority_gang_evicts_a_low_gang_from_one_nvlink_domain_and
         assert bound(api, "new-0") is None and bound(api, "new-1") is None, "never bound onto devices in use"
         # One victim gone, its devices free: held for the gang against a pod of lower priority.
         api.finish_pod("old-0")
-        await eventually(lambda: not any(devices_of(c) and any(o.get("name") == "old-0" for o in
-                                                                   c["metadata"].get("ownerReferences") or [])
-                                         for c in api.all("ResourceClaim")), CAP, "old-0's claim released")
+        await eventually(lambda: not any(devices_of(c) for c in claims_of(api, "old-0")), CAP, "old-0's claim released")
         api.create(pod("late", templates={"g": "one"}, priority=5))
         cond = await eventually(lambda: condition(api, "late"), CAP, "the late pod refused")
         assert "held for a pod of higher or equal priority" in cond["message"], cond["message"]
@@ -356,9 +354,7 @@ async def test_a_restart_while_the_victims_terminate_keeps_the_hold_and_the_pree
         async with tessera(api) as second:
             assert ("default", "high") in second.scheduler._nominations
             api.finish_pod("c")
-            await eventually(lambda: not any(devices_of(c) and any(o.get("name") == "c" for o in
-                                                                       c["metadata"].get("ownerReferences") or [])
-                                             for c in api.all("ResourceClaim")), CAP, "c's claim released")
+            await eventually(lambda: not any(devices_of(c) for c in claims_of(api, "c")), CAP, "c's claim released")
             api.create(pod("late", templates={"g": "one"}, priority=1))
             cond = await eventually(lambda: condition(api, "late"), CAP, "the late pod refused")
             assert "held for a pod of higher or equal priority" in cond["message"], cond["message"]

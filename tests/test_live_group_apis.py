@@ -22,7 +22,7 @@ from scheduler.state import ClusterState
 from scheduler.writer import VOLCANO_READY_REASON
 from tests.apiserver import FakeApiServer
 from tests.builders import GPU, dclass, exact, gpus, join_group, node, pod, rslice, template
-from tests.live import bound, condition, devices_of, eventually, live
+from tests.live import bound, claims_of, condition, devices_of, eventually, live
 
 Obj = dict[str, Any]
 pytestmark = pytest.mark.asyncio
@@ -117,11 +117,6 @@ def label_of(api: FakeApiServer, pod_name: str, label: str) -> str:
 
 def all_devices(api: FakeApiServer) -> list[tuple[str, str, str]]:
     return [d for c in api.all("ResourceClaim") for d in devices_of(c)]
-
-
-def claims_of(api: FakeApiServer, pod_name: str) -> list[Obj]:
-    return [c for c in api.all("ResourceClaim")
-            if any(r.get("name") == pod_name for r in (c["metadata"].get("ownerReferences") or []))]
 
 
 def set_phase(api: FakeApiServer, names: list[str], phase: str) -> None:
